@@ -1,0 +1,10 @@
+"""On-device augmentation: weak geometry, strong photometric views and mixing primitives."""
+from .geometry import View, sample_scale_crop_flip, warp_view
+from .mixing import box_masks, classmix_masks, cutout, mix
+from .photometric import StrongAugment, StrongConfig
+from .views import ViewConfig, ViewMaker
+
+__all__ = [
+    "View", "ViewConfig", "ViewMaker", "StrongAugment", "StrongConfig",
+    "sample_scale_crop_flip", "warp_view", "box_masks", "classmix_masks", "cutout", "mix",
+]

@@ -1,0 +1,119 @@
+"""``semiseg``: the command line (python-fire). Every subcommand calls the public API; no logic lives here.
+
+Imports are lazy so that ``semiseg infer`` and ``semiseg serve`` run without torch installed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict, Optional
+
+
+class SemisegCLI:
+    """Semi-supervised semantic segmentation: train, evaluate, export, infer.
+
+    Quick start:
+      semiseg demo                                     # short train -> export -> infer on built-in data
+      semiseg train --data synthetic-driving --labelled 1/16 --method supervised --steps 2000
+      semiseg evaluate runs/supervised-synthetic-driving-1of16-s0
+      semiseg export runs/supervised-synthetic-driving-1of16-s0 model.onnx
+      semiseg infer model.onnx images/ out/
+    """
+
+    def train(self, config: Optional[str] = None, **flags: Any) -> Dict[str, Any]:
+        """Train a model; every TrainConfig field is a flag.
+
+        Common flags: --data synthetic-driving|synthetic-aerial|folder|voc|cityscapes|camvid, --data_root DIR,
+        --labelled 1/16|1/8|all|COUNT, --method NAME (see `semiseg methods`), --model NAME --encoder NAME
+        (see `semiseg models`), --steps N, --batch_size N, --crop_size H,W, --lr F, --device auto|cpu|cuda,
+        --out runs --name NAME, --resume, --seed N, --method_args '{"conf_thresh": 0.95}',
+        --data_args '{"length": 1000, "domain": "fog"}'. A JSON or TOML file given by --config sets defaults
+        that flags override. The run folder gets config.json, metrics.jsonl, train.log, best.pt, last.pt.
+        """
+        from .config import resolve_config
+        from .engine import train
+
+        cfg = resolve_config(config, flags)
+        result = train(cfg)
+        print(result.pop("table"))
+        return result
+
+    def evaluate(self, checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val",
+                 mode: str = "auto", window: int = 512, device: str = "auto", data_args: Optional[dict] = None,
+                 save: Optional[str] = None) -> Dict[str, Any]:
+        """Evaluate a run folder or checkpoint on a dataset split: per-class IoU table, mIoU, confusion matrix.
+
+        --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto; --save DIR writes
+        metrics.json and the confusion matrix (CSV + PNG) there.
+        """
+        from .evaluate_api import evaluate_checkpoint
+
+        res = evaluate_checkpoint(checkpoint, data=data, data_root=data_root, split=split, mode=mode, window=window,
+                                  device=device, data_args=data_args, save=save)
+        print(res.pop("table"))
+        return {k: v for k, v in res.items() if k in ("miou", "macc", "aacc", "pixels", "mode", "images")}
+
+    def export(self, checkpoint: str, output: str, fp16: bool = False, simplify: bool = True, opset: int = 17,
+               triton: Optional[str] = None) -> Dict[str, Any]:
+        """Export a run folder or checkpoint to ONNX (dynamic batch/height/width) and check parity with PyTorch."""
+        from semiseg_export import export_checkpoint
+
+        return export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, simplify=simplify, triton=triton)
+
+    def infer(self, model: str, input: str, output: str, overlay: bool = True, confidence: bool = False,
+              tile: Optional[int] = None, providers: str = "auto") -> Dict[str, Any]:
+        """Run an exported model on an image, a folder of images or a video; writes palette masks and overlays."""
+        from semiseg_serving import infer_path
+
+        return infer_path(model, input, output, overlay=overlay, confidence=confidence, tile=tile, providers=providers)
+
+    def demo(self, out: str = "runs/demo", steps: int = 300, method: str = "supervised", data: str = "synthetic-driving",
+             device: str = "auto") -> Dict[str, Any]:
+        """The main job end to end on built-in data: a short train, ONNX export, inference, printed result."""
+        from .demo import run_demo
+
+        return run_demo(out=out, steps=steps, method=method, data=data, device=device)
+
+    def datasets(self) -> list:
+        """Registered dataset names."""
+        from .data import DATASETS
+
+        return DATASETS.names()
+
+    def models(self) -> Dict[str, list]:
+        """Registered model (decoder) and encoder names."""
+        from .models import list_encoders, list_models
+
+        return {"models": list_models(), "encoders": list_encoders()}
+
+    def methods(self) -> list:
+        """Registered training methods."""
+        from .methods import list_methods
+
+        return list_methods()
+
+
+def main(argv: Optional[list] = None) -> None:
+    """Console entry point: errors of the SDK are printed as one line (exit 2), not a traceback."""
+    import fire
+
+    from .errors import SemisegError
+
+    os.environ.setdefault("PAGER", "cat")
+    try:
+        fire.Fire(SemisegCLI, command=argv, name="semiseg", serialize=_serialize)
+    except SemisegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyError as exc:  # unknown registry names
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _serialize(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str) if isinstance(obj, (dict, list)) else str(obj)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Typed, frozen training configuration; resolved from defaults <- config file (JSON/TOML) <- CLI flags."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; written to ``config.json`` in the run folder."""
+
+    # data
+    data: str = "synthetic-driving"          # registered dataset name (see `semiseg datasets`)
+    data_root: Optional[str] = None           # folder of a real dataset (folder/voc/cityscapes/camvid layouts)
+    data_args: Dict[str, Any] = field(default_factory=dict)  # extra dataset kwargs, e.g. {"length": 1000, "domain": "fog"}
+    labelled: str = "1/16"                    # "1/16", "1/8", "all", a fraction or a count
+    split_file: Optional[str] = None          # reuse this split (JSON); default: <run>/split.json
+    val_split: str = "val"
+    # model
+    model: str = "deeplabv3plus"
+    encoder: str = "resnet18"
+    output_stride: int = 16
+    pretrained: Optional[str] = None          # None, "imagenet" (packaged weights) or a local file path
+    # method
+    method: str = "supervised"
+    method_args: Dict[str, Any] = field(default_factory=dict)
+    # optimisation
+    steps: int = 2000
+    batch_size: int = 8
+    unlabelled_batch_size: Optional[int] = None  # default: batch_size
+    crop_size: Tuple[int, int] = (128, 128)
+    scale_range: Tuple[float, float] = (0.5, 2.0)
+    optimizer: str = "sgd"                    # "sgd" or "adamw"
+    lr: float = 0.01
+    head_lr_mult: float = 10.0
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    poly_power: float = 0.9
+    grad_clip: Optional[float] = None
+    amp: str = "auto"                         # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    channels_last: str = "auto"               # "auto" (on for CUDA), "on", "off"
+    # evaluation, checkpoints, logging
+    eval_every: int = 500
+    eval_mode: str = "auto"                   # "whole", "slide" or "auto" (slide for images > 1024 px)
+    eval_window: Tuple[int, int] = (512, 512)
+    eval_batch_size: int = 8
+    log_every: int = 20
+    num_workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+    out: str = "runs"
+    name: Optional[str] = None
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("crop_size", "scale_range", "eval_window"):
+            v = getattr(self, name)
+            if isinstance(v, (int, float)):
+                v = (v, v)
+            object.__setattr__(self, name, tuple(v))
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ConfigError(f"amp must be auto/off/bf16/fp16, got {self.amp!r}")
+        if self.eval_mode not in ("auto", "whole", "slide"):
+            raise ConfigError(f"eval_mode must be auto/whole/slide, got {self.eval_mode!r}")
+        for name in ("steps", "batch_size", "eval_every", "log_every"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        object.__setattr__(self, "labelled", str(self.labelled))
+
+    def run_name(self) -> str:
+        """Default run folder name: method-data-labelled-seed."""
+        if self.name:
+            return self.name
+        frac = self.labelled.replace("/", "of")
+        return f"{self.method}-{self.data}-{frac}-s{self.seed}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config_file(path: str | Path) -> Dict[str, Any]:
+    """Read a JSON or TOML config file into a dict (errors name the file)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        if p.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(p.read_text())
+        return json.loads(p.read_text())
+    except Exception as exc:
+        raise ConfigError(f"{p}: cannot parse config ({exc})") from exc
+
+
+def resolve_config(file: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> TrainConfig:
+    """Defaults <- ``file`` <- ``overrides`` (None values in overrides mean 'not given'); unknown keys are refused."""
+    values: Dict[str, Any] = dict(load_config_file(file)) if file else {}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {sorted(names)}")
+    return TrainConfig(**values)

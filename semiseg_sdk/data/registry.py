@@ -1,0 +1,19 @@
+"""Datasets by name: ``build_dataset("synthetic-driving", split="train", ...)``."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..registry import Registry
+from .base import SegmentationDataset
+
+DATASETS: Registry[Callable[..., SegmentationDataset]] = Registry("dataset")
+
+
+def register_dataset(name: str):
+    """Decorator registering a dataset constructor ``fn(split: str, **kwargs) -> SegmentationDataset``."""
+    return DATASETS.register(name)
+
+
+def build_dataset(name: str, split: str = "train", **kwargs: Any) -> SegmentationDataset:
+    """Build a registered dataset by name for a split ("train", "val" or "test")."""
+    return DATASETS.get(name)(split=split, **kwargs)

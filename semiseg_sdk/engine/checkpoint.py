@@ -1,0 +1,93 @@
+"""Checkpoints: one format for best/last files, written atomically, loaded with errors that name the file.
+
+A checkpoint is a dict saved with ``torch.save``:
+    "format":       "semiseg-checkpoint/1"
+    "model_spec":   kwargs that rebuild the inference network: ``build_model(**model_spec)``
+    "model_state":  state_dict of the method's inference network (student or EMA teacher; no training-only parts)
+    "dataset":      {"name", "classes", "palette"}
+    "metrics":      evaluation results at save time (e.g. {"miou": 0.61, ...}), may be empty
+    "step":         training step
+    "run_dir":      the run folder it came from
+    "trainer_state": only in ``last.pt``: method/optimizer/scaler state and RNG states for an exact resume
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Tuple, Union
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from .atomic import atomic_path
+
+FORMAT = "semiseg-checkpoint/1"
+REQUIRED_KEYS = ("format", "model_spec", "model_state", "dataset")
+
+
+def save_checkpoint(path: Union[str, Path], payload: Dict[str, Any]) -> None:
+    """Save ``payload`` (see module doc) atomically: a crash never leaves a half-written file at ``path``."""
+    payload = {"format": FORMAT, **payload}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def resolve_checkpoint(path: Union[str, Path]) -> Path:
+    """A run folder resolves to its ``best.pt`` (else ``last.pt``); a file stays itself."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"{p}: run folder has no best.pt or last.pt")
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint file not found")
+    return p
+
+
+def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Load and validate a checkpoint (or a run folder's best one); raises CheckpointError naming the file."""
+    p = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated zip, pickle error, wrong file type
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{p}: not a semiseg checkpoint (found {type(ckpt).__name__})")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{p}: not a semiseg checkpoint, missing keys: {', '.join(missing)}")
+    if ckpt["format"] != FORMAT:
+        raise CheckpointError(f"{p}: checkpoint format {ckpt['format']!r}, expected {FORMAT!r}")
+    ckpt["path"] = str(p)
+    return ckpt
+
+
+def load_state_strict(module: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the file and the mismatching keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+        if shape:
+            parts.append("shape mismatch " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:8]))
+        raise CheckpointError(f"{source}: weights do not fit the model: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def load_inference_model(path: Union[str, Path], map_location: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
+    """Rebuild the inference network of a checkpoint or run folder; returns ``(model in eval mode, checkpoint)``."""
+    from ..models import build_model
+
+    ckpt = load_checkpoint(path, map_location)
+    spec = dict(ckpt["model_spec"])
+    spec["pretrained"] = None  # weights come from the checkpoint, never from elsewhere
+    model = build_model(**spec)
+    load_state_strict(model, ckpt["model_state"], ckpt["path"])
+    return model.eval(), ckpt

@@ -1,0 +1,73 @@
+"""Turn a TrainConfig into datasets, a labelled/unlabelled split and endless device-ready loaders."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from ..config import TrainConfig
+from ..data import build_dataset
+from ..data.base import SegmentationDataset
+from ..data.loader import infinite_loader
+from ..data.splits import resolve_split
+from ..errors import DataError
+
+
+@dataclass
+class TrainData:
+    """The datasets and split indices of a run."""
+
+    train: SegmentationDataset
+    val: SegmentationDataset
+    labelled_idx: List[int]
+    unlabelled_idx: List[int]
+
+    @property
+    def info(self):
+        return self.train.info
+
+
+def dataset_kwargs(cfg: TrainConfig) -> Dict[str, Any]:
+    """Constructor kwargs for the configured dataset (``root`` only when given)."""
+    kw = dict(cfg.data_args)
+    if cfg.data_root is not None:
+        kw["root"] = cfg.data_root
+    return kw
+
+
+def build_train_data(cfg: TrainConfig, split_path: Path) -> TrainData:
+    """Build train/val datasets and the labelled/unlabelled split (reused from ``split_path`` when it exists)."""
+    kw = dataset_kwargs(cfg)
+    train = build_dataset(cfg.data, split="train", **kw)
+    val = build_dataset(cfg.data, split=cfg.val_split, **kw)
+    if len(train) == 0:
+        raise DataError(f"dataset '{cfg.data}' has no training images")
+    if len(val) == 0:
+        raise DataError(f"dataset '{cfg.data}' has no images in split '{cfg.val_split}'")
+    names = train.names()
+    split = resolve_split(str(split_path), names, cfg.labelled, cfg.seed)
+    index = {n: i for i, n in enumerate(names)}
+    labelled = [index[n] for n in split.labelled]
+    unlabelled = [index[n] for n in split.unlabelled] or list(range(len(names)))  # "all": every image also unlabelled
+    return TrainData(train, val, labelled, unlabelled)
+
+
+def train_patch(cfg: TrainConfig) -> tuple:
+    """Largest CPU patch handed to the device: enough for the widest random scale of a crop (capped at 2x crop)."""
+    lo = max(0.25, float(cfg.scale_range[0]))
+    return tuple(int(min(2.0, 1.0 / lo) * c) for c in cfg.crop_size)
+
+
+def make_loaders(
+    cfg: TrainConfig, data: TrainData, start_step: int, uses_unlabelled: bool, rank: int = 0, world_size: int = 1,
+    pin_memory: bool = False,
+) -> tuple[Iterator, Optional[Iterator]]:
+    """Endless labelled and (when the method needs it) unlabelled batch iterators, resumable at ``start_step``."""
+    patch = train_patch(cfg)
+    common = dict(start_batch=start_step, patch=patch, num_workers=cfg.num_workers, pin_memory=pin_memory, rank=rank, world_size=world_size)
+    x_iter = infinite_loader(data.train, data.labelled_idx, cfg.batch_size, seed=cfg.seed, **common)
+    u_iter = None
+    if uses_unlabelled:
+        ub = cfg.unlabelled_batch_size or cfg.batch_size
+        u_iter = infinite_loader(data.train, data.unlabelled_idx, ub, seed=cfg.seed + 1, drop_mask=True, **common)
+    return x_iter, u_iter

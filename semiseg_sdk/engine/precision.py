@@ -1,0 +1,30 @@
+"""Device, mixed-precision and memory-format choices for a run."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def resolve_amp(mode: str, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype: "auto" = bf16 on CUDA where supported (else fp16), nothing on CPU; "off" = None."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def resolve_channels_last(mode: str, device: torch.device) -> bool:
+    """channels-last memory format: on for CUDA under "auto"."""
+    return mode == "on" or (mode == "auto" and device.type == "cuda")

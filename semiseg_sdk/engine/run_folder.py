@@ -1,0 +1,67 @@
+"""A training run's folder: resolved config, metrics (JSON lines), log, checkpoints, split, confusion matrix."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Dict
+
+from .atomic import write_json_atomic
+
+
+class RunFolder:
+    """Owns the files of one run; only rank 0 writes (``enabled=False`` elsewhere)."""
+
+    def __init__(self, root: str | Path, enabled: bool = True) -> None:
+        self.root = Path(root)
+        self.enabled = enabled
+        self.logger = logging.getLogger(f"semiseg.run.{self.root.name}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        if enabled:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not any(isinstance(h, logging.FileHandler) for h in self.logger.handlers):
+                fh = logging.FileHandler(self.root / "train.log")
+                fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+                self.logger.addHandler(fh)
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "last.pt"
+
+    def write_config(self, cfg: Dict[str, Any]) -> None:
+        if self.enabled:
+            write_json_atomic(self.root / "config.json", cfg)
+
+    def log_metrics(self, record: Dict[str, Any]) -> None:
+        """Append one JSON line to ``metrics.jsonl`` (NaN written as null)."""
+        if self.enabled:
+            with open(self.root / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(_clean(record)) + "\n")
+
+    def truncate_metrics_after(self, step: int) -> None:
+        """On resume, drop metric lines written after the checkpoint's step (they will be written again)."""
+        p = self.root / "metrics.jsonl"
+        if not (self.enabled and p.exists()):
+            return
+        kept = [ln for ln in p.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        p.write_text("".join(ln + "\n" for ln in kept))
+
+    def info(self, msg: str) -> None:
+        if self.enabled:
+            self.logger.info(msg)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj

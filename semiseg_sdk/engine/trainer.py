@@ -1,0 +1,200 @@
+"""The one training loop: any method, any model, any dataset; checkpoints, resume, evaluation and logs.
+
+Method-specific behaviour enters only through the :class:`~semiseg_sdk.methods.base.Method` contract.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from tqdm import tqdm
+
+from ..augment import ViewConfig, ViewMaker
+from ..config import TrainConfig
+from ..errors import CheckpointError, ConfigError
+from ..data.loader import to_device
+from ..methods import get_method
+from ..models import build_model
+from .checkpoint import load_checkpoint, save_checkpoint
+from .confusion_plot import save_confusion
+from .data_setup import TrainData, build_train_data, make_loaders
+from .evaluator import evaluate
+from .metrics import format_table
+from .optim import build_optimizer, set_poly_lr
+from .precision import resolve_amp, resolve_channels_last, resolve_device
+from .reproducibility import rng_state, seed_everything, set_rng_state
+from .run_folder import RunFolder
+
+
+class Trainer:
+    """Builds everything a run needs from a :class:`TrainConfig`; :meth:`fit` trains, evaluates and checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, data: Optional[TrainData] = None) -> None:
+        """``data`` replaces the datasets/split built from ``cfg`` (staged methods train on pseudo-labelled sets)."""
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.run = RunFolder(Path(cfg.out) / cfg.run_name())
+        if self.run.last.exists() and not cfg.resume:
+            raise ConfigError(f"{self.run.root} already holds a run; pass --resume to continue it or choose another --name")
+        seed_everything(cfg.seed)
+        self.data = data or build_train_data(cfg, Path(cfg.split_file) if cfg.split_file else self.run.root / "split.json")
+        info = self.data.info
+        self.model = build_model(cfg.model, encoder=cfg.encoder, num_classes=info.num_classes,
+                                 output_stride=cfg.output_stride, pretrained=cfg.pretrained)
+        views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range))
+        method_cls = get_method(cfg.method)
+        self.method = method_cls(self.model, info.num_classes, views, method_cls.make_config(cfg.method_args), total_steps=cfg.steps)
+        self.method.to(self.device)
+        if resolve_channels_last(cfg.channels_last, self.device):
+            self.method.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.method.param_groups(cfg.lr, cfg.head_lr_mult), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.step, self.best_miou, self.best_step = 0, -math.inf, -1
+        resume_state = self._load_resume() if cfg.resume else None
+        self.x_iter, self.u_iter = make_loaders(cfg, self.data, self.step, method_cls.uses_unlabelled, pin_memory=self.device.type == "cuda")
+        if resume_state is not None:
+            set_rng_state(resume_state["rng"])
+        self.run.write_config({**cfg.to_dict(), "resolved": {"device": str(self.device), "amp": str(self.amp_dtype),
+                               "torch": torch.__version__, "num_classes": info.num_classes, "classes": list(info.classes),
+                               "labelled_images": len(self.data.labelled_idx), "unlabelled_images": len(self.data.unlabelled_idx),
+                               "method_config": _asdict(self.method.cfg)}})
+
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+    def _payload(self, metrics: Dict[str, Any], with_state: bool) -> Dict[str, Any]:
+        info = self.data.info
+        net = self.method.inference_model()
+        payload = {
+            "model_spec": dict(net.spec), "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "dataset": {"name": info.name, "classes": list(info.classes), "palette": [list(c) for c in info.palette]},
+            "metrics": metrics, "step": self.step, "run_dir": str(self.run.root), "method": self.cfg.method,
+        }
+        if with_state:
+            payload["trainer_state"] = {
+                "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "best_miou": self.best_miou, "best_step": self.best_step, "rng": rng_state(), "config": self.cfg.to_dict(),
+            }
+        return payload
+
+    def _load_resume(self) -> Optional[Dict[str, Any]]:
+        if not self.run.last.exists():
+            self.run.info("resume requested but no last.pt yet: starting from scratch")
+            return None
+        ckpt = load_checkpoint(self.run.last, map_location=self.device)
+        state = ckpt.get("trainer_state")
+        if state is None:
+            raise CheckpointError(f"{self.run.last}: has no trainer_state, cannot resume")
+        try:
+            self.method.load_state_dict(state["method"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{self.run.last}: does not fit this method/model ({exc})") from exc
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.best_miou, self.best_step = int(ckpt["step"]), float(state["best_miou"]), int(state["best_step"])
+        self.run.truncate_metrics_after(self.step)
+        self.run.info(f"resumed from {self.run.last} at step {self.step}")
+        return state
+
+    # -- evaluation -----------------------------------------------------------------------------------------------
+    def evaluate(self) -> Dict[str, Any]:
+        """Evaluate the method's inference network on the validation split."""
+        cfg, info = self.cfg, self.data.info
+        mode = cfg.eval_mode
+        if mode == "auto":
+            h, w = self.data.val[0]["image"].shape[-2:]
+            mode = "slide" if max(h, w) > 1024 else "whole"
+        return evaluate(self.method.inference_model(), self.data.val, info.num_classes, info.classes, self.device, mode=mode,
+                        window=cfg.eval_window, batch_size=cfg.eval_batch_size, amp_dtype=self.amp_dtype)
+
+    def _eval_and_save(self) -> Dict[str, Any]:
+        res = self.evaluate()
+        confusion = res.pop("confusion")
+        self.run.log_metrics({"step": self.step, "eval": res})
+        if res["miou"] > self.best_miou:
+            self.best_miou, self.best_step = res["miou"], self.step
+            save_checkpoint(self.run.best, self._payload(res, with_state=False))
+            save_confusion(confusion, list(self.data.info.classes), self.run.root)
+        save_checkpoint(self.run.last, self._payload(res, with_state=True))
+        self.run.info(f"step {self.step}: mIoU {100 * res['miou']:.2f} (best {100 * self.best_miou:.2f} @ {self.best_step})")
+        return res
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+    def train_step(self) -> Dict[str, float]:
+        """One optimiser step; returns the loss terms as floats."""
+        cfg = self.cfg
+        x = to_device(next(self.x_iter), self.device)
+        u = to_device(next(self.u_iter), self.device) if self.u_iter is not None else None
+        set_poly_lr(self.optimizer, self.step, cfg.steps, cfg.poly_power)
+        self.method.train()
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            out = self.method.training_step(x, u, self.step)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            terms = {k: float(v) for k, v in out.items()}
+            raise FloatingPointError(f"step {self.step}: loss is not finite ({terms}); lower --lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.method.after_optimizer_step(self.step)
+        self.step += 1
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def fit(self) -> Dict[str, Any]:
+        """Train to ``cfg.steps``, evaluating every ``eval_every`` steps; returns a summary dict."""
+        cfg = self.cfg
+        self.run.info(f"training {cfg.method} / {cfg.model}-{cfg.encoder} on {cfg.data} ({cfg.labelled} labelled) on {self.device}")
+        sums: Dict[str, float] = defaultdict(float)
+        n, t0 = 0, time.perf_counter()
+        images_per_step = cfg.batch_size + ((cfg.unlabelled_batch_size or cfg.batch_size) if self.u_iter is not None else 0)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.method, disable=not cfg.progress, dynamic_ncols=True)
+        last = None
+        while self.step < cfg.steps:
+            for k, v in self.train_step().items():
+                sums[k] += v
+            n += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                dt = time.perf_counter() - t0
+                rec = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **{k: v / n for k, v in sums.items()},
+                       "img_per_s": images_per_step * n / max(dt, 1e-9)}
+                self.run.log_metrics(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", ips=f"{rec['img_per_s']:.1f}")
+                sums.clear()
+                n, t0 = 0, time.perf_counter()
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                last = self._eval_and_save()
+                bar.set_postfix(miou=f"{100 * last['miou']:.1f}")
+        bar.close()
+        if last is None:  # resumed at the end
+            last = self._eval_and_save()
+        best = load_checkpoint(self.run.best)["metrics"] if self.run.best.exists() else last
+        table = format_table(best)
+        self.run.info("best checkpoint per-class IoU:\n" + table)
+        return {"run_dir": str(self.run.root), "best_miou": best["miou"], "best_step": self.best_step,
+                "final_miou": last["miou"], "steps": self.step, "table": table}
+
+
+def train(cfg: TrainConfig) -> Dict[str, Any]:
+    """Train a run from a config; returns ``{"run_dir", "best_miou", "best_step", "final_miou", "steps", "table"}``.
+
+    Methods that train in stages (self-training, ST++) define ``run_stages(cfg) -> summary`` and are run by it;
+    each stage is an ordinary :class:`Trainer` run in a sub-folder of the run folder.
+    """
+    method_cls = get_method(cfg.method)
+    if hasattr(method_cls, "run_stages"):
+        return method_cls.run_stages(cfg)
+    return Trainer(cfg).fit()
+
+
+def _asdict(obj: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj

@@ -1,0 +1,60 @@
+"""Evaluate a saved model (run folder or checkpoint) on any dataset split."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from .data import build_dataset
+from .engine.atomic import write_json_atomic
+from .engine.checkpoint import load_inference_model
+from .engine.confusion_plot import save_confusion
+from .engine.evaluator import evaluate
+from .engine.metrics import format_table
+from .engine.precision import resolve_device
+from .errors import ConfigError
+
+
+def evaluate_checkpoint(
+    checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val", mode: str = "auto",
+    window: int = 512, device: str = "auto", data_args: Optional[dict] = None, save: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Load the inference network of ``checkpoint`` and evaluate it; returns metrics plus a printable ``table``.
+
+    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments).
+    """
+    dev = resolve_device(device)
+    model, ckpt = load_inference_model(checkpoint, map_location="cpu")
+    model.to(dev)
+    kwargs = dict(data_args or {})
+    if data is None:
+        data = ckpt["dataset"]["name"]
+        run_cfg = _run_config(ckpt)
+        if not kwargs:
+            kwargs = dict(run_cfg.get("data_args") or {})
+        if data_root is None:
+            data_root = run_cfg.get("data_root")
+    if data_root is not None:
+        kwargs["root"] = data_root
+    ds = build_dataset(data, split=split, **kwargs)
+    if ds.info.num_classes != ckpt["dataset"]["classes"].__len__():
+        raise ConfigError(f"{data}: {ds.info.num_classes} classes but the checkpoint predicts {len(ckpt['dataset']['classes'])}")
+    if mode == "auto":
+        h, w = ds[0]["image"].shape[-2:]
+        mode = "slide" if max(h, w) > 1024 else "whole"
+    res = evaluate(model, ds, ds.info.num_classes, ds.info.classes, dev, mode=mode, window=(window, window), progress=True)
+    confusion = res.pop("confusion")
+    res.update(mode=mode, images=len(ds), table=format_table(res))
+    if save:
+        write_json_atomic(Path(save) / "metrics.json", {k: v for k, v in res.items() if k != "table"})
+        save_confusion(confusion, list(ds.info.classes), save)
+    return res
+
+
+def _run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    import json
+
+    p = Path(ckpt.get("run_dir", "")) / "config.json"
+    try:
+        return json.loads(p.read_text()) if p.is_file() else {}
+    except (OSError, ValueError):
+        return {}

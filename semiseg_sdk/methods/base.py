@@ -1,0 +1,81 @@
+"""The method interface: every training method of the SDK is one subclass of :class:`Method`.
+
+A method turns one labelled and one unlabelled device batch into named losses and owns its extra networks
+(EMA teacher, second network, discriminator, projector). It never owns the loop, the optimiser schedule or I/O.
+
+Naming inside methods (UniMatch's scheme): ``x`` labelled, ``u`` unlabelled, ``w`` weak view, ``s`` strong view,
+``pred_u_w`` the prediction on the weak unlabelled view, ``mask_u_w`` the pseudo-label, ``conf_u_w`` its confidence.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Dict, List, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..augment import ViewMaker
+from ..data.base import IGNORE_INDEX
+from ..errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+    """Hyper-parameters shared by all methods; subclasses add theirs with defaults from the official code."""
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``name``, ``Config`` and implement :meth:`training_step`."""
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type] = MethodConfig
+    uses_unlabelled: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        self.views = views
+        self.cfg = config if config is not None else self.Config()
+        self.total_steps = max(1, int(total_steps))
+
+    @classmethod
+    def make_config(cls, overrides: Optional[Mapping[str, Any]] = None) -> Any:
+        """Build ``cls.Config`` from user overrides, refusing unknown keys with the list of valid ones."""
+        overrides = dict(overrides or {})
+        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ConfigError(f"method '{cls.name}': unknown option(s) {unknown}; valid: {sorted(fields)}")
+        return cls.Config(**overrides)
+
+    # -- the contract -------------------------------------------------------------------------------------------
+    def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
+        """Return ``{"loss": total, <term>: value, ...}`` for one labelled (and unlabelled) device batch."""
+        raise NotImplementedError
+
+    def param_groups(self, lr: float, head_lr_mult: float) -> List[Dict[str, Any]]:
+        """Optimiser groups: student encoder at ``lr``, decoder/head (and method-owned trainable heads) at ``lr*mult``."""
+        model = self.model
+        backbone = [p for p in model.backbone_parameters() if p.requires_grad]
+        seen = {id(p) for p in backbone}
+        head = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
+        seen |= {id(p) for p in head}
+        extra = [p for n, p in self.named_parameters() if p.requires_grad and id(p) not in seen and not n.startswith("model.")]
+        groups = [{"params": backbone, "lr": lr, "name": "backbone"}, {"params": head + extra, "lr": lr * head_lr_mult, "name": "head"}]
+        return [g for g in groups if g["params"]]
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Hook after each optimiser step (EMA updates, extra optimisers)."""
+
+    def inference_model(self) -> nn.Module:
+        """The plain network that evaluation and export use (no training-only parts)."""
+        return self.model
+
+    # -- shared helpers -----------------------------------------------------------------------------------------
+    def supervised_loss(self, x: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Weak view of the labelled batch -> cross-entropy (ignore 255). Returns ``{"sup": loss, "pred_x": logits}``."""
+        v = self.views.weak(x)
+        pred_x = self.model(v.image)
+        return {"sup": F.cross_entropy(pred_x, v.mask, ignore_index=IGNORE_INDEX), "pred_x": pred_x}

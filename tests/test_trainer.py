@@ -1,0 +1,142 @@
+"""The training loop: loss falls, the run folder is complete, resume reproduces the uninterrupted run, bad input."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from semiseg_sdk.config import TrainConfig, resolve_config
+from semiseg_sdk.engine import Trainer, load_checkpoint, load_inference_model, train
+from semiseg_sdk.errors import CheckpointError, ConfigError
+
+
+def tiny_cfg(tmp_path, **kw):
+    base = dict(data="synthetic-driving", data_args={"length": 24, "size": [32, 64]}, labelled="1/4", model="deeplabv3plus",
+                encoder="tiny", steps=8, batch_size=2, crop_size=(32, 32), eval_every=4, eval_batch_size=4, log_every=2,
+                num_workers=0, out=str(tmp_path), name="run", progress=False, val_split="val", lr=0.01)
+    base.update(kw)
+    cfg = TrainConfig(**base)
+    return cfg
+
+
+def _val_small(monkeypatch):
+    """Evaluate on 4 val images only (the dataset kwargs are shared by train and val)."""
+    from semiseg_sdk.engine import data_setup
+
+    orig = data_setup.build_train_data
+
+    def small(cfg, split_path):
+        d = orig(cfg, split_path)
+        d.val = torch.utils.data.Subset(d.val, range(4))
+        return d
+
+    monkeypatch.setattr(data_setup, "build_train_data", small)
+    monkeypatch.setattr("semiseg_sdk.engine.trainer.build_train_data", small)
+
+
+def test_run_folder_has_config_metrics_checkpoints(tmp_path, monkeypatch):
+    _val_small(monkeypatch)
+    res = train(tiny_cfg(tmp_path))
+    run = Path(res["run_dir"])
+    for name in ("config.json", "metrics.jsonl", "train.log", "best.pt", "last.pt", "split.json", "confusion.png", "confusion.csv"):
+        assert (run / name).is_file(), name
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["method"] == "supervised" and cfg["resolved"]["labelled_images"] == 6
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines if "eval" in l] == [4, 8]
+    assert all("loss" in l and "sup" in l for l in lines if "eval" not in l)
+    model, ckpt = load_inference_model(run)
+    assert ckpt["dataset"]["name"] == "synthetic-driving" and "trainer_state" not in ckpt
+    assert "trainer_state" in load_checkpoint(run / "last.pt")
+    assert 0.0 <= res["best_miou"] <= 1.0
+
+
+def test_supervised_loss_falls(tmp_path, monkeypatch):
+    _val_small(monkeypatch)
+    cfg = tiny_cfg(tmp_path, steps=40, eval_every=40, log_every=10, labelled="all", lr=0.02)
+    trainer = Trainer(cfg)
+    trainer.fit()
+    losses = [json.loads(l)["loss"] for l in (Path(cfg.out) / "run" / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
+    _val_small(monkeypatch)
+    full = Trainer(tiny_cfg(tmp_path, name="full"))
+    full.fit()
+    # interrupted: run to step 4 (an evaluation writes last.pt), then resume to 8 in a new Trainer
+    part = Trainer(tiny_cfg(tmp_path, name="part", steps=8))
+    while part.step < 4:
+        part.train_step()
+    part._eval_and_save()
+    del part
+    resumed = Trainer(tiny_cfg(tmp_path, name="part", steps=8, resume=True))
+    assert resumed.step == 4
+    resumed.fit()
+    a = full.method.state_dict()
+    b = resumed.method.state_dict()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_existing_run_needs_resume_flag(tmp_path, monkeypatch):
+    _val_small(monkeypatch)
+    train(tiny_cfg(tmp_path, steps=2, eval_every=2))
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(tiny_cfg(tmp_path, steps=2, eval_every=2))
+
+
+def test_dead_checkpoints_raise_clear_errors(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"format": "semiseg-checkpoint/1"}, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="missing keys: model_spec"):
+        load_checkpoint(tmp_path / "partial.pt")
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(CheckpointError, match="no best.pt"):
+        load_checkpoint(tmp_path / "empty_run")
+
+
+def test_checkpoint_with_missing_weights_names_file_and_keys(tmp_path, monkeypatch):
+    _val_small(monkeypatch)
+    res = train(tiny_cfg(tmp_path, steps=2, eval_every=2))
+    ckpt = load_checkpoint(res["run_dir"])
+    ckpt["model_state"].pop("classifier.weight")
+    torch.save({k: v for k, v in ckpt.items() if k != "path"}, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match=r"damaged.pt.*classifier.weight"):
+        load_inference_model(tmp_path / "damaged.pt")
+
+
+def test_truncated_checkpoint_write_keeps_previous_file(tmp_path, monkeypatch):
+    from semiseg_sdk.engine import checkpoint as ck
+
+    target = tmp_path / "best.pt"
+    ck.save_checkpoint(target, {"model_spec": {}, "model_state": {}, "dataset": {}, "step": 1})
+
+    def boom(obj, f, *a, **k):
+        Path(f).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", boom)
+    with pytest.raises(OSError):
+        ck.save_checkpoint(target, {"model_spec": {}, "model_state": {}, "dataset": {}, "step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(target)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no temp file left behind
+
+
+def test_config_file_and_flags(tmp_path):
+    f = tmp_path / "cfg.json"
+    f.write_text(json.dumps({"steps": 50, "method": "supervised", "crop_size": [64, 96]}))
+    cfg = resolve_config(str(f), {"steps": 10, "lr": None})
+    assert cfg.steps == 10 and cfg.crop_size == (64, 96)
+    with pytest.raises(ConfigError, match="stpes"):
+        resolve_config(None, {"stpes": 3})
+    with pytest.raises(ConfigError, match="cfg.toml"):
+        resolve_config(str(tmp_path / "cfg.toml"))
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
