@@ -4,6 +4,8 @@ Imports are lazy so that ``semiseg infer`` and ``semiseg serve`` run without tor
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import sys
@@ -94,6 +96,21 @@ class SemisegCLI:
         return list_methods()
 
 
+def _train_signature() -> inspect.Signature:
+    """``train``'s flags are the TrainConfig fields (so --help lists them and fire refuses unknown ones)."""
+    from .config import TrainConfig
+
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+              inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None)]
+    for f in dataclasses.fields(TrainConfig):
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None))
+    params.append(inspect.Parameter("flags", inspect.Parameter.VAR_KEYWORD))  # unknown flags reach resolve_config
+    return inspect.Signature(params)
+
+
+SemisegCLI.train.__signature__ = _train_signature()
+
+
 def main(argv: Optional[list] = None) -> None:
     """Console entry point: errors of the SDK are printed as one line (exit 2), not a traceback."""
     import fire
@@ -101,8 +118,11 @@ def main(argv: Optional[list] = None) -> None:
     from .errors import SemisegError
 
     os.environ.setdefault("PAGER", "cat")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv and any(a in ("--help", "-h") for a in argv):  # `semiseg train --help` shows help, not a flag
+        argv = [a for a in argv if a not in ("--help", "-h")] + ["--", "--help"]
     try:
-        fire.Fire(SemisegCLI, command=argv, name="semiseg", serialize=_serialize)
+        fire.Fire(SemisegCLI(), command=argv, name="semiseg", serialize=_serialize)
     except SemisegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
