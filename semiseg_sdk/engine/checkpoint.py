@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..models.encoders.weights import load_state_strict
 from .atomic import atomic_path
 
 FORMAT = "semiseg-checkpoint/1"
@@ -61,24 +62,6 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         raise CheckpointError(f"{p}: checkpoint format {ckpt['format']!r}, expected {FORMAT!r}")
     ckpt["path"] = str(p)
     return ckpt
-
-
-def load_state_strict(module: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that names the file and the mismatching keys."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shape:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-        if shape:
-            parts.append("shape mismatch " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:8]))
-        raise CheckpointError(f"{source}: weights do not fit the model: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
 
 
 def load_inference_model(path: Union[str, Path], map_location: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
