@@ -1,0 +1,16 @@
+"""semiseg_export: PyTorch segmentation models -> checked ONNX files (and Triton repositories).
+
+    from semiseg_export import export_checkpoint
+    summary = export_checkpoint("runs/exp1", "model.onnx")   # prints the parity figures
+"""
+from .errors import ExportError, ParityError
+from .exporter import build_metadata, export_checkpoint, export_model
+from .fp16 import convert_to_fp16
+from .parity import check_parity
+from .torch_to_onnx import trace_to_onnx, weight_count
+from .triton import triton_config, write_triton_repository
+
+__all__ = [
+    "export_checkpoint", "export_model", "build_metadata", "check_parity", "convert_to_fp16", "trace_to_onnx",
+    "weight_count", "write_triton_repository", "triton_config", "ExportError", "ParityError",
+]

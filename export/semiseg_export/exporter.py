@@ -1,0 +1,188 @@
+"""Export a checkpoint (or an in-memory model) to a checked ONNX file with semiseg metadata.
+
+Steps: trace (legacy exporter, opset >= 17, dynamic N/H/W) -> onnxslim (kept when it does not grow the graph)
+-> optional fp16 -> metadata -> write to a temporary file -> parity check against PyTorch on that file ->
+rename over ``output``. A failed parity check raises ParityError and leaves ``output`` untouched.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import onnx
+from torch import nn
+
+from semiseg_sdk.engine.atomic import atomic_path
+from semiseg_sdk.models.segmentor import Segmentor
+from semiseg_serving.metadata import ModelMetadata
+
+from .errors import ExportError, ParityError
+from .fp16 import convert_to_fp16
+from .parity import TOLERANCES, check_parity
+from .torch_to_onnx import MIN_OPSET, module_weight_count, trace_to_onnx, weight_count
+from .triton import write_triton_repository
+
+log = logging.getLogger(__name__)
+
+
+def sdk_version() -> str:
+    """The installed semiseg-sdk version ("unknown" when running from a source tree that was never installed)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("semiseg-sdk")
+    except PackageNotFoundError:
+        import semiseg_sdk
+
+        return str(getattr(semiseg_sdk, "__version__", "unknown"))
+
+
+def build_metadata(model: Segmentor, checkpoint: Optional[Dict[str, Any]], fp16: bool, opset: int,
+                   classes: Optional[Sequence[str]] = None,
+                   palette: Optional[Sequence[Sequence[int]]] = None) -> ModelMetadata:
+    """Metadata for ``model``: classes/palette/metrics/provenance from the checkpoint when there is one."""
+    from semiseg_sdk.data.base import default_palette
+
+    ckpt = checkpoint or {}
+    dataset = ckpt.get("dataset") or {}
+    names = list(classes or dataset.get("classes") or [f"class_{i}" for i in range(model.num_classes)])
+    colours = list(palette or dataset.get("palette") or default_palette(len(names)))
+    if len(names) != model.num_classes or len(colours) != len(names):
+        raise ExportError(f"model has {model.num_classes} classes but {len(names)} class names and "
+                          f"{len(colours)} palette colours were given")
+    return ModelMetadata(
+        classes=tuple(str(n) for n in names), palette=tuple(tuple(int(v) for v in c) for c in colours),
+        size_divisor=int(model.size_divisor),
+        mean=tuple(float(v) for v in model.mean.flatten()), std=tuple(float(v) for v in model.std.flatten()),
+        source={"checkpoint": ckpt.get("path"), "run_dir": ckpt.get("run_dir"), "step": ckpt.get("step"),
+                "dataset": dataset.get("name")},
+        metrics={k: v for k, v in (ckpt.get("metrics") or {}).items() if isinstance(v, (int, float, str))},
+        model_spec=dict(getattr(model, "spec", {})), sdk_version=sdk_version(),
+        export_time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        fp16=bool(fp16), opset=int(opset),
+    )
+
+
+def _writable_target(output: Path) -> None:
+    if output.is_dir():
+        raise ExportError(f"{output}: is a folder; give a file name such as {output / 'model.onnx'}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{output}: cannot create the output folder {output.parent} ({exc})") from exc
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise ExportError(f"{output}: the output folder {output.parent} is not writable")
+
+
+def _simplify(graph: onnx.ModelProto) -> Tuple[onnx.ModelProto, bool]:
+    """onnxslim the graph; keep the original when onnxslim fails or does not reduce the node count."""
+    import onnxslim
+
+    try:
+        slim = onnxslim.slim(graph)
+    except Exception as exc:  # onnxslim is best effort: the exported graph is already valid
+        log.warning("onnxslim failed (%s: %s); keeping the unsimplified graph", type(exc).__name__, exc)
+        return graph, False
+    if slim is None or len(slim.graph.node) > len(graph.graph.node):
+        return graph, False
+    return slim, True
+
+
+def default_check_sizes(size_divisor: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """Two non-square parity sizes, multiples of the divisor: about 256 x 384 and 384 x 256."""
+    d = max(int(size_divisor), 1)
+    a, b = -(-256 // d) * d, -(-384 // d) * d
+    return (a, b), (b, a)
+
+
+def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bool = False, simplify: bool = True,
+                 triton: Optional[str] = None, check_sizes: Optional[Sequence[Sequence[int]]] = None,
+                 atol: Optional[float] = None, min_agreement: Optional[float] = None,
+                 checkpoint: Optional[Dict[str, Any]] = None, classes: Optional[Sequence[str]] = None,
+                 palette: Optional[Sequence[Sequence[int]]] = None, triton_max_batch: int = 8,
+                 verbose: bool = True) -> Dict[str, Any]:
+    """Export an in-memory 2D ``Segmentor`` (see :func:`export_checkpoint` for the arguments and the result)."""
+    start = time.perf_counter()
+    if not isinstance(model, Segmentor):
+        name = getattr(model, "spec", {}).get("name", type(model).__name__)
+        raise ExportError(f"model '{name}' is not a 2D Segmentor: 3D models such as vnet are not exported "
+                          "(the runtime serves 2D images)")
+    out = Path(output)
+    _writable_target(out)
+    model = copy.deepcopy(model).float().cpu().eval()  # never move or change the caller's model
+    default_atol, default_agree = TOLERANCES[bool(fp16)]
+    atol = default_atol if atol is None else float(atol)
+    min_agreement = default_agree if min_agreement is None else float(min_agreement)
+    sizes = [tuple(int(v) for v in s) for s in (check_sizes or default_check_sizes(model.size_divisor))]
+
+    graph = trace_to_onnx(model, opset)
+    traced_nodes = len(graph.graph.node)
+    simplified = False
+    if simplify:
+        graph, simplified = _simplify(graph)
+    if fp16:
+        graph = convert_to_fp16(graph)
+    meta = build_metadata(model, checkpoint, fp16, opset, classes, palette)
+    onnx.helper.set_model_props(graph, meta.to_props())
+    graph.producer_name, graph.doc_string = "semiseg-sdk", f"semiseg-sdk {meta.sdk_version} export"
+    try:
+        with atomic_path(out) as tmp:
+            onnx.save(graph, str(tmp))
+            try:
+                parity = check_parity(model, tmp, sizes, (1, 2), atol, min_agreement, verbose=verbose, name=str(out))
+            except ParityError as exc:
+                raise ParityError(f"{exc}; {out} was not written (a previous file there is left as it was)") from exc
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write the ONNX file ({exc})") from exc
+    repo = None
+    if triton:
+        repo = write_triton_repository(out, triton, out.stem, model.num_classes, triton_max_batch)
+    n_init, n_weights = weight_count(graph)
+    summary = {
+        "output": str(out), "checkpoint": meta.source.get("checkpoint"), "opset": opset, "fp16": bool(fp16),
+        "simplified": simplified, "nodes": len(graph.graph.node), "traced_nodes": traced_nodes,
+        "initializers": n_init, "weights": n_weights, "model_weights": module_weight_count(model)[1],
+        "size_mb": round(out.stat().st_size / 2**20, 3),
+        "classes": list(meta.classes), "size_divisor": meta.size_divisor, "metrics": meta.metrics,
+        "max_abs_diff": parity["max_abs_diff"], "argmax_agreement": parity["argmax_agreement"],
+        "tolerance": {"atol": atol, "min_agreement": min_agreement}, "parity": parity["cases"],
+        "triton": None if repo is None else str(repo), "seconds": round(time.perf_counter() - start, 2),
+    }
+    if verbose:
+        print(f"exported {out} ({summary['size_mb']} MB, {summary['nodes']} nodes, fp16={fp16}): max |diff| "
+              f"{summary['max_abs_diff']:.3e}, argmax agreement {100 * summary['argmax_agreement']:.3f} %")
+    return summary
+
+
+def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16: bool = False,
+                      simplify: bool = True, triton: Optional[str] = None,
+                      check_sizes: Optional[Sequence[Sequence[int]]] = None, atol: Optional[float] = None,
+                      min_agreement: Optional[float] = None, triton_max_batch: int = 8,
+                      verbose: bool = True) -> Dict[str, Any]:
+    """Export the inference network of a run folder or ``.pt`` checkpoint to ONNX ``output``; returns a summary.
+
+    Args:
+        checkpoint: run folder (its best.pt, else last.pt) or checkpoint file; errors raise CheckpointError.
+        output: the ``.onnx`` file; written atomically, only after the parity check passed.
+        opset: ONNX opset, >= 17.
+        fp16: float16 weights and arithmetic (Resize kept fp32), float32 input/output.
+        simplify: run onnxslim on the graph (kept only when it does not grow the graph).
+        triton: also write a Triton model repository ``TRITON/<output stem>/{config.pbtxt,1/model.onnx}``.
+        check_sizes: parity sizes [[h, w], ...], multiples of the size divisor (default ~256x384 and 384x256).
+        atol / min_agreement: parity tolerances (default 1e-3 and 0.999 for fp32, 5e-2 and 0.99 for fp16;
+            the difference bound is ``atol * max(1, max |logit|)``).
+        triton_max_batch: ``max_batch_size`` of the Triton config.
+
+    Returns a plain dict: output, opset, fp16, nodes, initializers, size_mb, classes, size_divisor, metrics,
+    max_abs_diff, argmax_agreement, tolerance, parity (per size and batch), triton, seconds.
+    """
+    from semiseg_sdk.engine.checkpoint import load_inference_model
+
+    model, ckpt = load_inference_model(checkpoint, map_location="cpu")
+    return export_model(model, output, opset, fp16, simplify, triton, check_sizes, atol, min_agreement,
+                        checkpoint=ckpt, triton_max_batch=triton_max_batch, verbose=verbose)

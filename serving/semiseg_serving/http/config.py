@@ -1,0 +1,53 @@
+"""The service's settings: batching, limits and model-session options, validated once at start-up."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional
+
+from ..errors import ServingError
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Settings of the HTTP service (defaults suit a CPU box; every one is a ``semiseg serve`` flag).
+
+    Batching: concurrent ``/v1/segment`` requests are grouped up to ``max_batch`` images, waiting at most
+    ``max_wait_ms`` after the first one arrived; ``max_batch=1`` turns batching off.
+    Limits: ``max_body_bytes`` (413), ``max_pixels`` = width * height of the decoded image (413),
+    ``request_timeout_s`` for receiving the body (408) and for the whole request (504), ``max_in_flight``
+    segment requests at once (503 with ``Retry-After``).
+    Session: ``providers`` (``"auto"``, ``"cpu"``, ``"cuda,cpu"``...) and onnxruntime thread pools
+    (``intra_op_threads`` None = onnxruntime's default, one thread per core).
+    """
+
+    max_batch: int = 8
+    max_wait_ms: float = 5.0
+    max_body_bytes: int = 20 * 2**20
+    max_pixels: int = 40_000_000
+    request_timeout_s: float = 30.0
+    max_in_flight: int = 64
+    retry_after_s: int = 1
+    providers: str = "auto"
+    intra_op_threads: Optional[int] = None
+    inter_op_threads: Optional[int] = None
+    warmup_size: int = 64
+
+    def __post_init__(self) -> None:
+        positive = {"max_batch": self.max_batch, "max_body_bytes": self.max_body_bytes,
+                    "max_pixels": self.max_pixels, "request_timeout_s": self.request_timeout_s,
+                    "max_in_flight": self.max_in_flight, "warmup_size": self.warmup_size}
+        for name, value in positive.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ServingError(f"{name}: must be a positive number, got {value!r}")
+        if not isinstance(self.max_wait_ms, (int, float)) or self.max_wait_ms < 0:
+            raise ServingError(f"max_wait_ms: must be >= 0, got {self.max_wait_ms!r}")
+        if not isinstance(self.retry_after_s, int) or self.retry_after_s < 0:
+            raise ServingError(f"retry_after_s: must be a whole number of seconds >= 0, got {self.retry_after_s!r}")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ServingError(f"{name}: must be None or an int >= 1, got {value!r}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain dict (shown by ``GET /v1/model`` under ``service``)."""
+        return asdict(self)

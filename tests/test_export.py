@@ -1,0 +1,204 @@
+"""ONNX export: parity for every registered 2D model, shipped tensors, metadata, fp16, failure paths, Triton."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from semiseg_export import ExportError, ParityError, export_checkpoint, export_model
+from semiseg_export.torch_to_onnx import audit_initializers, trace_to_onnx
+from semiseg_sdk.engine.checkpoint import save_checkpoint
+from semiseg_sdk.errors import CheckpointError
+from semiseg_sdk.models import build_model, list_models
+from semiseg_serving import Segmenter
+
+SIZES = [(64, 96), (96, 64)]
+# vnet is a 3D network (N, C, D, H, W): the exporter refuses it (test_vnet_is_refused), the runtime serves 2D images.
+MODELS_2D = [name for name in list_models() if name != "vnet"]
+NUM_CLASSES = 4
+
+
+def tiny_model(name: str, logit_scale: float = 1.0) -> torch.nn.Module:
+    """A ``tiny``-encoder model; ``logit_scale`` scales the classifier so logits reach realistic magnitudes."""
+    torch.manual_seed(0)
+    model = build_model(name, encoder="tiny", num_classes=NUM_CLASSES).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(logit_scale)
+    return model
+
+
+def torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("name", MODELS_2D)
+def test_every_model_exports_with_parity(name: str, tmp_path: Path) -> None:
+    model = tiny_model(name, logit_scale=20.0)
+    out = tmp_path / f"{name}.onnx"
+    summary = export_model(model, str(out), check_sizes=SIZES, verbose=False)
+    assert out.is_file() and summary["output"] == str(out)
+    assert summary["max_abs_diff"] <= 1e-3 and summary["argmax_agreement"] >= 0.999
+    assert {tuple(c["size"]) for c in summary["parity"]} == set(SIZES)
+    assert {c["batch"] for c in summary["parity"]} == {1, 2}
+
+    graph = onnx.load(str(out))
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    dims = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert graph.graph.input[0].name == "image" and dims[1] == 3
+    assert all(isinstance(dims[i], str) for i in (0, 2, 3))  # batch, height, width are dynamic
+    assert graph.graph.output[0].name == "logits"
+    # Independent check at a third size and batch 3, which the exporter never ran.
+    d = model.size_divisor
+    x = np.random.default_rng(1).random((3, 3, 4 * d, 5 * d), dtype=np.float32)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    ref = torch_logits(model, x)
+    assert got.shape == (3, NUM_CLASSES, 4 * d, 5 * d)
+    assert np.abs(got - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name", MODELS_2D)
+def test_graph_ships_exactly_the_model_tensors(name: str) -> None:
+    audit = audit_initializers(tiny_model(name))
+    assert audit["extra"] == [] and audit["missing"] == []
+    assert len(audit["initializers"]) == len(audit["module"]) > 10
+
+
+def make_checkpoint(folder: Path, name: str = "fcn") -> Path:
+    model = tiny_model(name, logit_scale=20.0)
+    save_checkpoint(folder / "best.pt", {
+        "model_spec": model.spec, "model_state": model.state_dict(), "step": 120, "run_dir": str(folder),
+        "dataset": {"name": "toy", "classes": ["road", "car", "tree", "sky"],
+                    "palette": [[128, 64, 128], [0, 0, 142], [107, 142, 35], [70, 130, 180]]},
+        "metrics": {"miou": 0.625, "per_class": [0.5, 0.6, 0.7, 0.7]},
+    })
+    return folder
+
+
+def test_metadata_round_trip_through_the_runtime(tmp_path: Path) -> None:
+    run = make_checkpoint(tmp_path / "run")
+    out = tmp_path / "deploy" / "model.onnx"
+    summary = export_checkpoint(str(run), str(out), check_sizes=SIZES, verbose=False)
+    assert summary["classes"] == ["road", "car", "tree", "sky"] and summary["metrics"]["miou"] == 0.625
+    seg = Segmenter(str(out))
+    meta = seg.metadata
+    assert seg.classes == ("road", "car", "tree", "sky")
+    assert seg.palette == ((128, 64, 128), (0, 0, 142), (107, 142, 35), (70, 130, 180))
+    assert meta.miou == 0.625 and "per_class" not in meta.metrics  # only scalars are copied
+    assert meta.opset == 17 and meta.fp16 is False
+    assert meta.model_spec["name"] == "fcn" and meta.model_spec["encoder"] == "tiny"
+    assert meta.source["checkpoint"] == str(run / "best.pt") and meta.source["step"] == 120
+    rebuilt = build_model(**meta.model_spec)
+    assert seg.size_divisor == rebuilt.size_divisor and meta.mean == pytest.approx(rebuilt.mean.flatten().tolist())
+    assert meta.export_time.endswith("+00:00") and meta.sdk_version
+
+
+def test_fp16_export_runs_on_cpu_within_tolerance(tmp_path: Path) -> None:
+    model = tiny_model("deeplabv3plus", logit_scale=20.0)
+    fp32, fp16 = tmp_path / "m32.onnx", tmp_path / "m16.onnx"
+    export_model(model, str(fp32), check_sizes=SIZES, verbose=False)
+    summary = export_model(model, str(fp16), fp16=True, check_sizes=SIZES, verbose=False)
+    assert summary["argmax_agreement"] >= 0.99 and summary["tolerance"] == {"atol": 5e-2, "min_agreement": 0.99}
+    graph = onnx.load(str(fp16))
+    float_inits = {onnx.TensorProto.DataType.Name(t.data_type) for t in graph.graph.initializer if t.dims}
+    assert "FLOAT" not in float_inits and "FLOAT16" in float_inits
+    assert fp16.stat().st_size < 0.6 * fp32.stat().st_size
+    for io in (graph.graph.input[0], graph.graph.output[0]):
+        assert io.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    producers = {o: n for n in graph.graph.node for o in n.output}
+    resizes = [n for n in graph.graph.node if n.op_type == "Resize"]
+    assert resizes
+    for resize in resizes:  # Resize stays in fp32
+        src = producers.get(resize.input[0])
+        assert src is not None and src.op_type == "Cast" and src.attribute[0].i == onnx.TensorProto.FLOAT
+    # Our own check of the stated fp16 tolerance, at a size the exporter did not use.
+    x = np.random.default_rng(2).random((1, 3, 80, 112), dtype=np.float32)
+    got = ort.InferenceSession(str(fp16), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    ref = torch_logits(model, x)
+    assert got.dtype == np.float32 and np.abs(got - ref).max() < 5e-2 * max(1.0, np.abs(ref).max())
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.99
+
+
+def test_fp16_conversion_casts_a_half_precision_output_back_to_float32() -> None:
+    """A graph ending in a Conv (no Resize at the end): the fp16 result must get a Cast back to float32."""
+    from semiseg_export import convert_to_fp16
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 5, 1)).eval()
+    net.size_divisor = 1
+    graph = convert_to_fp16(trace_to_onnx(net))
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops[0] == "Cast" and ops[-1] == "Cast" and ops.count("Conv") == 2
+    assert graph.graph.node[-1].output[0] == "logits" and graph.graph.node[0].input[0] == "image"
+    x = np.random.default_rng(3).random((2, 3, 16, 24), dtype=np.float32)
+    got = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    assert got.dtype == np.float32 and np.abs(got - torch_logits(net, x)).max() < 1e-2
+
+
+class PerturbedSession(ort.InferenceSession):
+    """An onnxruntime session whose logits are shifted: what a broken export would return."""
+
+    def run(self, output_names, input_feed, run_options=None):  # type: ignore[override]
+        out = super().run(output_names, input_feed, run_options)
+        out[0][:, 0] += 5.0
+        return out
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_parity_failure_raises_and_leaves_no_file(tmp_path: Path, monkeypatch, existing: bool) -> None:
+    import semiseg_export.parity as parity
+
+    out = tmp_path / "model.onnx"
+    if existing:
+        out.write_bytes(b"previous good export")
+    monkeypatch.setattr(parity.ort, "InferenceSession", PerturbedSession)
+    with pytest.raises(ParityError, match="model.onnx.*argmax agreement"):
+        export_model(tiny_model("fcn"), str(out), check_sizes=SIZES, verbose=False)
+    assert sorted(os.listdir(tmp_path)) == (["model.onnx"] if existing else [])  # no temporary file left
+    if existing:
+        assert out.read_bytes() == b"previous good export"
+
+
+def test_triton_repository_layout(tmp_path: Path) -> None:
+    out = tmp_path / "seg-fcn.onnx"
+    summary = export_model(tiny_model("fcn"), str(out), triton=str(tmp_path / "repo"), check_sizes=SIZES,
+                           triton_max_batch=16, verbose=False)
+    folder = tmp_path / "repo" / "seg-fcn"
+    assert summary["triton"] == str(folder)
+    assert (folder / "1" / "model.onnx").read_bytes() == out.read_bytes()
+    config = (folder / "config.pbtxt").read_text()
+    for line in ('name: "seg-fcn"', 'platform: "onnxruntime_onnx"', "max_batch_size: 16", 'name: "image"',
+                 "dims: [ 3, -1, -1 ]", 'name: "logits"', f"dims: [ {NUM_CLASSES}, -1, -1 ]", "dynamic_batching { }"):
+        assert line in config
+
+
+def test_bad_checkpoints_raise_checkpoint_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        export_checkpoint(str(tmp_path / "missing.pt"), str(tmp_path / "m.onnx"), verbose=False)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(os.urandom(256))
+    with pytest.raises(CheckpointError, match="corrupt.pt"):
+        export_checkpoint(str(corrupt), str(tmp_path / "m.onnx"), verbose=False)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_bad_targets_and_models_raise_export_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ExportError, match="a_file"):
+        export_model(tiny_model("fcn"), str(blocker / "model.onnx"), verbose=False)
+    with pytest.raises(ExportError, match="opset 13"):
+        export_model(tiny_model("fcn"), str(tmp_path / "m.onnx"), opset=13, verbose=False)
+    with pytest.raises(ExportError, match="50x96 is not a multiple"):
+        export_model(tiny_model("fcn"), str(tmp_path / "m.onnx"), check_sizes=[(50, 96)], verbose=False)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_vnet_is_refused() -> None:
+    vnet = build_model("vnet", num_classes=2)
+    with pytest.raises(ExportError, match="3D"):
+        export_model(vnet, "unused.onnx", verbose=False)
