@@ -24,7 +24,8 @@ class TrainConfig:
     # model
     model: str = "deeplabv3plus"
     encoder: str = "resnet18"
-    output_stride: int = 16
+    output_stride: Optional[int] = None       # None = the decoder's default (16 for DeepLab/PSP/FCN, 32 for U-Nets)
+    model_args: Dict[str, Any] = field(default_factory=dict)  # decoder options, e.g. {"channels": 128, "dropout": 0.0}
     pretrained: Optional[str] = None          # None, "imagenet" (packaged weights) or a local file path
     # method
     method: str = "supervised"
@@ -35,6 +36,7 @@ class TrainConfig:
     unlabelled_batch_size: Optional[int] = None  # default: batch_size
     crop_size: Tuple[int, int] = (128, 128)
     scale_range: Tuple[float, float] = (0.5, 2.0)
+    flip_p: float = 0.5                       # horizontal flip probability of the weak view
     optimizer: str = "sgd"                    # "sgd" or "adamw"
     lr: float = 0.01
     head_lr_mult: float = 10.0
@@ -42,8 +44,10 @@ class TrainConfig:
     momentum: float = 0.9
     poly_power: float = 0.9
     grad_clip: Optional[float] = None
+    freeze_bn: bool = False                   # BatchNorm uses its running statistics while training (French et al. --freeze_bn)
     amp: str = "auto"                         # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
     channels_last: str = "auto"               # "auto" (on for CUDA), "on", "off"
+    sync_bn: str = "auto"                     # SyncBatchNorm under torchrun: "auto" (on for multi-GPU CUDA), "on", "off"
     # evaluation, checkpoints, logging
     eval_every: int = 500
     eval_mode: str = "auto"                   # "whole", "slide" or "auto" (slide for images > 1024 px)

@@ -62,7 +62,8 @@ def make_loaders(
     cfg: TrainConfig, data: TrainData, start_step: int, uses_unlabelled: bool, rank: int = 0, world_size: int = 1,
     pin_memory: bool = False,
 ) -> tuple[Iterator, Optional[Iterator]]:
-    """Endless labelled and (when the method needs it) unlabelled batch iterators, resumable at ``start_step``."""
+    """Endless labelled and (when the method needs it) unlabelled batch iterators, resumable at ``start_step``
+    (batches already drawn by each rank); under DDP each rank draws every ``world_size``-th sample."""
     patch = train_patch(cfg)
     common = dict(start_batch=start_step, patch=patch, num_workers=cfg.num_workers, pin_memory=pin_memory, rank=rank, world_size=world_size)
     x_iter = infinite_loader(data.train, data.labelled_idx, cfg.batch_size, seed=cfg.seed, **common)

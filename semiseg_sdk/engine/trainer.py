@@ -8,7 +8,7 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from tqdm import tqdm
@@ -25,7 +25,8 @@ from .data_setup import TrainData, build_train_data, make_loaders
 from .evaluator import evaluate
 from .metrics import format_table
 from .optim import build_optimizer, set_poly_lr
-from .precision import resolve_amp, resolve_channels_last, resolve_device
+from .distributed import barrier, setup_distributed, wrap_method
+from .precision import resolve_amp, resolve_channels_last
 from .reproducibility import rng_state, seed_everything, set_rng_state
 from .run_folder import RunFolder
 
@@ -36,29 +37,34 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: Optional[TrainData] = None) -> None:
         """``data`` replaces the datasets/split built from ``cfg`` (staged methods train on pseudo-labelled sets)."""
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        self.run = RunFolder(Path(cfg.out) / cfg.run_name())
+        self.dist, self.device = setup_distributed(cfg.device)
+        self.run = RunFolder(Path(cfg.out) / cfg.run_name(), enabled=self.dist.is_main)
         if self.run.last.exists() and not cfg.resume:
             raise ConfigError(f"{self.run.root} already holds a run; pass --resume to continue it or choose another --name")
-        seed_everything(cfg.seed)
-        self.data = data or build_train_data(cfg, Path(cfg.split_file) if cfg.split_file else self.run.root / "split.json")
+        seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.data = data or self._build_data()
         info = self.data.info
         self.model = build_model(cfg.model, encoder=cfg.encoder, num_classes=info.num_classes,
-                                 output_stride=cfg.output_stride, pretrained=cfg.pretrained)
-        views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range))
+                                 output_stride=cfg.output_stride, pretrained=cfg.pretrained, **cfg.model_args)
+        views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, flip_p=cfg.flip_p))
         method_cls = get_method(cfg.method)
         self.method = method_cls(self.model, info.num_classes, views, method_cls.make_config(cfg.method_args), total_steps=cfg.steps)
         self.method.to(self.device)
         if resolve_channels_last(cfg.channels_last, self.device):
             self.method.to(memory_format=torch.channels_last)
+        sync_bn = cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and self.dist.enabled and self.device.type == "cuda")
+        self.ddp = wrap_method(self.method, self.dist, self.device, sync_bn)
         self.optimizer = build_optimizer(self.method.param_groups(cfg.lr, cfg.head_lr_mult), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step, self.best_miou, self.best_step = 0, -math.inf, -1
         resume_state = self._load_resume() if cfg.resume else None
-        self.x_iter, self.u_iter = make_loaders(cfg, self.data, self.step, method_cls.uses_unlabelled, pin_memory=self.device.type == "cuda")
+        self.x_iter, self.u_iter = make_loaders(cfg, self.data, self._start_draws(resume_state), method_cls.uses_unlabelled,
+                                                rank=self.dist.rank, world_size=self.dist.world_size, pin_memory=self.device.type == "cuda")
         if resume_state is not None:
             set_rng_state(resume_state["rng"])
+        if self.dist.enabled:  # each rank its own augmentation stream
+            seed_everything(cfg.seed + 1000 * self.dist.rank + self.step)
         self.run.write_config({**cfg.to_dict(), "resolved": {"device": str(self.device), "amp": str(self.amp_dtype),
                                "torch": torch.__version__, "num_classes": info.num_classes, "classes": list(info.classes),
                                "labelled_images": len(self.data.labelled_idx), "unlabelled_images": len(self.data.unlabelled_idx),
@@ -77,6 +83,7 @@ class Trainer:
             payload["trainer_state"] = {
                 "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "best_miou": self.best_miou, "best_step": self.best_step, "rng": rng_state(), "config": self.cfg.to_dict(),
+                "world_size": self.dist.world_size,
             }
         return payload
 
@@ -99,6 +106,22 @@ class Trainer:
         self.run.info(f"resumed from {self.run.last} at step {self.step}")
         return state
 
+    def _build_data(self) -> TrainData:
+        """Datasets and split; rank 0 writes the split file first, the other ranks then read it."""
+        cfg = self.cfg
+        split = Path(cfg.split_file) if cfg.split_file else self.run.root / "split.json"
+        if not self.dist.is_main:
+            barrier(self.dist)
+        data = build_train_data(cfg, split)
+        if self.dist.is_main:
+            barrier(self.dist)
+        return data
+
+    def _start_draws(self, state: Optional[Dict[str, Any]]) -> int:
+        """Batches already drawn per rank; a run resumed with another world size continues after the same samples."""
+        old_world = int(state.get("world_size", 1)) if state else 1
+        return self.step * old_world // self.dist.world_size
+
     # -- evaluation -----------------------------------------------------------------------------------------------
     def evaluate(self) -> Dict[str, Any]:
         """Evaluate the method's inference network on the validation split."""
@@ -111,6 +134,14 @@ class Trainer:
                         window=cfg.eval_window, batch_size=cfg.eval_batch_size, amp_dtype=self.amp_dtype)
 
     def _eval_and_save(self) -> Dict[str, Any]:
+        if not self.dist.is_main:  # rank 0 evaluates and writes; the others wait
+            barrier(self.dist)
+            return {"miou": float("nan")}
+        res = self._eval_and_save_main()
+        barrier(self.dist)
+        return res
+
+    def _eval_and_save_main(self) -> Dict[str, Any]:
         res = self.evaluate()
         confusion = res.pop("confusion")
         self.run.log_metrics({"step": self.step, "eval": res})
@@ -130,8 +161,12 @@ class Trainer:
         u = to_device(next(self.u_iter), self.device) if self.u_iter is not None else None
         set_poly_lr(self.optimizer, self.step, cfg.steps, cfg.poly_power)
         self.method.train()
+        if cfg.freeze_bn:
+            for m in self.method.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            out = self.method.training_step(x, u, self.step)
+            out = self.ddp(x, u, self.step)
         loss = out["loss"]
         if not torch.isfinite(loss):
             terms = {k: float(v) for k, v in out.items()}
@@ -147,14 +182,23 @@ class Trainer:
         self.step += 1
         return {k: float(v.detach()) for k, v in out.items()}
 
-    def fit(self) -> Dict[str, Any]:
-        """Train to ``cfg.steps``, evaluating every ``eval_every`` steps; returns a summary dict."""
+    def save_inference_checkpoint(self, path: str | Path, metrics: Optional[Dict[str, Any]] = None) -> None:
+        """Save the current inference network (no trainer state) as a checkpoint at ``path``."""
+        save_checkpoint(path, self._payload(dict(metrics or {}), with_state=False))
+
+    def fit(self, on_step: Optional[Callable[["Trainer"], None]] = None) -> Dict[str, Any]:
+        """Train to ``cfg.steps``, evaluating every ``eval_every`` steps; returns a summary dict.
+
+        ``on_step(trainer)`` runs after every optimiser step, before that step's evaluation and ``last.pt`` (so a run
+        resumed from ``last.pt`` has passed every hook call before it): staged methods use it to keep snapshots (ST++
+        saves the SupOnly model at 1/3, 2/3 and the end of its training).
+        """
         cfg = self.cfg
         self.run.info(f"training {cfg.method} / {cfg.model}-{cfg.encoder} on {cfg.data} ({cfg.labelled} labelled) on {self.device}")
         sums: Dict[str, float] = defaultdict(float)
         n, t0 = 0, time.perf_counter()
         images_per_step = cfg.batch_size + ((cfg.unlabelled_batch_size or cfg.batch_size) if self.u_iter is not None else 0)
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.method, disable=not cfg.progress, dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.method, disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
         last = None
         while self.step < cfg.steps:
             for k, v in self.train_step().items():
@@ -169,12 +213,17 @@ class Trainer:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", ips=f"{rec['img_per_s']:.1f}")
                 sums.clear()
                 n, t0 = 0, time.perf_counter()
+            if on_step is not None:
+                on_step(self)
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 last = self._eval_and_save()
                 bar.set_postfix(miou=f"{100 * last['miou']:.1f}")
         bar.close()
         if last is None:  # resumed at the end
             last = self._eval_and_save()
+        if not self.dist.is_main:
+            return {"run_dir": str(self.run.root), "best_miou": float("nan"), "best_step": -1, "final_miou": float("nan"),
+                    "steps": self.step, "table": ""}
         best = load_checkpoint(self.run.best)["metrics"] if self.run.best.exists() else last
         table = format_table(best)
         self.run.info("best checkpoint per-class IoU:\n" + table)

@@ -55,6 +55,10 @@ class Method(nn.Module):
         """Return ``{"loss": total, <term>: value, ...}`` for one labelled (and unlabelled) device batch."""
         raise NotImplementedError
 
+    def forward(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
+        """``training_step`` (so DistributedDataParallel can wrap the whole method)."""
+        return self.training_step(x, u, step)
+
     def param_groups(self, lr: float, head_lr_mult: float) -> List[Dict[str, Any]]:
         """Optimiser groups: student encoder at ``lr``, decoder/head (and method-owned trainable heads) at ``lr*mult``."""
         model = self.model

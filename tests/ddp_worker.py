@@ -1,0 +1,25 @@
+"""Run by tests/test_distributed.py under ``torchrun``: train a few steps, save each rank's method state."""
+import json
+import sys
+
+import torch
+
+from semiseg_sdk.config import TrainConfig
+from semiseg_sdk.engine import Trainer
+from semiseg_sdk.engine.distributed import cleanup
+
+
+def main(out: str, method: str, batch_size: int, name: str, freeze_bn: bool) -> None:
+    cfg = TrainConfig(freeze_bn=freeze_bn, data="synthetic-driving", data_args={"length": 16, "size": [32, 64]}, labelled="1/2", model="fcn",
+                      encoder="tiny", model_args={"dropout": 0.0}, method=method, steps=3, batch_size=batch_size,
+                      crop_size=(32, 64), scale_range=(1.0, 1.0), flip_p=0.0, eval_every=3, eval_batch_size=4,
+                      num_workers=0, out=out, name=name, progress=False, lr=0.05)
+    tr = Trainer(cfg)
+    tr.data.val = torch.utils.data.Subset(tr.data.val, range(2))
+    tr.fit()
+    torch.save({k: v.detach().cpu() for k, v in tr.method.state_dict().items()}, f"{out}/{name}-rank{tr.dist.rank}.pt")
+    cleanup(tr.dist)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "freeze_bn")
