@@ -49,7 +49,10 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
             raise ApiError(400, "bad_request", f"Content-Length {declared!r} is not a number")
         if int(declared) > max_bytes:
             if int(declared) <= 2 * max_bytes:
-                await asyncio.wait_for(_drain(request, max_bytes), timeout_s)
+                try:
+                    await asyncio.wait_for(_drain(request, max_bytes), timeout_s)
+                except asyncio.TimeoutError:
+                    pass
             raise too_large
 
     async def collect() -> bytes:

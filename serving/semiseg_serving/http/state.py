@@ -1,7 +1,8 @@
 """What the handlers share: settings, the model holder, the batcher, the metrics and the in-flight count."""
 from __future__ import annotations
 
-from typing import Optional
+import asyncio
+from typing import Any, Optional, Set
 
 from anyio import CapacityLimiter
 
@@ -22,6 +23,7 @@ class ServiceState:
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms, self.metrics)
         self.limiter: Optional[CapacityLimiter] = None  # decode/encode worker threads, made at start-up
         self.in_flight = 0
+        self.background: Set["asyncio.Task[Any]"] = set()  # tasks started by signal handlers
 
     def require_model(self) -> LoadedModel:
         """The model to use now; 503 ``not_ready`` (with the load error, if any) before one is loaded."""

@@ -1,0 +1,176 @@
+"""The Starlette app: routes, JSON errors everywhere, start-up (background model load) and hot reload.
+
+=====================  ======  =====================================================================
+path                   method  answer
+=====================  ======  =====================================================================
+/v1/segment            POST    the mask of an image (see segment_endpoint.py)
+/v1/model              GET     name, version (content hash), provider and the metadata embedded at export
+/healthz               GET     200 while the process is alive
+/readyz                GET     200 once the model is loaded and warmed up, 503 (with the reason) before
+/metrics               GET     Prometheus text exposition (see metrics.py)
+/admin/reload          POST    reload the model file in place; loopback clients only (403 otherwise)
+=====================  ======  =====================================================================
+
+Hot reload also happens on SIGHUP when the app was made with ``install_sighup=True`` (``serve`` does this).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+from typing import AsyncIterator, Optional, Union
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .api_error import ApiError, error_response
+from .config import ServiceConfig
+from .middleware import ServiceMiddleware
+from .model_holder import ModelHolder
+from .segment_endpoint import segment
+from .state import ServiceState
+
+log = logging.getLogger(__name__)
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    model = _state(request).require_model()
+    return JSONResponse({"ready": True, "model": model.identity()})
+
+
+async def model_info(request: Request) -> Response:
+    state = _state(request)
+    return JSONResponse({**state.require_model().describe(), "service": state.config.to_dict()})
+
+
+async def metrics(request: Request) -> Response:
+    state = _state(request)
+    current = state.holder.current
+    text = state.metrics.render(current.prometheus_labels() if current else {}, current is not None)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def is_loopback(host: Optional[str]) -> bool:
+    """True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback); False for anything else, unix sockets included."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+async def run_reload(state: ServiceState) -> dict:
+    """Reload in a worker thread (serially, see ModelHolder) and count the result."""
+    result = await anyio.to_thread.run_sync(state.holder.reload)
+    state.metrics.observe_reload(result["ok"])
+    return result
+
+
+async def admin_reload(request: Request) -> Response:
+    client = request.client.host if request.client else None
+    if not is_loopback(client):
+        raise ApiError(403, "forbidden", f"/admin/reload only answers loopback clients (this one is {client})")
+    result = await run_reload(_state(request))
+    if not result["ok"]:
+        message = f"reload failed: {result['error']}; " + (
+            "the previous model keeps serving" if result["model"] else "no model is serving")
+        return JSONResponse({"error": {"code": "reload_failed", "message": message}, "model": result["model"]},
+                            status_code=500, headers={"X-Error-Code": "reload_failed"})
+    return JSONResponse({"reloaded": True, "model": result["model"], "previous": result["previous"]})
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    message = f"no route {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+    return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s: %s: %s", request.url.path, type(exc).__name__, exc)
+    return error_response(500, "internal", f"unexpected server error ({type(exc).__name__}); see the server log")
+
+
+def _install_sighup(state: ServiceState) -> bool:
+    """Reload on SIGHUP (main thread, POSIX only); False when the platform or thread does not allow it."""
+    if not hasattr(signal, "SIGHUP"):
+        return False
+    loop = asyncio.get_running_loop()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading %s", state.holder.path)
+        task = loop.create_task(run_reload(state))
+        state.background.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(state.background.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (RuntimeError, ValueError, NotImplementedError) as exc:
+        log.warning("SIGHUP reload not installed (%s); use POST /admin/reload", exc)
+        return False
+    return True
+
+
+def create_app(model: Union[str, os.PathLike, ModelHolder], config: Optional[ServiceConfig] = None,
+               install_sighup: bool = False) -> Starlette:
+    """The ASGI app serving ``model`` (an ONNX path, loaded in the background at start-up, or a ModelHolder).
+
+    Run it with any ASGI server, e.g. ``uvicorn.run(create_app("model.onnx"), host="127.0.0.1", port=8080)``.
+    """
+    config = config or ServiceConfig()
+    holder = model if isinstance(model, ModelHolder) else ModelHolder(os.fspath(model), config)
+    state = ServiceState(holder, config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.limiter = CapacityLimiter(max(2, os.cpu_count() or 2))
+        await state.batcher.start()
+        if holder.current is None:
+            holder.load_in_background()
+        hup = install_sighup and _install_sighup(state)
+        try:
+            yield
+        finally:
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await state.batcher.stop()
+
+    routes = [
+        Route("/v1/segment", segment, methods=["POST"]),
+        Route("/v1/model", model_info, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/admin/reload", admin_reload, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan,
+        middleware=[Middleware(ServiceMiddleware, metrics=state.metrics, endpoints=[r.path for r in routes])],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.state.service = state
+    return app
