@@ -19,6 +19,7 @@ class TrainConfig:
     data_root: Optional[str] = None           # folder of a real dataset (folder/voc/cityscapes/camvid layouts)
     data_args: Dict[str, Any] = field(default_factory=dict)  # extra dataset kwargs, e.g. {"length": 1000, "domain": "fog"}
     labelled: str = "1/16"                    # "1/16", "1/8", "all", a fraction or a count
+    unlabelled_root: Optional[str] = None     # extra unlabelled images (any folder of images), added to the unlabelled stream
     split_file: Optional[str] = None          # reuse this split (JSON); default: <run>/split.json
     val_split: str = "val"
     # model

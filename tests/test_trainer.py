@@ -140,3 +140,26 @@ def test_config_file_and_flags(tmp_path):
         resolve_config(str(tmp_path / "cfg.toml"))
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig(optimizer="lbfgs")
+
+
+def test_extra_unlabelled_folder_feeds_the_unlabelled_stream(tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+
+    from semiseg_sdk.engine.data_setup import build_train_data, make_loaders
+    from semiseg_sdk.errors import DataError
+
+    fleet = tmp_path / "fleet" / "day1"
+    fleet.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(fleet / f"f{i}.jpg"), np.full((40, 60, 3), 50 * i, np.uint8))
+    cfg = tiny_cfg(tmp_path, unlabelled_root=str(tmp_path / "fleet"), labelled="1/2")
+    data = build_train_data(cfg, tmp_path / "split.json")
+    ds, idx = data.unlabelled_source()
+    assert len(idx) == 12 + 3  # half of 24 synthetic images + 3 fleet frames
+    names = {ds[i]["name"] for i in idx}
+    assert "day1/f2.jpg" in names
+    _, u_iter = make_loaders(cfg, data, 0, uses_unlabelled=True)
+    assert (next(u_iter)["mask"] == 255).all()  # labels never reach the unlabelled stream
+    with pytest.raises(DataError, match="nothing-here"):
+        build_train_data(tiny_cfg(tmp_path, unlabelled_root=str(tmp_path / "nothing-here")), tmp_path / "split2.json")

@@ -7,7 +7,10 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from ..config import TrainConfig
 from ..data import build_dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset
+
 from ..data.base import SegmentationDataset
+from ..data.folder import image_folder_dataset
 from ..data.loader import infinite_loader
 from ..data.splits import resolve_split
 from ..errors import DataError
@@ -21,6 +24,14 @@ class TrainData:
     val: SegmentationDataset
     labelled_idx: List[int]
     unlabelled_idx: List[int]
+    extra_unlabelled: Optional[Dataset] = None  # e.g. fleet images from --unlabelled_root
+
+    def unlabelled_source(self) -> tuple:
+        """(dataset, indices) of the unlabelled stream: the split's unlabelled images plus any extra folder."""
+        if self.extra_unlabelled is None:
+            return self.train, self.unlabelled_idx
+        both = ConcatDataset([Subset(self.train, self.unlabelled_idx), self.extra_unlabelled])
+        return both, list(range(len(both)))
 
     @property
     def info(self):
@@ -49,7 +60,8 @@ def build_train_data(cfg: TrainConfig, split_path: Path) -> TrainData:
     index = {n: i for i, n in enumerate(names)}
     labelled = [index[n] for n in split.labelled]
     unlabelled = [index[n] for n in split.unlabelled] or list(range(len(names)))  # "all": every image also unlabelled
-    return TrainData(train, val, labelled, unlabelled)
+    extra = image_folder_dataset(cfg.unlabelled_root, train.info) if cfg.unlabelled_root else None
+    return TrainData(train, val, labelled, unlabelled, extra)
 
 
 def train_patch(cfg: TrainConfig) -> tuple:
@@ -70,5 +82,6 @@ def make_loaders(
     u_iter = None
     if uses_unlabelled:
         ub = cfg.unlabelled_batch_size or cfg.batch_size
-        u_iter = infinite_loader(data.train, data.unlabelled_idx, ub, seed=cfg.seed + 1, drop_mask=True, **common)
+        u_data, u_idx = data.unlabelled_source()
+        u_iter = infinite_loader(u_data, u_idx, ub, seed=cfg.seed + 1, drop_mask=True, **common)
     return x_iter, u_iter

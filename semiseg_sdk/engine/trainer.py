@@ -67,7 +67,7 @@ class Trainer:
             seed_everything(cfg.seed + 1000 * self.dist.rank + self.step)
         self.run.write_config({**cfg.to_dict(), "resolved": {"device": str(self.device), "amp": str(self.amp_dtype),
                                "torch": torch.__version__, "num_classes": info.num_classes, "classes": list(info.classes),
-                               "labelled_images": len(self.data.labelled_idx), "unlabelled_images": len(self.data.unlabelled_idx),
+                               "labelled_images": len(self.data.labelled_idx), "unlabelled_images": len(self.data.unlabelled_source()[1]),
                                "method_config": _asdict(self.method.cfg)}})
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
