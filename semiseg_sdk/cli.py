@@ -89,6 +89,13 @@ class SemisegCLI:
 
         return run_demo(out=out, steps=steps, method=method, data=data, device=device)
 
+    @property
+    def continual(self):
+        """Continual learning: init a model registry, refresh it from field images, status/history/promote/rollback."""
+        from .continual.cli import ContinualCLI
+
+        return ContinualCLI()
+
     def datasets(self) -> list:
         """Registered dataset names."""
         from .data import DATASETS

@@ -1,0 +1,151 @@
+"""Label-efficiency benchmark: methods x label ratios x datasets x seeds with one fixed step budget.
+
+Prints a table (mean and spread over seeds), writes it as CSV and as a PNG bar chart. Method defaults are the
+official ones; this benchmark's small budget overrides a few of them through ``BENCH_METHOD_ARGS`` (each override is
+listed there with its reason) so that every method gets the same number of optimiser steps.
+
+    python benchmarks/label_efficiency.py --datasets synthetic-driving synthetic-aerial --ratios 1/16 1/8 all \
+        --methods supervised fixmatch unimatch --seeds 0 1 --steps 1000 --out bench/label_eff
+    # a real dataset in a supported layout:
+    python benchmarks/label_efficiency.py --datasets folder --data_root ../shared/data/dubai_aerial --ratios 1/8 all
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import cv2
+import numpy as np
+
+from semiseg_sdk.config import TrainConfig
+from semiseg_sdk.engine import train
+
+# Dataset-specific settings for a CPU-sized benchmark (synthetic sets are generated at a small size).
+DATASET_ARGS: Dict[str, dict] = {
+    "synthetic-driving": {"data_args": {"length": 2000, "size": [96, 192]}, "crop_size": (96, 96)},
+    "synthetic-aerial": {"data_args": {"length": 2000, "size": [128, 128]}, "crop_size": (96, 96)},
+    "folder": {"data_args": {}, "crop_size": (192, 192), "eval_mode": "slide", "eval_window": (384, 384)},
+}
+# Overrides of official defaults needed by a budget of ~1k steps (the official recipes count 20k-80k iterations).
+BENCH_METHOD_ARGS: Dict[str, dict] = {}
+
+
+def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Namespace) -> Dict[str, object]:
+    """Train one configuration; returns the row of the results table."""
+    ds = DATASET_ARGS.get(dataset, DATASET_ARGS["folder"])
+    name = f"{dataset}-{ratio.replace('/', 'of')}-{method}-s{seed}"
+    cfg = TrainConfig(
+        data=dataset, data_root=args.data_root, data_args=ds["data_args"], labelled=ratio, method=method,
+        method_args=BENCH_METHOD_ARGS.get(method, {}), model=args.model, encoder=args.encoder, pretrained=args.pretrained,
+        steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr, eval_every=args.steps,
+        eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
+        out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
+        progress=False,
+    )
+    t0 = time.time()
+    res = train(cfg)
+    return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
+            "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60}
+
+
+def summarise(rows: List[dict]) -> List[dict]:
+    """Mean and standard deviation of the final mIoU over seeds, per (dataset, ratio, method)."""
+    groups: Dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["ratio"], r["method"]), []).append(100 * r["miou"])
+    out = []
+    for (d, ratio, m), v in groups.items():
+        out.append({"dataset": d, "ratio": ratio, "method": m, "miou_mean": statistics.mean(v),
+                    "miou_std": statistics.stdev(v) if len(v) > 1 else 0.0, "seeds": len(v)})
+    return out
+
+
+def print_table(summary: List[dict]) -> str:
+    """One row per (dataset, method), one column per ratio: mean +- std over seeds."""
+    ratios = list(dict.fromkeys(s["ratio"] for s in summary))
+    keys = list(dict.fromkeys((s["dataset"], s["method"]) for s in summary))
+    cell = {(s["dataset"], s["method"], s["ratio"]): f"{s['miou_mean']:.1f} ± {s['miou_std']:.1f}" for s in summary}
+    lines = ["| dataset | method | " + " | ".join(ratios) + " |", "|---|---|" + "---|" * len(ratios)]
+    for d, m in keys:
+        lines.append(f"| {d} | {m} | " + " | ".join(cell.get((d, m, r), "-") for r in ratios) + " |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def plot(summary: List[dict], path: Path) -> None:
+    """A grouped bar chart (one panel per dataset) drawn with OpenCV."""
+    datasets = list(dict.fromkeys(s["dataset"] for s in summary))
+    methods = list(dict.fromkeys(s["method"] for s in summary))
+    ratios = list(dict.fromkeys(s["ratio"] for s in summary))
+    colours = [(200, 120, 40), (60, 160, 60), (40, 40, 200), (160, 60, 160), (30, 170, 200), (120, 120, 120)]
+    bar, gap, h = 14, 30, 260
+    panel_w = len(methods) * (len(ratios) * bar + gap) + 60
+    img = np.full((h + 80, panel_w * len(datasets), 3), 255, np.uint8)
+    for di, d in enumerate(datasets):
+        x0 = di * panel_w + 40
+        cv2.putText(img, d, (x0, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        for mi, m in enumerate(methods):
+            for ri, r in enumerate(ratios):
+                s = next((s for s in summary if (s["dataset"], s["method"], s["ratio"]) == (d, m, r)), None)
+                if s is None:
+                    continue
+                x = x0 + mi * (len(ratios) * bar + gap) + ri * bar
+                top = int(h + 30 - h * s["miou_mean"] / 100)
+                cv2.rectangle(img, (x, top), (x + bar - 2, h + 30), colours[ri % len(colours)], -1)
+            cv2.putText(img, m[:10], (x0 + mi * (len(ratios) * bar + gap), h + 50), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+    for ri, r in enumerate(ratios):
+        cv2.putText(img, r, (10 + 60 * ri, h + 72), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colours[ri % len(colours)], 1)
+    cv2.imwrite(str(path), img)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["synthetic-driving", "synthetic-aerial"])
+    p.add_argument("--data_root", default=None, help="root of a real dataset (with --datasets folder|voc|cityscapes|camvid)")
+    p.add_argument("--ratios", nargs="+", default=["1/16", "1/8", "all"])
+    p.add_argument("--methods", nargs="+", default=["supervised"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--model", default="deeplabv3plus")
+    p.add_argument("--encoder", default="resnet18")
+    p.add_argument("--pretrained", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default="bench/label_efficiency")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "runs.jsonl"
+    done = {(r["dataset"], r["ratio"], r["method"], r["seed"]): r for r in map(json.loads, rows_path.read_text().splitlines())} if rows_path.exists() else {}
+    t0 = time.time()
+    for d in args.datasets:
+        for ratio in args.ratios:
+            for m in args.methods:
+                for seed in args.seeds:
+                    if (d, ratio, m, seed) not in done:
+                        row = run_one(d, ratio, m, seed, args)
+                        done[(d, ratio, m, seed)] = row
+                        with open(rows_path, "a") as f:
+                            f.write(json.dumps(row) + "\n")
+                        print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min)", flush=True)
+    rows = [r for k, r in done.items() if k[0] in args.datasets and k[1] in args.ratios and k[2] in args.methods and k[3] in args.seeds]
+    summary = summarise(rows)
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(summary[0]))
+        w.writeheader()
+        w.writerows(summary)
+    (out / "summary.md").write_text(print_table(summary) + "\n")
+    plot(summary, out / "summary.png")
+    print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+"""``python -m semiseg_sdk.continual init|run|status|history|promote|rollback ...``"""
+from .cli import main
+
+main()

@@ -1,0 +1,205 @@
+"""Ingest field images: scan the incoming folder, de-duplicate by content, check, store or quarantine.
+
+Every image file of the incoming folder (recursively; hidden files skipped; by extension) ends in exactly one of:
+
+* the manifest of a version (or the journal of the refresh in progress): its sha256 is in the store
+  ``field/<sha256>.<ext>``, copied there (never moved) — the same bytes under several names count once, and bytes
+  already learned from are not learned again;
+* the quarantine: ``quarantine/<sha256>.<ext>`` (a copy) and ``quarantine/reasons.json`` (sha256 -> code, detail,
+  source paths), for unreadable, truncated, too small or blank files;
+* waiting: too few new images for a refresh, or modified less than ``settle_seconds`` ago (still being written).
+
+Nothing is deleted from the incoming folder unless ``remove_ingested`` is asked for (see ``refresh.py``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+from ..data.folder import IMAGE_EXTENSIONS
+from ..engine.atomic import atomic_path, write_json_atomic
+from ..errors import DataError
+from .faults import crash_point
+from .image_checks import ImageChecks, inspect_image
+from .version_registry import ModelRegistry
+
+HashCache = Dict[Tuple[str, int, int], str]  # (path, size, mtime_ns) -> sha256, reused between polls of --watch
+
+
+@dataclass
+class IngestPlan:
+    """What a scan found; ``new`` and ``bad`` entries group the source paths of identical bytes."""
+
+    new: List[Dict[str, Any]] = field(default_factory=list)      # sha256, ext, sources, width, height, bytes
+    known: List[Dict[str, Any]] = field(default_factory=list)    # path, sha256, status ("learned"/"quarantined"), where
+    bad: List[Dict[str, Any]] = field(default_factory=list)      # sha256, ext, sources, code, detail
+    waiting: List[str] = field(default_factory=list)             # too recent to trust
+    ignored: List[str] = field(default_factory=list)             # not an image file name
+
+    def summary(self) -> Dict[str, int]:
+        return {"new": len(self.new), "new_files": sum(len(e["sources"]) for e in self.new),
+                "already_known": len(self.known), "quarantined": sum(len(e["sources"]) for e in self.bad),
+                "waiting": len(self.waiting), "ignored": len(self.ignored)}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def incoming_files(incoming: Path) -> Tuple[List[Path], List[Path]]:
+    """``(image files, other files)`` under ``incoming``, sorted; hidden files and folders are skipped."""
+    if not incoming.is_dir():
+        raise DataError(f"{incoming}: incoming folder not found")
+    images, others = [], []
+    for dirpath, dirnames, filenames in os.walk(incoming):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(path)
+    return images, others
+
+
+def scan_incoming(incoming: Path, learned: Mapping[str, Mapping[str, str]], quarantined: Set[str], checks: ImageChecks = ImageChecks(),
+                  settle_seconds: float = 2.0, cache: Optional[HashCache] = None) -> IngestPlan:
+    """Hash and check every image under ``incoming`` against the ``learned`` (see :func:`learned_images`) and
+    ``quarantined`` sha256 sets; writes nothing."""
+    images, others = incoming_files(Path(incoming))
+    plan = IngestPlan(ignored=[str(p) for p in others])
+    groups: Dict[str, Dict[str, Any]] = {}
+    now = time.time()
+    for path in images:
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # vanished between listing and stat: not ours to account for
+        if now - st.st_mtime < settle_seconds:
+            plan.waiting.append(str(path))
+            continue
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        sha = cache.get(key) if cache is not None else None
+        if sha is None:
+            try:
+                sha = sha256_file(path)
+            except OSError as exc:
+                sha = hashlib.sha256(str(path).encode()).hexdigest()  # unreadable: quarantined under its path hash
+                groups.setdefault(sha, {"sha256": sha, "ext": path.suffix.lower(), "sources": [], "code": "unreadable",
+                                        "detail": f"{path}: {exc}", "bytes": 0})["sources"].append(str(path))
+                continue
+            if cache is not None:
+                cache[key] = sha
+        if sha in learned or sha in quarantined:
+            status = "learned" if sha in learned else "quarantined"
+            where = learned[sha]["version"] if sha in learned else "quarantine"
+            plan.known.append({"path": str(path), "sha256": sha, "status": status, "where": where})
+            continue
+        if sha in groups:
+            groups[sha]["sources"].append(str(path))
+            continue
+        verdict = inspect_image(path, checks)
+        groups[sha] = {"sha256": sha, "ext": path.suffix.lower(), "sources": [str(path)], "bytes": st.st_size,
+                       "width": verdict.width, "height": verdict.height, "code": verdict.code, "detail": verdict.detail}
+    for entry in groups.values():
+        code = entry.pop("code")
+        if code == "ok":
+            entry.pop("detail")
+            plan.new.append(entry)
+        else:
+            plan.bad.append({**entry, "code": code})
+    return plan
+
+
+def store_file(reg: ModelRegistry, entry: Mapping[str, Any]) -> str:
+    """Registry-relative store path of an entry: ``field/<sha256>.<ext>``."""
+    return f"{reg.store.name}/{entry['sha256']}{entry['ext']}"
+
+
+def store_new(reg: ModelRegistry, plan: IngestPlan) -> List[Dict[str, Any]]:
+    """Copy the new images into the store (atomic, content verified); returns the stored entries with their
+    ``file``. An image whose bytes changed since the scan is moved to ``plan.waiting`` instead."""
+    stored: List[Dict[str, Any]] = []
+    for entry in plan.new:
+        dst = reg.root / store_file(reg, entry)
+        if not dst.is_file() and not _copy_verified(Path(entry["sources"][0]), dst, entry["sha256"]):
+            plan.waiting.extend(entry["sources"])
+            continue
+        stored.append({**entry, "file": store_file(reg, entry)})
+        if len(stored) == 1:
+            crash_point("ingest")
+    plan.new = stored
+    return stored
+
+
+def quarantine_bad(reg: ModelRegistry, plan: IngestPlan) -> None:
+    """Copy refused files into quarantine/ and merge their reasons into quarantine/reasons.json."""
+    if not plan.bad:
+        return
+    reasons = read_quarantine(reg)
+    for entry in plan.bad:
+        dst = reg.quarantine / f"{entry['sha256']}{entry['ext']}"
+        if entry["bytes"] and not dst.exists():
+            _copy_verified(Path(entry["sources"][0]), dst, entry["sha256"])
+        rec = reasons.setdefault(entry["sha256"], {"code": entry["code"], "detail": entry["detail"], "sources": [],
+                                                   "file": f"{reg.quarantine.name}/{dst.name}" if dst.exists() else None})
+        rec["sources"] = sorted(set(rec["sources"]) | set(entry["sources"]))
+    write_json_atomic(reg.quarantine / "reasons.json", reasons)
+
+
+def read_quarantine(reg: ModelRegistry) -> Dict[str, Dict[str, Any]]:
+    """quarantine/reasons.json as a dict (empty when nothing was quarantined)."""
+    path = reg.quarantine / "reasons.json"
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable quarantine record ({exc})") from exc
+
+
+def learned_images(reg: ModelRegistry, pending: Iterable[Mapping[str, Any]] = ()) -> Dict[str, Dict[str, str]]:
+    """sha256 -> ``{"version", "file"}`` of every image a version's manifest lists as new (``"pending"`` for the
+    journal's images), oldest first."""
+    out: Dict[str, Dict[str, str]] = {}
+    for v in reg.versions():
+        path = reg.version_dir(v) / "manifest.json"
+        if path.is_file():
+            for entry in json.loads(path.read_text()).get("new_images", []):
+                out.setdefault(entry["sha256"], {"version": v, "file": entry["file"]})
+    for entry in pending:
+        out.setdefault(entry["sha256"], {"version": "pending", "file": entry["file"]})
+    return out
+
+
+def remove_sources(paths: Iterable[str]) -> int:
+    """Delete ingested source files (only with the explicit ``remove_ingested`` flag); returns the count."""
+    n = 0
+    for p in paths:
+        try:
+            os.unlink(p)
+            n += 1
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def _copy_verified(src: Path, dst: Path, sha: str) -> bool:
+    try:
+        data = src.read_bytes()
+    except OSError:
+        return False
+    if hashlib.sha256(data).hexdigest() != sha:
+        return False
+    with atomic_path(dst) as tmp:
+        tmp.write_bytes(data)
+    return True

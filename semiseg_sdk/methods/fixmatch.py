@@ -1,0 +1,64 @@
+"""FixMatch for segmentation, as re-implemented in UniMatch (Yang et al., CVPR 2023; LiheYoung/UniMatch ``fixmatch.py``).
+
+Per step: the weak view of the unlabelled batch is predicted together with the labelled batch (one forward, so BN
+sees both); its argmax is the pseudo-label of a strong view (colour jitter, grayscale, blur, then CutMix with p=0.5);
+only pixels whose weak-view confidence reaches ``conf_thresh`` are supervised, and the unlabelled loss is divided by
+the number of valid (non-padding) pixels, not by the confident ones. Loss ``(L_x + L_s) / 2``.
+
+Differences from the official script:
+
+* CutMix partner: the official code draws a second unlabelled batch from the loader; here it is the same unlabelled
+  batch rolled by one sample (``image.roll(1, 0)``: sample ``i`` receives a box from sample ``i-1``), its strong view
+  rolled likewise and its pseudo-label predicted, as there, in eval mode under ``torch.no_grad()``. This saves a
+  second unlabelled batch per step (loading + weak view) at the cost of pairing images within one batch.
+* DeepLab-v3+ ResNet -> any Segmentor; CE (no OHEM) for the labelled loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..augment import box_masks, mix
+from ..data.base import IGNORE_INDEX
+from .base import Method, MethodConfig
+from .pseudo_labels import Target, confident_fraction, eval_pseudo_label, masked_cross_entropy, pseudo_label
+from .registry import register_method
+
+
+@register_method("fixmatch")
+class FixMatch(Method):
+    """Weak-to-strong pseudo-labelling with a confidence threshold and CutMix on the strong view."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(MethodConfig):
+        conf_thresh: float = 0.95  # LiheYoung/UniMatch configs/pascal.yaml (configs/cityscapes.yaml uses 0)
+        cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5)
+
+    def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
+        cfg = self.cfg
+        v_x, v_u = self.views.weak(x), self.views.weak(u)
+
+        # CutMix partner = the same unlabelled batch rolled by one, pseudo-labelled in eval mode without gradient
+        conf_mix, mask_mix = eval_pseudo_label(self.model, v_u.image)
+        target_mix = Target(mask_mix, conf_mix, v_u.valid).rolled()
+
+        img_u_s = self.views.strong(v_u.image)
+        b, _, h, w = img_u_s.shape
+        box = box_masks(b, (h, w), p=cfg.cutmix_p, device=img_u_s.device)
+        img_u_s = mix(img_u_s, img_u_s.roll(1, dims=0), box)
+
+        num_x = v_x.image.shape[0]
+        pred_x, pred_u_w = self.model(torch.cat([v_x.image, v_u.image])).split([num_x, b])
+        pred_u_s = self.model(img_u_s)
+
+        conf_u_w, mask_u_w = pseudo_label(pred_u_w)
+        target = Target(mask_u_w, conf_u_w, v_u.valid).mixed(target_mix, box)
+
+        loss_x = F.cross_entropy(pred_x.float(), v_x.mask, ignore_index=IGNORE_INDEX)
+        loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, cfg.conf_thresh, target.valid)
+        loss = (loss_x + loss_u_s) / 2.0
+        mask_ratio = confident_fraction(conf_u_w, cfg.conf_thresh, v_u.valid)
+        return {"loss": loss, "sup": loss_x, "unsup": loss_u_s, "mask_ratio": mask_ratio}

@@ -1,0 +1,85 @@
+"""UniMatch (Yang et al., "Revisiting Weak-to-Strong Consistency in Semi-Supervised Semantic Segmentation", CVPR 2023;
+official code LiheYoung/UniMatch ``unimatch.py``).
+
+FixMatch widened in two ways: two strong views of each unlabelled image (each with its own CutMix box, p=0.5) are
+both supervised by the weak view's pseudo-label, and a feature-perturbation (FP) stream decodes the weak view's
+encoder features after ``Dropout2d(0.5)``. Pixels below ``conf_thresh`` contribute nothing; unlabelled losses are
+divided by the number of valid (non-padding) pixels. Loss ``(L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp) / 2``.
+
+Differences from the official script:
+
+* FP stream: the official DeepLab-v3+ drops out the two features its decoder reads (``c1``, ``c4``); here every
+  encoder feature map (all five strides) goes through ``Dropout2d(0.5)``, so whatever subset a decoder reads is
+  perturbed. Only the unlabelled half is perturbed: the official code also decodes a perturbed copy of the
+  labelled batch and then discards it, which only changes the decoder's BN batch statistics.
+* CutMix partner: the same unlabelled batch rolled by one sample (``roll(1, 0)``), its strong views rolled likewise
+  and its pseudo-label predicted in eval mode under ``torch.no_grad()``, instead of a second unlabelled batch.
+* DeepLab-v3+ ResNet -> any Segmentor (through ``model.encode / decode / classify``); CE (no OHEM) for ``L_x``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..augment import box_masks, mix
+from ..data.base import IGNORE_INDEX
+from .base import Method, MethodConfig
+from .pseudo_labels import Target, confident_fraction, eval_pseudo_label, masked_cross_entropy, pseudo_label
+from .registry import register_method
+
+
+@register_method("unimatch")
+class UniMatch(Method):
+    """Dual strong views + feature perturbation on top of FixMatch's thresholded weak-to-strong pseudo-labels."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Config(MethodConfig):
+        conf_thresh: float = 0.95  # LiheYoung/UniMatch configs/pascal.yaml (configs/cityscapes.yaml uses 0)
+        cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5) for each strong view
+        fp_dropout: float = 0.5  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: nn.Dropout2d(0.5)
+
+    def forward_with_fp(self, img_x: torch.Tensor, img_u_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One encoder pass over ``[x; u_w]``; the decoder sees the clean features and a Dropout2d copy of ``u_w``'s.
+
+        Returns ``(pred_x, pred_u_w, pred_u_w_fp)`` logits at input size."""
+        num_x, num_u = img_x.shape[0], img_u_w.shape[0]
+        feats = self.model.encode(torch.cat([img_x, img_u_w]))
+        feats = [torch.cat([f, F.dropout2d(f[num_x:], self.cfg.fp_dropout, training=True)]) for f in feats]
+        logits = self.model.classify(self.model.decode(feats), img_x.shape[-2:])
+        pred_x, pred_u_w, pred_u_w_fp = logits.split([num_x, num_u, num_u])
+        return pred_x, pred_u_w, pred_u_w_fp
+
+    def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
+        cfg = self.cfg
+        v_x, v_u = self.views.weak(x), self.views.weak(u)
+
+        # CutMix partner = the same unlabelled batch rolled by one, pseudo-labelled in eval mode without gradient
+        conf_mix, mask_mix = eval_pseudo_label(self.model, v_u.image)
+        target_mix = Target(mask_mix, conf_mix, v_u.valid).rolled()
+
+        b, _, h, w = v_u.image.shape
+        img_u_s1, img_u_s2 = self.views.strong(v_u.image), self.views.strong(v_u.image)
+        box1 = box_masks(b, (h, w), p=cfg.cutmix_p, device=v_u.image.device)
+        box2 = box_masks(b, (h, w), p=cfg.cutmix_p, device=v_u.image.device)
+        img_u_s1 = mix(img_u_s1, img_u_s1.roll(1, dims=0), box1)
+        img_u_s2 = mix(img_u_s2, img_u_s2.roll(1, dims=0), box2)
+
+        pred_x, pred_u_w, pred_u_w_fp = self.forward_with_fp(v_x.image, v_u.image)
+        pred_u_s1, pred_u_s2 = self.model(torch.cat([img_u_s1, img_u_s2])).chunk(2)
+
+        conf_u_w, mask_u_w = pseudo_label(pred_u_w)
+        target = Target(mask_u_w, conf_u_w, v_u.valid)
+        target1, target2 = target.mixed(target_mix, box1), target.mixed(target_mix, box2)
+
+        loss_x = F.cross_entropy(pred_x.float(), v_x.mask, ignore_index=IGNORE_INDEX)
+        loss_u_s1 = masked_cross_entropy(pred_u_s1, target1.label, target1.conf, cfg.conf_thresh, target1.valid)
+        loss_u_s2 = masked_cross_entropy(pred_u_s2, target2.label, target2.conf, cfg.conf_thresh, target2.valid)
+        loss_u_fp = masked_cross_entropy(pred_u_w_fp, target.label, target.conf, cfg.conf_thresh, target.valid)
+        unsup = 0.25 * loss_u_s1 + 0.25 * loss_u_s2 + 0.5 * loss_u_fp
+        loss = (loss_x + unsup) / 2.0
+        mask_ratio = confident_fraction(conf_u_w, cfg.conf_thresh, v_u.valid)
+        return {"loss": loss, "sup": loss_x, "unsup": unsup, "unsup_s1": loss_u_s1, "unsup_s2": loss_u_s2,
+                "unsup_fp": loss_u_fp, "mask_ratio": mask_ratio}

@@ -1,0 +1,133 @@
+"""CPS: each network learns from the OTHER one's argmax; CutMix targets are the mix of the unmixed predictions."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from semiseg_sdk.augment import ViewConfig, ViewMaker, mix
+from semiseg_sdk.methods import get_method
+from semiseg_sdk.models import build_model
+
+CPS = get_method("cps")
+
+
+def _batch(b=2, size=32, seed=0, unlabelled=False):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, (b, 3, size, size), generator=g, dtype=torch.uint8)
+    mask = torch.full((b, size, size), 255) if unlabelled else torch.randint(0, 4, (b, size, size), generator=g)
+    return {"image": image, "mask": mask, "valid": torch.ones(b, size, size, dtype=torch.bool)}
+
+
+def _method(**cfg):
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", encoder="tiny", num_classes=4)
+    views = ViewMaker(ViewConfig(crop_size=(32, 32), scale_range=(1.0, 1.0), flip_p=0.0))  # identity weak view
+    m = CPS(model, 4, views, CPS.make_config(cfg), total_steps=10)
+    m.eval()  # deterministic forwards (BN statistics, no dropout) so the test can recompute every prediction
+    return m
+
+
+def _constant_class(net, c):
+    """Make ``net`` predict class ``c`` everywhere with fixed logits (bias only)."""
+    with torch.no_grad():
+        net.classifier.weight.zero_()
+        net.classifier.bias.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0]))
+        net.classifier.bias[c] = 5.0
+    return net.classifier.bias.clone()
+
+
+def _image(batch):
+    return batch["image"].float() / 255.0
+
+
+def test_plain_cps_targets_come_from_the_other_network():
+    m = _method(cutmix=False)
+    bias = _constant_class(m.model2, c=2)
+    x, u = _batch(seed=1), _batch(seed=2, unlabelled=True)
+    out = m.training_step(x, u, step=0)
+    with torch.no_grad():
+        pred1 = torch.cat([m.model(_image(x)), m.model(_image(u))])
+    # net 1 learns CE to net 2's constant class; net 2 learns CE to net 1's argmax (its logits are the fixed bias)
+    expected1 = F.cross_entropy(pred1, torch.full_like(pred1[:, 0], 2, dtype=torch.long))
+    expected2 = F.cross_entropy(bias.view(1, 4, 1, 1).expand_as(pred1), pred1.argmax(1))
+    assert out["unsup"].item() == pytest.approx((expected1 + expected2).item(), rel=1e-4)
+    assert out["loss"].item() == pytest.approx((out["sup"] + out["sup2"] + 1.5 * out["unsup"]).item(), rel=1e-5)
+
+
+def test_cutmix_pseudo_label_is_the_mix_of_the_unmixed_predictions(monkeypatch):
+    m = _method()
+    for net in (m.model, m.model2):  # sharper classifiers: label maps that vary over the image (random init is flat)
+        with torch.no_grad():
+            net.classifier.weight.mul_(1000)
+            net.classifier.bias.zero_()
+    u = _batch(seed=2, unlabelled=True)
+    box = torch.zeros(2, 32, 32, dtype=torch.bool)
+    box[:, 4:20, 8:30] = True
+    monkeypatch.setattr(m, "mix_mask", lambda *a, **k: box)
+    seen = {}
+
+    def record(pred1, pred2, target1, target2):
+        seen.update(pred1=pred1, target1=target1, target2=target2)
+        return pred1.sum() * 0 + 1.0
+
+    monkeypatch.setattr(m, "cps_loss", record)
+    m.training_step(_batch(seed=1), u, step=0)
+    img = _image(u)
+    with torch.no_grad():
+        lab1, lab2 = m.model(img).argmax(1), m.model2(img).argmax(1)
+        img_mix = mix(img, img.roll(1, 0), box)
+        assert torch.allclose(seen["pred1"], m.model(img_mix), atol=1e-5)  # the students see the mixed image
+    assert all(len(lab.unique()) > 1 for lab in (lab1[0], lab1[1], lab2[0], lab2[1]))
+    assert torch.equal(seen["target1"], mix(lab1, lab1.roll(1, 0), box))
+    assert torch.equal(seen["target2"], mix(lab2, lab2.roll(1, 0), box))
+    with torch.no_grad():
+        assert not torch.equal(seen["target2"], m.model2(img_mix).argmax(1))  # not a prediction on the mixed image
+
+
+def test_padding_is_ignored_in_cps_targets(monkeypatch):
+    m = _method(cutmix=False)
+    with torch.no_grad():
+        m.model.classifier.weight.mul_(1000)  # per-pixel losses that vary over the image
+    _constant_class(m.model2, c=1)
+    x, u = _batch(seed=1), _batch(seed=2, unlabelled=True)
+    for b in (x, u):
+        b["valid"][:, :, 16:] = False
+    x["mask"][:, :, 16:] = 255
+    made, weak = [], m.views.weak
+    monkeypatch.setattr(m.views, "weak", lambda batch: made.append(weak(batch)) or made[-1])
+    got = m.training_step(x, u, step=0)["unsup"].item()
+    valid = torch.cat([v.valid for v in made])
+    assert 0 < valid.float().mean() < 1  # the views do hold padding
+    with torch.no_grad():
+        pred1 = torch.cat([m.model(v.image) for v in made])
+    pred2 = m.model2.classifier.bias.view(1, 4, 1, 1).expand_as(pred1)
+
+    def expected(keep):
+        t1 = torch.where(keep, pred1.argmax(1), 255)
+        t2 = torch.where(keep, torch.ones_like(t1), 255)
+        return (F.cross_entropy(pred1, t2, ignore_index=255) + F.cross_entropy(pred2, t1, ignore_index=255)).item()
+
+    assert got == pytest.approx(expected(valid), rel=1e-4)
+    assert abs(expected(torch.ones_like(valid)) - expected(valid)) > 1e-2  # counting the padding would show
+
+
+def test_second_branch_init_optimizer_groups_and_inference_model():
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", encoder="tiny", num_classes=4)
+    rng = torch.get_rng_state()
+    views = ViewMaker(ViewConfig(crop_size=(32, 32)))
+    m = CPS(model, 4, views, CPS.make_config({}), total_steps=10)
+    assert torch.equal(torch.get_rng_state(), rng)  # building branch 2 leaves the global RNG stream alone
+    assert m.cps_weight == 1.0  # the CutMix variant's VOC weight; plain CPS gets 1.5
+    enc1, enc2 = m.model.encoder.state_dict(), m.model2.encoder.state_dict()
+    assert all(torch.equal(enc1[k], enc2[k]) for k in enc1)  # shared (pretrained) encoder init
+    assert not torch.equal(m.model.classifier.weight, m.model2.classifier.weight)  # heads differ
+    m_indep = CPS(build_model("deeplabv3plus", encoder="tiny", num_classes=4), 4, views,
+                  CPS.make_config({"share_encoder_init": False}), total_steps=10)
+    e1, e2 = m_indep.model.encoder.state_dict(), m_indep.model2.encoder.state_dict()
+    assert any(v.is_floating_point() and not torch.equal(v, e2[k]) for k, v in e1.items())  # own random encoder
+    groups = {g["name"]: g for g in m.param_groups(0.01, 10.0)}
+    ids = {n: {id(p) for p in g["params"]} for n, g in groups.items()}
+    assert {id(p) for p in m.model2.encoder.parameters()} <= ids["backbone"] and groups["backbone"]["lr"] == 0.01
+    assert {id(p) for p in m.model2.classifier.parameters()} <= ids["head"] and groups["head"]["lr"] == pytest.approx(0.1)
+    assert sum(len(v) for v in ids.values()) == sum(1 for p in m.parameters())  # every parameter, once
+    assert m.inference_model() is m.model
