@@ -145,14 +145,14 @@ def main(argv: Optional[list] = None) -> None:
     except SemisegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyError as exc:  # unknown registry names
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        sys.exit(2)
     except Exception as exc:  # the torch-free runtime's errors (it cannot import semiseg_sdk's classes)
         if type(exc).__module__.startswith("semiseg_serving"):
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
         raise
-    except KeyError as exc:  # unknown registry names
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _serialize(obj: Any) -> str:

@@ -116,6 +116,14 @@ def test_stop_request_keeps_the_refresh_for_the_next_run(tmp_path):
     assert res["status"] == "promoted" and res["resumed_from"] == "ingested"
 
 
+def test_time_budget_ends_training_early_with_the_model_of_that_step(tmp_path):
+    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    write_field_images(tmp_path / "incoming", 2)
+    res = run_refresh(reg.root, tmp_path / "incoming", AdaptOptions(**{**ADAPT, "max_minutes": 1e-6}), OPTS)
+    train = json.loads((reg.version_dir(res["version"]) / "version.json").read_text())["train"]
+    assert train["stopped_early"] == "budget" and train["steps"] == 1 and train["planned_steps"] == ADAPT["steps"]
+
+
 def test_sigterm_sets_the_stop_event_and_watch_stops(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     with stop_on_signals() as stop:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from ..engine.atomic import write_json_atomic
 from ..engine.checkpoint import load_inference_model

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import threading
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..engine.atomic import write_json_atomic
 from ..engine.checkpoint import load_inference_model
@@ -65,7 +65,7 @@ def ensure_current(reg: ModelRegistry) -> None:
 
 
 def start_refresh(reg: ModelRegistry, incoming: Path, adapt: AdaptOptions, run: RunOptions,
-                  cache: Optional[HashCache]) -> tuple:
+                  cache: Optional[HashCache]) -> Tuple[Optional[Journal], Dict[str, Any]]:
     """Ingest; returns ``(journal, summary)`` or ``(None, waiting summary)`` when too few new images arrived."""
     learned = learned_images(reg)
     plan = scan_incoming(incoming, learned, set(read_quarantine(reg)), ImageChecks(run.min_side, run.blank_std),

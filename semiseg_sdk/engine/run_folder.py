@@ -16,13 +16,14 @@ class RunFolder:
     def __init__(self, root: str | Path, enabled: bool = True) -> None:
         self.root = Path(root)
         self.enabled = enabled
-        self.logger = logging.getLogger(f"semiseg.run.{self.root.name}")
+        self.logger = logging.getLogger(f"semiseg.run.{self.root.resolve()}")  # one logger per run folder
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
         if enabled:
             self.root.mkdir(parents=True, exist_ok=True)
-            if not any(isinstance(h, logging.FileHandler) for h in self.logger.handlers):
-                fh = logging.FileHandler(self.root / "train.log")
+            log_file = str((self.root / "train.log").resolve())
+            if not any(getattr(h, "baseFilename", None) == log_file for h in self.logger.handlers):
+                fh = logging.FileHandler(log_file)
                 fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
                 self.logger.addHandler(fh)
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from .aerial_looks import BUILDING, ROAD, TREE, WATER
-from .aerial_roads import _resample
+from .aerial_roads import resample_polyline
 from .aerial_terrain import AerialScene
 from .canvas import blob_outlines, box_corners, to_polys
 from .textures import hsv_colour
@@ -22,7 +22,7 @@ def place_buildings(s: AerialScene) -> None:
     size = {"urban": (12, 45), "suburban": (8, 18), "rural": (8, 25)}[s.style]
     back = {"urban": (1, 5), "suburban": (4, 12), "rural": (5, 20)}[s.style]
     for pts, width in s.roads:
-        line = _resample(pts, 1.0)
+        line = resample_polyline(pts, 1.0)
         if len(line) < 3:
             continue
         k = int(len(line) / (size[0] * s.ppm)) + 1
@@ -149,7 +149,7 @@ def place_trees(s: AerialScene) -> None:
     spots: List[Tuple[float, float]] = []
     for pts, width in s.roads:
         if s.lay.random() < {"urban": 0.4, "suburban": 0.5, "rural": 0.3}[s.style]:
-            dense = _resample(pts, s.lay.uniform(7, 16) * s.ppm)
+            dense = resample_polyline(pts, s.lay.uniform(7, 16) * s.ppm)
             if len(dense) < 2:
                 continue
             d = np.diff(dense, axis=0, append=dense[-1:] + (dense[-1:] - dense[-2:-1]))

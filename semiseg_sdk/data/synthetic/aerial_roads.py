@@ -84,7 +84,7 @@ def _dashes(pts: np.ndarray, dash: float, period: float) -> List[np.ndarray]:
     return list(to_polys(xy.reshape(-1, 2, 2)))
 
 
-def _resample(pts: np.ndarray, step: float) -> np.ndarray:
+def resample_polyline(pts: np.ndarray, step: float) -> np.ndarray:
     """Points every ``step`` pixels along a polyline."""
     pts = pts.astype(np.float64)
     arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
@@ -99,7 +99,7 @@ def draw_parking(s: AerialScene) -> List[Tuple[float, float, float]]:
         return slots
     for _ in range(int(s.lay.integers(0, 3))):
         pts, width = s.roads[int(s.lay.integers(len(s.roads)))]
-        dense = _resample(pts, 2.0)
+        dense = resample_polyline(pts, 2.0)
         if len(dense) < 3:
             continue
         i = int(s.lay.integers(1, len(dense)))
@@ -125,7 +125,7 @@ def place_cars(s: AerialScene, slots: List[Tuple[float, float, float]]) -> None:
     """Cars driving along the lanes of every road and parked in the lot slots."""
     density = {"urban": 0.045, "suburban": 0.02, "rural": 0.008}[s.style] * s.lay.uniform(0.3, 1.7) / s.ppm
     for pts, width in s.roads:
-        dense = _resample(pts, 2.0)
+        dense = resample_polyline(pts, 2.0)
         if len(dense) < 3:
             continue
         for j in s.lay.choice(len(dense) - 1, min(len(dense) - 1, s.lay.poisson(density * 2.0 * len(dense))),
