@@ -10,7 +10,8 @@ from semiseg_sdk.continual import GatePolicy, ModelRegistry, RunOptions
 from semiseg_sdk.continual.gate import decide, format_gate
 from semiseg_sdk.continual.journal import Journal
 from semiseg_sdk.continual.options import AdaptOptions
-from semiseg_sdk.continual.refresh import finish_refresh
+from semiseg_sdk.continual.refresh import finish_refresh, gate_candidate
+from semiseg_sdk.continual.version_builder import write_version
 from semiseg_sdk.engine.checkpoint import load_checkpoint, save_checkpoint
 from test_continual_support import copy_registry
 
@@ -76,10 +77,10 @@ def _damage(state, how):
     return out
 
 
-def _trained_journal(reg, state=None):
+def _trained_journal(reg, state=None, version="v0002"):
     """A refresh journal in phase "trained" whose candidate is v0001's network (or ``state``)."""
     ckpt = load_checkpoint(reg.version_dir("v0001") / "model.pt")
-    journal = Journal.start(reg, "v0002", "v0001", [], train_images=[], adapt={**AdaptOptions().__dict__})
+    journal = Journal.start(reg, version, "v0001", [], train_images=[], adapt={**AdaptOptions().__dict__})
     save_checkpoint(journal.candidate_path, {**{k: v for k, v in ckpt.items() if k not in ("format", "path")},
                                              "model_state": state if state is not None else ckpt["model_state"]})
     journal.advance("trained", train={"config": {"method": "field-adapt"}, "steps": 0})
@@ -118,3 +119,19 @@ def test_a_candidate_that_cannot_be_exported_is_refused(tmp_path, monkeypatch):
     assert res["status"] == "rejected" and reg.current() == "v0001"
     assert res["reasons"] == ["ONNX export failed: model.onnx: ONNX output disagrees with PyTorch"]
     assert "gate: REJECTED" in res["report"] and not (reg.version_dir("v0002") / "model.onnx").exists()
+
+
+def test_the_gate_runs_again_when_current_moved_after_it(tmp_path):
+    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    opts = RunOptions(device="cpu", verbose=False)
+    journal = _trained_journal(reg, version="v0003")
+    gate_candidate(reg, reg.settings(), journal, opts)
+    assert journal.phase == "gated" and journal.data["baseline"] == "v0001"
+    # meanwhile (e.g. between a crash and the next run) someone serves another version
+    v1_gate = json.loads((reg.version_dir("v0001") / "gate.json").read_text())
+    write_version(reg, "v0002", parent="v0001", kind="refresh", checkpoint=reg.version_dir("v0001") / "model.pt",
+                  gate=v1_gate, gate_text="", manifest={"new_images": []}, config={})
+    reg.set_current("v0002", "promote", reason="by hand")
+    res = finish_refresh(reg, reg.settings(), journal, opts, None)
+    assert json.loads((reg.version_dir("v0003") / "gate.json").read_text())["baseline"] == "v0002"
+    assert res["status"] == "promoted" and reg.current() == "v0003" and "against current v0002" in res["report"]

@@ -1,9 +1,9 @@
-"""The data of one refresh for the ordinary Trainer: replayed labelled images + field images of the store.
+"""The data of one refresh for the ordinary Trainer: the replay set as the labelled stream, field images as the
+unlabelled stream (``TrainData.extra_unlabelled``, the trainer's way to add a folder of fleet images).
 
-``TrainData.train`` is one dataset whose first items are the replay set (labelled: the source run's labelled
-training images, never the holdout) and whose last items are field images (``folder``-style files without masks,
-read from ``field/<sha256>.<ext>``); ``labelled_idx`` and ``unlabelled_idx`` point into the two parts, so the
-trainer's labelled stream replays old data while its unlabelled stream carries the new domain.
+The labelled stream replays the source run's labelled training images (never the holdout or probe); the field
+images are ``folder``-style files without masks, read from the store ``field/<sha256>.<ext>``. Both are seen under
+the deployed model's DatasetInfo, so checkpoints and ONNX metadata keep its class names and palette.
 """
 from __future__ import annotations
 
@@ -23,34 +23,25 @@ def field_dataset(root: Path, entries: Sequence[Mapping[str, Any]], info: Datase
     return FileListDataset(info, [(str(e["sha256"]), Path(root) / str(e["file"]), None) for e in entries])
 
 
-class ReplayAndField(SegmentationDataset):
-    """Items ``[0, R)`` = the replay set's chosen items (with masks), ``[R, R + F)`` = field images (no masks)."""
+class WithInfo(SegmentationDataset):
+    """``base`` under another DatasetInfo (same items, the deployed model's class names and palette)."""
 
-    labelled = False
-
-    def __init__(self, replay: OpenedSet, field: SegmentationDataset, info: DatasetInfo) -> None:
-        self.replay, self.field, self.info = replay, field, info
-        self.n_replay = len(replay.indices)
+    def __init__(self, base: SegmentationDataset, info: DatasetInfo) -> None:
+        self.base, self.info, self.labelled = base, info, getattr(base, "labelled", True)
 
     def __len__(self) -> int:
-        return self.n_replay + len(self.field)
+        return len(self.base)
 
     def names(self) -> List[str]:
-        names = self.replay.dataset.names()
-        return [names[i] for i in self.replay.indices] + [f"field/{n}" for n in self.field.names()]
+        return self.base.names()
 
     def load(self, index: int) -> Dict[str, object]:
-        if index < self.n_replay:
-            return self.replay.dataset[self.replay.indices[index]]
-        item = dict(self.field[index - self.n_replay])
-        item["name"] = f"field/{item['name']}"
-        return item
+        return self.base[index]
 
 
 def refresh_train_data(replay: OpenedSet, field: SegmentationDataset, info: DatasetInfo, val_images: int = 8) -> TrainData:
     """TrainData for the Trainer; its val set is the first ``val_images`` replay items (a forgetting monitor for
     the training log only: the holdout and probe sets are never shown to the trainer)."""
-    train = ReplayAndField(replay, field, info)
-    n = train.n_replay
-    val = Subset(train, range(min(val_images, n)))
-    return TrainData(train, val, list(range(n)), list(range(n, n + len(field))))
+    train = WithInfo(replay.dataset, info)
+    val = Subset(train, replay.indices[:val_images])
+    return TrainData(train, val, list(replay.indices), [], extra_unlabelled=field)

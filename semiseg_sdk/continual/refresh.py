@@ -35,7 +35,8 @@ def run_refresh(registry: str | Path, incoming: Optional[str | Path], adapt: Ada
                 cache: Optional[HashCache] = None) -> Dict[str, Any]:
     """Finish the pending refresh, or start one when ``incoming`` holds at least ``min_images`` new images.
 
-    Returns ``{"status": "promoted" | "rejected" | "waiting", "version", ...}``; a resumed refresh keeps the
+    Returns ``{"status": "promoted" | "rejected" | "skipped" | "waiting", "version", ...}`` ("skipped": passed, but
+    ``current`` was moved by hand while it was gated); a resumed refresh keeps the
     options it started with (recorded in its journal)."""
     reg = ModelRegistry(registry)
     settings = reg.settings()
@@ -109,6 +110,7 @@ def finish_refresh(reg: ModelRegistry, settings: Mapping[str, Any], journal: Jou
         journal.advance("built")
     record = reg.read_version(version)
     passed = record["status"] == "passed"
+    status = "promoted" if passed else "rejected"
     baseline = (gate or {}).get("baseline", journal.parent)
     events = {(e.get("event"), e.get("version")) for e in reg.history()}
     outcome = {"parent": journal.parent, "holdout_miou": record["gate"]["holdout_miou"],
@@ -121,7 +123,7 @@ def finish_refresh(reg: ModelRegistry, settings: Mapping[str, Any], journal: Jou
         if ("promote", version) not in events:  # killed between the switch and the history line
             reg.record("promote", version=version, reason="gate passed", **outcome)
     elif passed:  # a rollback/promote moved current after the gate ran: the decision is stale, keep current
-        passed = False
+        passed, status = False, "skipped"
         outcome["reasons"] = [f"not promoted: current moved from {baseline} to {reg.current()} after the gate; "
                               f"`semiseg continual promote {version}` ships it anyway"]
         if ("skip", version) not in events:
@@ -133,7 +135,7 @@ def finish_refresh(reg: ModelRegistry, settings: Mapping[str, Any], journal: Jou
     if run.verbose:
         print(text, end="")
         print(f"{version}: {'promoted, current -> ' + version if passed else 'not promoted, current stays ' + str(reg.current())}")
-    return {"status": "promoted" if passed else "rejected", "current": reg.current(), "version": version, **outcome,
+    return {"status": status, "current": reg.current(), "version": version, **outcome,
             "report": text}
 
 

@@ -124,9 +124,10 @@ def _recalibrate(model: torch.nn.Module, cfg: TrainConfig, data: TrainData, adap
     """AdaBN on ``bn_batches`` replay+field batches drawn by their own seeded loaders (training data untouched)."""
     device = resolve_device(cfg.device)
     patch = train_patch(cfg)
+    u_data, u_idx = data.unlabelled_source()
     x_iter = infinite_loader(data.train, data.labelled_idx, cfg.batch_size, seed=seed, patch=patch)
-    u_iter = infinite_loader(data.train, data.unlabelled_idx, cfg.unlabelled_batch_size or cfg.batch_size, seed=seed + 1,
-                             patch=patch, drop_mask=True)
+    u_iter = infinite_loader(u_data, u_idx, cfg.unlabelled_batch_size or cfg.batch_size, seed=seed + 1, patch=patch,
+                             drop_mask=True)
     views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range)).to(device)
     was_training = model.training
     recalibrate_bn(model.to(device), x_iter, u_iter, views, adapt.bn_batches, device)

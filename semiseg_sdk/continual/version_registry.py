@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-from ..engine.atomic import write_json_atomic
+from ..engine.atomic import _fsync_dir, write_json_atomic  # the one directory fsync of the SDK
 from .errors import RegistryError
 from .faults import crash_point
 from .history_log import append_event, now_iso, read_events
@@ -178,16 +178,3 @@ def _fsync_tree(folder: Path) -> None:
             with open(Path(dirpath) / name, "rb") as f:
                 os.fsync(f.fileno())
         _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -3,7 +3,7 @@ cobbles on the ground (following the road's curve), panels and siding on facades
 joints would come closer than a few pixels, so far surfaces do not alias into moire."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 

@@ -10,10 +10,10 @@ from typing import Callable, List, Tuple
 import numpy as np
 
 from .canvas import ellipse_poly, to_polys
-from .textures import jitter_colour
 from .driving_camera import quads_on_wall, wall
 from .driving_ground import DrivingScene, Side
 from .driving_looks import BUILDING, POLE, SIGN, VEGETATION
+from .textures import jitter_colour
 
 Placed = List[Tuple[float, Callable[[], None]]]
 
