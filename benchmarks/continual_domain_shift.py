@@ -6,8 +6,9 @@
 
 On ``synthetic-driving`` at 64 x 128 px, all on CPU:
 
-1. source run: supervised ``fcn`` + ``tiny`` encoder (output stride 8) on 300 labelled day images of the train split,
-   ``--source_steps`` steps (reused when ``OUT/source`` is complete);
+1. source run: supervised ``fcn`` + ``tiny`` encoder (output stride 8; ``--model/--encoder/--pretrained/--model_args``
+   choose another) on 300 labelled day images of the train split, ``--source_steps`` steps (reused when
+   ``OUT/source`` is complete: use a new ``--out`` for another source model);
 2. registry: v0001 = the source model; holdout = 100 day images of the val split (the source domain); probe = 100
    labelled target-domain images of the test split (never trained on: the loop only reports and gates on it);
    replay = the 300 labelled day training images;
@@ -63,16 +64,16 @@ def ref(split: str, length: int, domain: str = "day") -> str:
     return f"synthetic-driving:{split},length={length},size={SIZE[0]}x{SIZE[1]},domain={domain}"
 
 
-def train_source(out: Path, steps: int) -> Path:
-    """Supervised day model (resumed/reused when already trained)."""
+def train_source(out: Path, steps: int, model: dict, lr: float) -> Path:
+    """Supervised day model (resumed/reused when already trained); ``model``: model, encoder, pretrained, ...."""
     run = out / "source"
     if (run / "best.pt").is_file() and (run / "done").is_file():
         return run
     train = Cached(build_dataset("synthetic-driving", "train", length=N_SOURCE, size=SIZE))
     val = Subset(Cached(build_dataset("synthetic-driving", "val", length=60, size=SIZE)), range(60))
     cfg = TrainConfig(data="synthetic-driving", data_args={"length": N_SOURCE, "size": list(SIZE)}, labelled="all",
-                      method="supervised", model="fcn", encoder="tiny", output_stride=8, steps=steps, batch_size=8,
-                      crop_size=(64, 64), lr=0.02, eval_every=steps, eval_batch_size=20, num_workers=0, out=str(out),
+                      method="supervised", **model, steps=steps, batch_size=8,
+                      crop_size=(64, 64), lr=lr, eval_every=steps, eval_batch_size=20, num_workers=0, out=str(out),
                       name="source", resume=True, log_every=50)
     Trainer(cfg, data=TrainData(train, val, list(range(N_SOURCE)), [])).fit()
     (run / "done").write_text("ok\n")
@@ -97,17 +98,24 @@ def main() -> None:
     p.add_argument("--out", default="runs/continual_bench")
     p.add_argument("--target", default="dusk", choices=["fog", "dusk", "rain", "night"])
     p.add_argument("--source_steps", type=int, default=400)
+    p.add_argument("--source_lr", type=float, default=0.02)
     p.add_argument("--refresh_steps", type=int, default=150)
     p.add_argument("--field_images", type=int, default=160)
     p.add_argument("--adapt", default="{}", help="JSON of AdaptOptions overrides, e.g. '{\"infer\": \"teacher\"}'")
     p.add_argument("--tag", default="default", help="name of this variant's registry and result file")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", default="fcn")
+    p.add_argument("--encoder", default="tiny")
+    p.add_argument("--output_stride", type=int, default=8)
+    p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a file")
+    p.add_argument("--model_args", default="{}", help='decoder options as JSON, e.g. \'{"channels": 64}\'')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    source = train_source(out, a.source_steps)
+    source = train_source(out, a.source_steps, {"model": a.model, "encoder": a.encoder, "output_stride": a.output_stride,
+                                                "pretrained": a.pretrained, "model_args": json.loads(a.model_args)}, a.source_lr)
     t_source = time.perf_counter() - t0
     field = write_field(out / f"field-{a.target}", a.target, a.field_images)
     reg = out / f"registry-{a.target}-{a.tag}"

@@ -27,8 +27,8 @@ from semiseg_sdk.engine import train
 
 # Dataset-specific settings for a CPU-sized benchmark (synthetic sets are generated at a small size).
 DATASET_ARGS: Dict[str, dict] = {
-    "synthetic-driving": {"data_args": {"length": 2000, "size": [96, 192]}, "crop_size": (96, 96)},
-    "synthetic-aerial": {"data_args": {"length": 2000, "size": [128, 128]}, "crop_size": (96, 96)},
+    "synthetic-driving": {"data_args": {"length": 2000, "val_length": 200, "size": [96, 192]}, "crop_size": (96, 96)},
+    "synthetic-aerial": {"data_args": {"length": 2000, "val_length": 200, "size": [128, 128]}, "crop_size": (96, 96)},
     "folder": {"data_args": {}, "crop_size": (192, 192), "eval_mode": "slide", "eval_window": (384, 384)},
 }
 # Overrides of official defaults needed by a budget of ~1k steps (the official recipes count 20k-80k iterations).
@@ -42,6 +42,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     cfg = TrainConfig(
         data=dataset, data_root=args.data_root, data_args=ds["data_args"], labelled=ratio, method=method,
         method_args=BENCH_METHOD_ARGS.get(method, {}), model=args.model, encoder=args.encoder, pretrained=args.pretrained,
+        model_args=json.loads(args.model_args),
         steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr, eval_every=args.steps,
         eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
         out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
@@ -116,7 +117,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--model", default="deeplabv3plus")
     p.add_argument("--encoder", default="resnet18")
-    p.add_argument("--pretrained", default=None)
+    p.add_argument("--model_args", default="{}", help='JSON, e.g. \'{"channels": 64}\' for the light DeepLabV3+')
+    p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="bench/label_efficiency")

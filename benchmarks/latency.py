@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import os
 import platform
 import sys
@@ -121,7 +122,7 @@ def load_model(args: argparse.Namespace) -> nn.Module:
 
         return load_inference_model(args.checkpoint)[0]
     torch.manual_seed(0)
-    return build_model(args.model, encoder=args.encoder, num_classes=args.num_classes).eval()
+    return build_model(args.model, encoder=args.encoder, num_classes=args.num_classes, **json.loads(args.model_args)).eval()
 
 
 def build_backends(model: nn.Module, args: argparse.Namespace, workdir: Path
@@ -199,6 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="deeplabv3plus")
     p.add_argument("--encoder", default="efficientnet_lite0")
+    p.add_argument("--model-args", default="{}", help='decoder options as JSON, e.g. \'{"channels": 64}\'')
     p.add_argument("--num-classes", type=int, default=19)
     p.add_argument("--checkpoint", help="run folder or .pt file (overrides --model/--encoder)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -106,6 +106,11 @@ def test_lengths_names_and_indexing(cls):
     assert torch.equal(ds[-1]["mask"], ds[2]["mask"])
     with pytest.raises(IndexError):
         ds[3]
+    # val_length sizes the evaluation splits only: one data_args dict for many training and few val images
+    assert len(cls(length=50, val_length=5)) == 50
+    assert len(cls(split="val", length=50, val_length=5)) == 5 and len(cls(split="test", length=50, val_length=5)) == 5
+    with pytest.raises(ConfigError, match="length"):
+        cls(split="val", val_length=-2)
 
 
 def test_registry_builds_both():

@@ -52,8 +52,8 @@ class SyntheticAerial(SyntheticSceneDataset):
     domains = AERIAL_DOMAINS
 
     def __init__(self, split: str = "train", length: int | None = None, size: Tuple[int, int] = (192, 192),
-                 seed: int = 0, domain: str = "summer") -> None:
-        super().__init__(split=split, length=length, size=size, seed=seed, domain=domain)
+                 seed: int = 0, domain: str = "summer", val_length: int | None = None) -> None:
+        super().__init__(split=split, length=length, size=size, seed=seed, domain=domain, val_length=val_length)
 
     def generate_arrays(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         """Numpy (H, W, 3) uint8 RGB image and (H, W) uint8 class ids of item ``index``."""

@@ -21,20 +21,26 @@ LAYOUT, APPEARANCE, DOMAIN = 0, 1, 2
 
 
 class SyntheticSceneDataset(SegmentationDataset):
-    """Base of the procedural datasets; subclasses set ``info``, ``domains`` and implement ``generate_arrays``."""
+    """Base of the procedural datasets; subclasses set ``info``, ``domains`` and implement ``generate_arrays``.
+
+    ``length`` sizes the split (default 2000 train, 200 val and test); ``val_length``, when given, replaces it for
+    the val and test splits, so that one set of ``data_args`` can ask for many training and few evaluation images.
+    """
 
     info: DatasetInfo
     domains: Tuple[str, ...] = ()
     labelled = True
 
     def __init__(self, split: str = "train", length: Optional[int] = None, size: Tuple[int, int] = (128, 256),
-                 seed: int = 0, domain: Optional[str] = None) -> None:
+                 seed: int = 0, domain: Optional[str] = None, val_length: Optional[int] = None) -> None:
         name = self.info.name
         if split not in SPLIT_IDS:
             raise ConfigError(f"{name}: unknown split '{split}'; valid splits: {', '.join(SPLIT_IDS)}")
         domain = self.domains[0] if domain is None else domain
         if domain not in self.domains:
             raise ConfigError(f"{name}: unknown domain '{domain}'; valid domains: {', '.join(self.domains)}")
+        if split != "train" and val_length is not None:
+            length = val_length  # lets one set of data_args size the training split and the evaluation splits apart
         if length is None:
             length = DEFAULT_LENGTHS[split]
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
