@@ -49,6 +49,7 @@ class TrainConfig:
     amp: str = "auto"                         # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
     channels_last: str = "auto"               # "auto" (on for CUDA), "on", "off"
     sync_bn: str = "auto"                     # SyncBatchNorm under torchrun: "auto" (on for multi-GPU CUDA), "on", "off"
+    compile: bool = False                     # torch.compile the student network in place (same state_dict keys); first steps are slow
     # evaluation, checkpoints, logging
     eval_every: int = 500
     eval_mode: str = "auto"                   # "whole", "slide" or "auto" (slide for images > 1024 px)

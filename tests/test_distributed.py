@@ -1,4 +1,6 @@
-"""torchrun with 2 gloo processes on CPU: ranks stay identical, and DDP matches one process with the same global batch."""
+"""torchrun with 2 gloo processes on CPU: ranks stay identical, DDP matches one process with the same global batch,
+and a run resumes with another world size."""
+import json
 import os
 import subprocess
 import sys
@@ -6,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from semiseg_sdk.engine import load_checkpoint
 
 WORKER = str(Path(__file__).with_name("ddp_worker.py"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAGER": "cat"}
@@ -16,9 +20,14 @@ def _run(args, timeout=400):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
-def _torchrun(out, method, name, bn="train_bn"):
+def _torchrun(out, method, name, bn="train_bn", phase="full"):
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", "--rdzv_backend=c10d",
-          "--rdzv_endpoint=127.0.0.1:0", WORKER, str(out), method, "2", name, bn])
+          "--rdzv_endpoint=127.0.0.1:0", WORKER, str(out), method, "2", name, bn, phase])
+
+
+def _single(out, name, phase="full"):
+    """One process, batch 4: the same global batch as 2 ranks x 2."""
+    _run([sys.executable, WORKER, str(out), "supervised", "4", name, "freeze_bn", phase])
 
 
 def _floats(state):
@@ -47,22 +56,45 @@ def test_ddp_matches_single_process_with_same_global_batch(tmp_path):
     Stated tolerance on the total weight update after 3 steps: relative L2 difference < 1e-3 (float32 reduction
     order); a wrong reduction (sum instead of mean, or none) is off by 50-100 %."""
     _torchrun(tmp_path, "supervised", "ddp", "freeze_bn")
-    _run([sys.executable, WORKER, str(tmp_path), "supervised", "4", "single", "freeze_bn"])
-    ddp = _floats(torch.load(tmp_path / "ddp-rank0.pt"))
-    single = _floats(torch.load(tmp_path / "single-rank0.pt"))
-    # the initial weights are identical (same seed), so compare the total updates of the weights of conv layers
+    _single(tmp_path, "single")
+    _assert_same_update(tmp_path / "ddp-rank0.pt", tmp_path / "single-rank0.pt")
+
+
+@pytest.mark.parametrize("first", ["ddp", "single"])
+def test_resume_with_another_world_size(tmp_path, first):
+    """2 of 3 steps with 2 ranks x batch 2 (or 1 process x batch 4), then the same run folder resumed with the other
+    world size at the same global batch: it restarts at step 2, draws exactly the samples an uninterrupted
+    single-process run draws at step 2, ends at step 3 and matches that run's weights (tolerance as above)."""
+    run = {"ddp": lambda phase: _torchrun(tmp_path, "supervised", "run", "freeze_bn", phase),
+           "single": lambda phase: _single(tmp_path, "run", phase)}
+    run[first]("first")
+    run["single" if first == "ddp" else "ddp"]("resume")
+    _single(tmp_path, "ref")
+    ref = json.loads((tmp_path / "ref-full-rank0-names.json").read_text())
+    for phase, steps in (("first", ref[:2]), ("resume", ref[2:])):
+        ranks = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"run-{phase}-rank*-names.json"))]
+        got = [sorted(n for r in ranks for n in r[i]) for i in range(len(ranks[0]))]
+        assert got == [sorted(s) for s in steps], (phase, got, steps)
+    assert "resumed from" in (tmp_path / "run" / "train.log").read_text()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3
+    _assert_same_update(tmp_path / "run-rank0.pt", tmp_path / "ref-rank0.pt")
+
+
+def _assert_same_update(path_a, path_b):
+    """The total updates of the conv weights from the same initial weights agree: relative L2 < 1e-3, cosine > 0.999."""
+    a, b = _floats(torch.load(path_a)), _floats(torch.load(path_b))
     from semiseg_sdk.engine.reproducibility import seed_everything
     from semiseg_sdk.models import build_model
 
-    keys = [k for k in ddp if k.endswith("weight") and ddp[k].dim() == 4]
+    keys = [k for k in a if k.endswith("weight") and a[k].dim() == 4]
     # the initial weights, rebuilt exactly as the trainer does (seed_everything(0) then build_model)
     seed_everything(0)
     init = build_model("fcn", encoder="tiny", num_classes=len(_classes()), dropout=0.0).state_dict()
-    u_ddp = torch.cat([(ddp[k] - init[k[len("model."):]].float()).flatten() for k in keys])
-    u_single = torch.cat([(single[k] - init[k[len("model."):]].float()).flatten() for k in keys])
-    assert u_single.norm() > 0
-    rel = (u_ddp - u_single).norm() / u_single.norm()
-    cos = torch.nn.functional.cosine_similarity(u_ddp, u_single, dim=0)
+    u_a = torch.cat([(a[k] - init[k[len("model."):]].float()).flatten() for k in keys])
+    u_b = torch.cat([(b[k] - init[k[len("model."):]].float()).flatten() for k in keys])
+    assert u_b.norm() > 0
+    rel = (u_a - u_b).norm() / u_b.norm()
+    cos = torch.nn.functional.cosine_similarity(u_a, u_b, dim=0)
     assert rel < 1e-3 and cos > 0.999, (float(rel), float(cos))
 
 

@@ -159,7 +159,23 @@ def test_extra_unlabelled_folder_feeds_the_unlabelled_stream(tmp_path, monkeypat
     assert len(idx) == 12 + 3  # half of 24 synthetic images + 3 fleet frames
     names = {ds[i]["name"] for i in idx}
     assert "day1/f2.jpg" in names
-    _, u_iter = make_loaders(cfg, data, 0, uses_unlabelled=True)
+    _, u_iter = make_loaders(cfg, data, {"labelled": 0, "unlabelled": 0}, uses_unlabelled=True)
     assert (next(u_iter)["mask"] == 255).all()  # labels never reach the unlabelled stream
     with pytest.raises(DataError, match="nothing-here"):
         build_train_data(tiny_cfg(tmp_path, unlabelled_root=str(tmp_path / "nothing-here")), tmp_path / "split2.json")
+
+
+@pytest.mark.slow
+def test_compile_trains_and_keeps_checkpoint_keys(tmp_path, monkeypatch):
+    """``compile=True`` compiles the student in place: same module trained, checkpoints load into an uncompiled model."""
+    _val_small(monkeypatch)
+    trainer = Trainer(tiny_cfg(tmp_path, model="fcn", steps=2, eval_every=2, compile=True))
+    assert trainer.method.model is trainer.model and trainer.model._compiled_call_impl is not None
+    trainer.fit()
+    last = load_checkpoint(Path(trainer.run.root) / "last.pt")
+    keys = list(last["model_state"]) + list(last["trainer_state"]["method"])
+    assert keys and not any("_orig_mod" in k for k in keys)
+    model, _ = load_inference_model(trainer.run.root)  # a fresh, uncompiled network; strict load
+    assert model._compiled_call_impl is None
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, last["model_state"][k]), k

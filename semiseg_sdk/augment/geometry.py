@@ -12,6 +12,7 @@ import torch
 from kornia.geometry.transform import warp_affine
 
 from ..data.base import IGNORE_INDEX
+from ..engine.phase_timer import timed
 
 
 class View(NamedTuple):
@@ -57,6 +58,7 @@ def sample_scale_crop_flip(
     return m
 
 
+@timed("augmentation")
 def warp_view(
     image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, matrix: torch.Tensor, crop: Tuple[int, int]
 ) -> View:

@@ -11,8 +11,10 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from ..data.base import IGNORE_INDEX
+from ..engine.phase_timer import timed
 
 
+@timed("augmentation")
 def box_masks(
     batch: int,
     size: Tuple[int, int],
@@ -44,6 +46,7 @@ def box_masks(
     return (inside & on).any(dim=1)
 
 
+@timed("augmentation")
 def classmix_masks(labels: torch.Tensor, num_classes: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """ClassMix (Olsson et al.): per image, half of the classes present (``n // 2``, chosen at random) -> True.
 
@@ -61,6 +64,7 @@ def classmix_masks(labels: torch.Tensor, num_classes: int, generator: Optional[t
     return torch.gather(chosen, 1, flat).view_as(labels) & valid
 
 
+@timed("augmentation")
 def mix(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Take ``b`` where ``m`` (B,H,W) is True, else ``a``; works for (B,C,H,W) and (B,H,W) tensors."""
     if a.dim() == 4:
@@ -68,6 +72,7 @@ def mix(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.where(m, b, a)
 
 
+@timed("augmentation")
 def cutout(image: torch.Tensor, labels: torch.Tensor, m: torch.Tensor, fill: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """CutOut for segmentation: zero the image inside ``m`` and set the labels there to ignore (255).
 

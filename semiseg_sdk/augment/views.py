@@ -7,6 +7,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from ..engine.phase_timer import timed
 from .geometry import View, sample_scale_crop_flip, warp_view
 from .photometric import StrongAugment, StrongConfig
 
@@ -33,6 +34,7 @@ class ViewMaker(nn.Module):
         self.cfg = cfg
         self.strong_aug = StrongAugment(cfg.strong)
 
+    @timed("augmentation")
     @torch.no_grad()
     def weak(self, batch: Dict[str, torch.Tensor], crop: Optional[Tuple[int, int]] = None) -> View:
         """Random scale + crop + flip, same geometry for image, mask and validity."""
@@ -43,6 +45,7 @@ class ViewMaker(nn.Module):
         image = batch["image"].float().div_(255.0)
         return warp_view(image, batch["mask"], valid, m, crop)
 
+    @timed("augmentation")
     @torch.no_grad()
     def strong(self, image: torch.Tensor) -> torch.Tensor:
         """Photometric strong view of a [0,1] image batch (masks unaffected)."""

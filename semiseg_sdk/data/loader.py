@@ -17,8 +17,9 @@ from .base import IGNORE_INDEX
 class InfiniteSampler(Sampler):
     """Yields ``(index, draw)`` forever: epoch e is a permutation seeded by (seed, e); ``start`` skips draws.
 
-    ``draw`` is the global draw counter; the patching wrapper seeds its crop position from it, so a run resumed at
-    draw N sees exactly the data the uninterrupted run saw.
+    ``draw`` is the global draw counter (over all ranks; rank r takes draws ``start + r``, ``start + r + world_size``,
+    ...); the patching wrapper seeds its crop position from it, so a run resumed at draw N sees exactly the data the
+    uninterrupted run saw, whatever the world size and batch size before and after.
     """
 
     def __init__(self, length: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1) -> None:
@@ -28,7 +29,7 @@ class InfiniteSampler(Sampler):
         self.rank, self.world_size = rank, world_size
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
-        draw = self.start * self.world_size + self.rank
+        draw = self.start + self.rank
         while True:
             epoch, pos = divmod(draw, self.length)
             g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
@@ -91,7 +92,7 @@ def infinite_loader(
     indices: Sequence[int],
     batch_size: int,
     seed: int,
-    start_batch: int = 0,
+    start_draw: int = 0,
     patch: Optional[Tuple[int, int]] = None,
     num_workers: int = 0,
     pin_memory: bool = False,
@@ -99,11 +100,12 @@ def infinite_loader(
     world_size: int = 1,
     drop_mask: bool = False,
 ) -> Iterator[Dict[str, object]]:
-    """An endless iterator of padded uint8 batches, reproducible from ``seed`` and resumable at ``start_batch``.
+    """An endless iterator of padded uint8 batches, reproducible from ``seed`` and resumable after ``start_draw``
+    samples drawn over all ranks.
 
     ``drop_mask=True`` (the unlabelled stream) removes labels: the batch's mask is all 255."""
     wrapped = PatchedDataset(dataset, indices, patch, seed, drop_mask)
-    sampler = InfiniteSampler(len(wrapped), seed, start=start_batch * batch_size, rank=rank, world_size=world_size)
+    sampler = InfiniteSampler(len(wrapped), seed, start=start_draw, rank=rank, world_size=world_size)
     loader = DataLoader(
         wrapped, batch_size=batch_size, sampler=sampler, collate_fn=pad_collate, num_workers=num_workers,
         pin_memory=pin_memory, drop_last=True, persistent_workers=num_workers > 0,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from ..config import TrainConfig
 from ..data import build_dataset
@@ -71,17 +71,18 @@ def train_patch(cfg: TrainConfig) -> tuple:
 
 
 def make_loaders(
-    cfg: TrainConfig, data: TrainData, start_step: int, uses_unlabelled: bool, rank: int = 0, world_size: int = 1,
-    pin_memory: bool = False,
+    cfg: TrainConfig, data: TrainData, start_draws: Mapping[str, int], uses_unlabelled: bool, rank: int = 0,
+    world_size: int = 1, pin_memory: bool = False,
 ) -> tuple[Iterator, Optional[Iterator]]:
-    """Endless labelled and (when the method needs it) unlabelled batch iterators, resumable at ``start_step``
-    (batches already drawn by each rank); under DDP each rank draws every ``world_size``-th sample."""
+    """Endless labelled and (when the method needs it) unlabelled batch iterators, resumable after ``start_draws``
+    (``{"labelled": n, "unlabelled": m}`` samples already drawn over all ranks); under DDP each rank draws every
+    ``world_size``-th sample."""
     patch = train_patch(cfg)
-    common = dict(start_batch=start_step, patch=patch, num_workers=cfg.num_workers, pin_memory=pin_memory, rank=rank, world_size=world_size)
-    x_iter = infinite_loader(data.train, data.labelled_idx, cfg.batch_size, seed=cfg.seed, **common)
+    common = dict(patch=patch, num_workers=cfg.num_workers, pin_memory=pin_memory, rank=rank, world_size=world_size)
+    x_iter = infinite_loader(data.train, data.labelled_idx, cfg.batch_size, seed=cfg.seed, start_draw=start_draws["labelled"], **common)
     u_iter = None
     if uses_unlabelled:
         ub = cfg.unlabelled_batch_size or cfg.batch_size
         u_data, u_idx = data.unlabelled_source()
-        u_iter = infinite_loader(u_data, u_idx, ub, seed=cfg.seed + 1, drop_mask=True, **common)
+        u_iter = infinite_loader(u_data, u_idx, ub, seed=cfg.seed + 1, drop_mask=True, start_draw=start_draws["unlabelled"], **common)
     return x_iter, u_iter

@@ -25,6 +25,7 @@ from .data_setup import TrainData, build_train_data, make_loaders
 from .evaluator import evaluate
 from .metrics import format_table
 from .optim import build_optimizer, set_poly_lr
+from .phase_timer import timed
 from .distributed import barrier, setup_distributed, wrap_method
 from .precision import resolve_amp, resolve_channels_last
 from .reproducibility import rng_state, seed_everything, set_rng_state
@@ -52,6 +53,8 @@ class Trainer:
         self.method.to(self.device)
         if resolve_channels_last(cfg.channels_last, self.device):
             self.method.to(memory_format=torch.channels_last)
+        if cfg.compile:  # in place: self.model stays the module the method trains, its state_dict keys unchanged
+            self.model.compile()
         sync_bn = cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and self.dist.enabled and self.device.type == "cuda")
         self.ddp = wrap_method(self.method, self.dist, self.device, sync_bn)
         self.optimizer = build_optimizer(self.method.param_groups(cfg.lr, cfg.head_lr_mult), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
@@ -59,7 +62,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step, self.best_miou, self.best_step = 0, -math.inf, -1
         resume_state = self._load_resume() if cfg.resume else None
-        self.x_iter, self.u_iter = make_loaders(cfg, self.data, self._start_draws(resume_state), method_cls.uses_unlabelled,
+        self.draws = self._start_draws(resume_state)
+        self.x_iter, self.u_iter = make_loaders(cfg, self.data, self.draws, method_cls.uses_unlabelled,
                                                 rank=self.dist.rank, world_size=self.dist.world_size, pin_memory=self.device.type == "cuda")
         if resume_state is not None:
             set_rng_state(resume_state["rng"])
@@ -83,7 +87,7 @@ class Trainer:
             payload["trainer_state"] = {
                 "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "best_miou": self.best_miou, "best_step": self.best_step, "rng": rng_state(), "config": self.cfg.to_dict(),
-                "world_size": self.dist.world_size,
+                "world_size": self.dist.world_size, "draws": dict(self.draws),
             }
         return payload
 
@@ -117,10 +121,16 @@ class Trainer:
             barrier(self.dist)
         return data
 
-    def _start_draws(self, state: Optional[Dict[str, Any]]) -> int:
-        """Batches already drawn per rank; a run resumed with another world size continues after the same samples."""
-        old_world = int(state.get("world_size", 1)) if state else 1
-        return self.step * old_world // self.dist.world_size
+    def _start_draws(self, state: Optional[Dict[str, Any]]) -> Dict[str, int]:
+        """Samples drawn so far per stream over all ranks: a run resumed with another world size or batch size
+        continues after the same samples."""
+        if state is None:
+            return {"labelled": 0, "unlabelled": 0}
+        if "draws" in state:
+            return {k: int(v) for k, v in state["draws"].items()}
+        world = int(state.get("world_size", 1))  # checkpoints from before "draws": assumes unchanged batch sizes
+        return {"labelled": self.step * world * self.cfg.batch_size,
+                "unlabelled": self.step * world * (self.cfg.unlabelled_batch_size or self.cfg.batch_size)}
 
     # -- evaluation -----------------------------------------------------------------------------------------------
     def evaluate(self) -> Dict[str, Any]:
@@ -157,28 +167,33 @@ class Trainer:
     def train_step(self) -> Dict[str, float]:
         """One optimiser step; returns the loss terms as floats."""
         cfg = self.cfg
-        x = to_device(next(self.x_iter), self.device)
-        u = to_device(next(self.u_iter), self.device) if self.u_iter is not None else None
+        with timed("data"):
+            x = to_device(next(self.x_iter), self.device)
+            u = to_device(next(self.u_iter), self.device) if self.u_iter is not None else None
+        self.draws["labelled"] += cfg.batch_size * self.dist.world_size
+        self.draws["unlabelled"] += (cfg.unlabelled_batch_size or cfg.batch_size) * self.dist.world_size
         set_poly_lr(self.optimizer, self.step, cfg.steps, cfg.poly_power)
         self.method.train()
         if cfg.freeze_bn:
             for m in self.method.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            out = self.ddp(x, u, self.step)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            terms = {k: float(v) for k, v in out.items()}
-            raise FloatingPointError(f"step {self.step}: loss is not finite ({terms}); lower --lr or check the data")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.method.after_optimizer_step(self.step)
+        with timed("forward_backward"):  # augmentation inside the method's step is timed as "augmentation"
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                out = self.ddp(x, u, self.step)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                terms = {k: float(v) for k, v in out.items()}
+                raise FloatingPointError(f"step {self.step}: loss is not finite ({terms}); lower --lr or check the data")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        with timed("optimizer"):
+            if cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.method.after_optimizer_step(self.step)
         self.step += 1
         return {k: float(v.detach()) for k, v in out.items()}
 
