@@ -7,10 +7,13 @@ the number of valid (non-padding) pixels, not by the confident ones. Loss ``(L_x
 
 Differences from the official script:
 
-* CutMix partner: the official code draws a second unlabelled batch from the loader; here it is the same unlabelled
-  batch rolled by one sample (``image.roll(1, 0)``: sample ``i`` receives a box from sample ``i-1``), its strong view
-  rolled likewise and its pseudo-label predicted, as there, in eval mode under ``torch.no_grad()``. This saves a
-  second unlabelled batch per step (loading + weak view) at the cost of pairing images within one batch.
+* CutMix partner: the official code draws a second unlabelled batch from the loader and predicts it in eval mode
+  under ``torch.no_grad()``; here it is the same unlabelled batch rolled by one sample (``image.roll(1, 0)``: sample
+  ``i`` receives a box from sample ``i-1``), its strong view rolled likewise. Its pseudo-label is by default the
+  weak forward's prediction of those same images, rolled (``partner_label="weak"``: no extra forward);
+  ``partner_label="eval"`` predicts them again in eval mode as the official code does for its partner batch. This
+  saves a second unlabelled batch per step (loading, weak view, one forward) at the cost of pairing images within
+  one batch.
 * DeepLab-v3+ ResNet -> any Segmentor; CE (no OHEM) for the labelled loss.
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 from ..augment import box_masks, mix
 from ..data.base import IGNORE_INDEX
 from .base import Method, MethodConfig
-from .pseudo_labels import Target, confident_fraction, eval_pseudo_label, masked_cross_entropy, pseudo_label
+from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label
 from .registry import register_method
 
 
@@ -36,14 +39,11 @@ class FixMatch(Method):
     class Config(MethodConfig):
         conf_thresh: float = 0.95  # LiheYoung/UniMatch configs/pascal.yaml (configs/cityscapes.yaml uses 0)
         cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5)
+        partner_label: str = "weak"  # SDK: the CutMix partner is the rolled batch (see the module docstring)
 
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
         cfg = self.cfg
         v_x, v_u = self.views.weak(x), self.views.weak(u)
-
-        # CutMix partner = the same unlabelled batch rolled by one, pseudo-labelled in eval mode without gradient
-        conf_mix, mask_mix = eval_pseudo_label(self.model, v_u.image)
-        target_mix = Target(mask_mix, conf_mix, v_u.valid).rolled()
 
         img_u_s = self.views.strong(v_u.image)
         b, _, h, w = img_u_s.shape
@@ -55,7 +55,8 @@ class FixMatch(Method):
         pred_u_s = self.model(img_u_s)
 
         conf_u_w, mask_u_w = pseudo_label(pred_u_w)
-        target = Target(mask_u_w, conf_u_w, v_u.valid).mixed(target_mix, box)
+        weak = Target(mask_u_w, conf_u_w, v_u.valid)
+        target = weak.mixed(cutmix_partner(self.model, v_u.image, weak, cfg.partner_label), box)
 
         loss_x = F.cross_entropy(pred_x.float(), v_x.mask, ignore_index=IGNORE_INDEX)
         loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, cfg.conf_thresh, target.valid)

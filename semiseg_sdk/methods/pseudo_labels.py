@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import mix
+from ..errors import ConfigError
 from ..data.base import IGNORE_INDEX
 
 
@@ -81,3 +82,19 @@ def eval_pseudo_label(model: nn.Module, image: torch.Tensor) -> Tuple[torch.Tens
     finally:
         model.train(was_training)
     return pseudo_label(logits)
+
+
+PARTNER_LABELS = ("weak", "eval")
+
+
+def cutmix_partner(model: nn.Module, image: torch.Tensor, weak: Target, mode: str) -> Target:
+    """Pseudo-label of the CutMix partner of FixMatch/UniMatch, the unlabelled batch rolled by one sample.
+
+    ``"weak"`` reuses ``weak``, the weak view's (train-mode) prediction of the very same images: no extra forward.
+    ``"eval"`` predicts ``image`` once more in eval mode, as the official code predicts its separate partner batch."""
+    if mode == "weak":
+        return weak.rolled()
+    if mode == "eval":
+        conf, label = eval_pseudo_label(model, image)
+        return Target(label, conf, weak.valid).rolled()
+    raise ConfigError(f"partner_label must be one of {PARTNER_LABELS}, got {mode!r}")

@@ -12,8 +12,10 @@ Differences from the official script:
   encoder feature map (all five strides) goes through ``Dropout2d(0.5)``, so whatever subset a decoder reads is
   perturbed. Only the unlabelled half is perturbed: the official code also decodes a perturbed copy of the
   labelled batch and then discards it, which only changes the decoder's BN batch statistics.
-* CutMix partner: the same unlabelled batch rolled by one sample (``roll(1, 0)``), its strong views rolled likewise
-  and its pseudo-label predicted in eval mode under ``torch.no_grad()``, instead of a second unlabelled batch.
+* CutMix partner: the same unlabelled batch rolled by one sample (``roll(1, 0)``), its strong views rolled likewise,
+  instead of a second unlabelled batch predicted in eval mode; its pseudo-label is the weak forward's prediction of
+  those same images, rolled (``partner_label="weak"``, no extra forward; ``"eval"`` predicts them again in eval
+  mode as the official code does for its partner batch).
 * DeepLab-v3+ ResNet -> any Segmentor (through ``model.encode / decode / classify``); CE (no OHEM) for ``L_x``.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from ..augment import box_masks, mix
 from ..data.base import IGNORE_INDEX
 from .base import Method, MethodConfig
-from .pseudo_labels import Target, confident_fraction, eval_pseudo_label, masked_cross_entropy, pseudo_label
+from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label
 from .registry import register_method
 
 
@@ -40,6 +42,7 @@ class UniMatch(Method):
         conf_thresh: float = 0.95  # LiheYoung/UniMatch configs/pascal.yaml (configs/cityscapes.yaml uses 0)
         cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5) for each strong view
         fp_dropout: float = 0.5  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: nn.Dropout2d(0.5)
+        partner_label: str = "weak"  # SDK: the CutMix partner is the rolled batch (see the module docstring)
 
     def forward_with_fp(self, img_x: torch.Tensor, img_u_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One encoder pass over ``[x; u_w]``; the decoder sees the clean features and a Dropout2d copy of ``u_w``'s.
@@ -56,10 +59,6 @@ class UniMatch(Method):
         cfg = self.cfg
         v_x, v_u = self.views.weak(x), self.views.weak(u)
 
-        # CutMix partner = the same unlabelled batch rolled by one, pseudo-labelled in eval mode without gradient
-        conf_mix, mask_mix = eval_pseudo_label(self.model, v_u.image)
-        target_mix = Target(mask_mix, conf_mix, v_u.valid).rolled()
-
         b, _, h, w = v_u.image.shape
         img_u_s1, img_u_s2 = self.views.strong(v_u.image), self.views.strong(v_u.image)
         box1 = box_masks(b, (h, w), p=cfg.cutmix_p, device=v_u.image.device)
@@ -72,6 +71,7 @@ class UniMatch(Method):
 
         conf_u_w, mask_u_w = pseudo_label(pred_u_w)
         target = Target(mask_u_w, conf_u_w, v_u.valid)
+        target_mix = cutmix_partner(self.model, v_u.image, target, cfg.partner_label)
         target1, target2 = target.mixed(target_mix, box1), target.mixed(target_mix, box2)
 
         loss_x = F.cross_entropy(pred_x.float(), v_x.mask, ignore_index=IGNORE_INDEX)
