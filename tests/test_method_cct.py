@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from method_helpers import random_batch
 from semiseg_sdk.augment import ViewConfig, ViewMaker
 from semiseg_sdk.errors import ConfigError
 from semiseg_sdk.methods import get_method
@@ -12,13 +13,6 @@ from semiseg_sdk.methods.cct import guided_cutout_keep, vat_noise
 from semiseg_sdk.models import build_model
 
 CCT = get_method("cct")
-
-
-def _batch(b=2, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    image = torch.randint(0, 256, (b, 3, size, size), generator=g, dtype=torch.uint8)
-    mask = torch.randint(0, 4, (b, size, size), generator=g)
-    return {"image": image, "mask": mask, "valid": torch.ones(b, size, size, dtype=torch.bool)}
 
 
 def _method(total_steps=100, **cfg):
@@ -31,7 +25,7 @@ def _method(total_steps=100, **cfg):
 def test_unsup_gradient_reaches_aux_decoders_and_encoder_but_not_the_target():
     m = _method()
     assert len(m.aux_decoders) == 30  # the official 2+6+6+2+2+6+6
-    x, u = _batch(seed=1), _batch(seed=2)
+    x, u = random_batch(seed=1), random_batch(seed=2)
     u["mask"].fill_(255)
     out = m.training_step(x, u, step=50)
     out["unsup"].backward()
@@ -49,7 +43,7 @@ def test_target_is_the_main_prediction_without_dropout():
     counts = dict(vat=0, drop=0, cutout=0, context_masking=0, object_masking=0, feature_drop=0, feature_noise=1)
     m = _method(uniform_range=0.0, **counts)
     m.aux_decoders[0].conv.load_state_dict(m.model.classifier.state_dict())
-    x, u = _batch(seed=1), _batch(seed=2)
+    x, u = random_batch(seed=1), random_batch(seed=2)
     assert m.training_step(x, u, step=0)["unsup"].item() < 1e-10
     m2 = _method(uniform_range=0.3, **counts)
     m2.aux_decoders[0].conv.load_state_dict(m2.model.classifier.state_dict())

@@ -3,18 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from method_helpers import random_batch
 from semiseg_sdk.augment import ViewConfig, ViewMaker, mix
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.models import build_model
 
 CPS = get_method("cps")
-
-
-def _batch(b=2, size=32, seed=0, unlabelled=False):
-    g = torch.Generator().manual_seed(seed)
-    image = torch.randint(0, 256, (b, 3, size, size), generator=g, dtype=torch.uint8)
-    mask = torch.full((b, size, size), 255) if unlabelled else torch.randint(0, 4, (b, size, size), generator=g)
-    return {"image": image, "mask": mask, "valid": torch.ones(b, size, size, dtype=torch.bool)}
 
 
 def _method(**cfg):
@@ -42,7 +36,7 @@ def _image(batch):
 def test_plain_cps_targets_come_from_the_other_network():
     m = _method(cutmix=False)
     bias = _constant_class(m.model2, c=2)
-    x, u = _batch(seed=1), _batch(seed=2, unlabelled=True)
+    x, u = random_batch(seed=1), random_batch(seed=2, unlabelled=True)
     out = m.training_step(x, u, step=0)
     with torch.no_grad():
         pred1 = torch.cat([m.model(_image(x)), m.model(_image(u))])
@@ -59,7 +53,7 @@ def test_cutmix_pseudo_label_is_the_mix_of_the_unmixed_predictions(monkeypatch):
         with torch.no_grad():
             net.classifier.weight.mul_(1000)
             net.classifier.bias.zero_()
-    u = _batch(seed=2, unlabelled=True)
+    u = random_batch(seed=2, unlabelled=True)
     box = torch.zeros(2, 32, 32, dtype=torch.bool)
     box[:, 4:20, 8:30] = True
     monkeypatch.setattr(m, "mix_mask", lambda *a, **k: box)
@@ -70,7 +64,7 @@ def test_cutmix_pseudo_label_is_the_mix_of_the_unmixed_predictions(monkeypatch):
         return pred1.sum() * 0 + 1.0
 
     monkeypatch.setattr(m, "cps_loss", record)
-    m.training_step(_batch(seed=1), u, step=0)
+    m.training_step(random_batch(seed=1), u, step=0)
     img = _image(u)
     with torch.no_grad():
         lab1, lab2 = m.model(img).argmax(1), m.model2(img).argmax(1)
@@ -88,7 +82,7 @@ def test_padding_is_ignored_in_cps_targets(monkeypatch):
     with torch.no_grad():
         m.model.classifier.weight.mul_(1000)  # per-pixel losses that vary over the image
     _constant_class(m.model2, c=1)
-    x, u = _batch(seed=1), _batch(seed=2, unlabelled=True)
+    x, u = random_batch(seed=1), random_batch(seed=2, unlabelled=True)
     for b in (x, u):
         b["valid"][:, :, 16:] = False
     x["mask"][:, :, 16:] = 255

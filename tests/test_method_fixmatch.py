@@ -7,59 +7,11 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
-from semiseg_sdk.augment import View
+from method_helpers import CE0, GREEN, RED, IdentityViews, PixelModel, colour_batch, scalar, unlabelled_batch
 from semiseg_sdk.methods import fixmatch as fixmatch_module
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods.pseudo_labels import Target, masked_cross_entropy
-
-A = 5.0
-CE0 = math.log(1 + 2 * math.exp(-A))  # CE of a confident red/green pixel against its own class
-RED, GREEN = (255, 0, 0), (0, 255, 0)
-
-
-class PixelModel(nn.Module):
-    """logits = a * image, 3 classes; encode/decode/classify like a Segmentor."""
-
-    def __init__(self, a: float = A) -> None:
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor(a))
-
-    def encode(self, x):
-        return [x]
-
-    def decode(self, feats):
-        return feats[-1]
-
-    def classify(self, dec, size):
-        return self.a * dec
-
-    def forward(self, x):
-        return self.classify(self.decode(self.encode(x)), x.shape[-2:])
-
-
-class IdentityViews:
-    """Weak view = the batch itself, strong view = identity: the test controls every pixel."""
-
-    def weak(self, batch):
-        b = batch["image"].shape[0]
-        return View(batch["image"].float() / 255, batch["mask"], batch["valid"], torch.eye(2, 3).expand(b, 2, 3))
-
-    def strong(self, image):
-        return image
-
-
-def _batch(colours, labels=None, h=8, w=8):
-    image = torch.zeros(len(colours), 3, h, w, dtype=torch.uint8)
-    for i, c in enumerate(colours):
-        image[i] = torch.tensor(c, dtype=torch.uint8)[:, None, None]
-    mask = torch.full((len(colours), h, w), 255) if labels is None else torch.tensor(labels)[:, None, None].expand(-1, h, w).clone()
-    return {"image": image, "mask": mask, "valid": torch.ones(len(colours), h, w, dtype=torch.bool)}
-
-
-def _v(t):
-    return float(t.detach())
 
 
 def _method(**cfg):
@@ -68,46 +20,37 @@ def _method(**cfg):
     return m.train()
 
 
-def _unlabelled():
-    """Sample 0 red with a grey (unconfident) top row; sample 1 green with its last two columns padding (black)."""
-    u = _batch([RED, GREEN])
-    u["image"][0, :, 0, :] = 128
-    u["image"][1, :, :, 6:] = 0
-    u["valid"][1, :, 6:] = False
-    return u
-
-
 def test_cutmix_target_comes_from_the_rolled_partner_and_unconfident_pixels_count_only_in_the_denominator(monkeypatch):
     box = torch.zeros(2, 8, 8, dtype=torch.bool)
     box[0, :, :4] = True  # sample 0 receives the left half of sample 1 (roll by one); sample 1 gets no box
     monkeypatch.setattr(fixmatch_module, "box_masks", lambda b, size, p, device: box)
-    out = _method().training_step(_batch([RED, RED], [0, 0]), _unlabelled(), 0)
+    out = _method().training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
     # valid after mixing: 64 (sample 0, its left half from sample 1's valid columns) + 48 (sample 1) = 112;
     # confident: all but sample 0's 4 grey top-row pixels outside the box -> 108
-    assert _v(out["unsup"]) == pytest.approx(108 * CE0 / 112, rel=1e-5)
-    assert _v(out["sup"]) == pytest.approx(CE0, rel=1e-5)
-    assert _v(out["loss"]) == pytest.approx((CE0 + 108 * CE0 / 112) / 2, rel=1e-5)
+    assert scalar(out["unsup"]) == pytest.approx(108 * CE0 / 112, rel=1e-5)
+    assert scalar(out["sup"]) == pytest.approx(CE0, rel=1e-5)
+    assert scalar(out["loss"]) == pytest.approx((CE0 + 108 * CE0 / 112) / 2, rel=1e-5)
     # weak-view confident ratio: (56 + 48) / 112 valid pixels
-    assert _v(out["mask_ratio"]) == pytest.approx(104 / 112)
+    assert scalar(out["mask_ratio"]) == pytest.approx(104 / 112)
 
 
 def test_partner_image_and_partner_target_are_the_same_sample(monkeypatch):
     # three samples so that rolling forwards and backwards differ; every pixel confident
     monkeypatch.setattr(fixmatch_module, "box_masks", lambda b, size, p, device: torch.ones(b, *size, dtype=torch.bool).tril())
-    out = _method().training_step(_batch([RED, RED], [0, 0]), _batch([RED, GREEN, (0, 0, 255)]), 0)
-    assert _v(out["unsup"]) == pytest.approx(CE0, rel=1e-5)
+    out = _method().training_step(colour_batch([RED, RED], [0, 0]), colour_batch([RED, GREEN, (0, 0, 255)]), 0)
+    assert scalar(out["unsup"]) == pytest.approx(CE0, rel=1e-5)
 
 
 def test_without_cutmix_the_target_is_the_own_weak_prediction(monkeypatch):
     monkeypatch.setattr(fixmatch_module, "box_masks", lambda b, size, p, device: torch.zeros(b, *size, dtype=torch.bool))
-    out = _method().training_step(_batch([RED, RED], [0, 0]), _unlabelled(), 0)
-    assert _v(out["unsup"]) == pytest.approx(104 * CE0 / 112, rel=1e-5)
+    out = _method().training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
+    assert scalar(out["unsup"]) == pytest.approx(104 * CE0 / 112, rel=1e-5)
 
 
 def test_threshold_one_gives_exactly_zero_unsupervised_loss():
-    out = _method(conf_thresh=1.0).training_step(_batch([RED, RED], [0, 0]), _unlabelled(), 0)
-    assert _v(out["unsup"]) == 0.0
-    assert _v(out["loss"]) == pytest.approx(_v(out["sup"]) / 2)
+    out = _method(conf_thresh=1.0).training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
+    assert scalar(out["unsup"]) == 0.0
+    assert scalar(out["loss"]) == pytest.approx(scalar(out["sup"]) / 2)
 
 
 def test_masked_cross_entropy_by_hand():
@@ -117,7 +60,7 @@ def test_masked_cross_entropy_by_hand():
                     torch.tensor([[[True, True, True, False]]]))
     ce_conf = math.log(1 + math.exp(-2.0))  # pixel 0; pixel 1 below threshold; pixel 2 CE log 2; pixel 3 padding
     expected = (ce_conf + math.log(2.0)) / 3  # divided by the 3 valid pixels
-    assert _v(masked_cross_entropy(logits, target.label, target.conf, 0.95, target.valid)) == pytest.approx(expected, rel=1e-6)
+    assert scalar(masked_cross_entropy(logits, target.label, target.conf, 0.95, target.valid)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_real_model_step_runs_and_restores_train_mode():
@@ -134,5 +77,5 @@ def test_real_model_step_runs_and_restores_train_mode():
     out = m.training_step(x, u, 0)
     out["loss"].backward()
     assert model.training  # the eval-mode partner prediction put the model back in train mode
-    assert _v(out["unsup"]) > 0  # threshold 0: every valid pixel is supervised
+    assert scalar(out["unsup"]) > 0  # threshold 0: every valid pixel is supervised
     assert all(p.grad is not None for p in model.classifier.parameters())

@@ -9,51 +9,13 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
-from semiseg_sdk.augment import View, mix
+from method_helpers import CE0, GREEN, GREY, RED, A, IdentityViews, PixelModel, colour_batch, scalar
+from semiseg_sdk.augment import mix
 from semiseg_sdk.errors import ConfigError
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods import mean_teacher as mt_module
 from semiseg_sdk.methods.mean_teacher import complexmix_masks
-
-A = 5.0
-CE0 = math.log(1 + 2 * math.exp(-A))
-RED, GREEN, GREY = (255, 0, 0), (0, 255, 0), (128, 128, 128)
-
-
-class PixelModel(nn.Module):
-    """logits = a * image, 3 classes: each pixel's prediction depends on that pixel only."""
-
-    def __init__(self, a: float = A) -> None:
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor(a))
-
-    def forward(self, x):
-        return self.a * x
-
-
-class IdentityViews:
-    """Weak view = the batch itself, strong view = identity: the test controls every pixel."""
-
-    def weak(self, batch):
-        b = batch["image"].shape[0]
-        return View(batch["image"].float() / 255, batch["mask"], batch["valid"], torch.eye(2, 3).expand(b, 2, 3))
-
-    def strong(self, image):
-        return image
-
-
-def _batch(colours, labels=None, h=8, w=8):
-    image = torch.zeros(len(colours), 3, h, w, dtype=torch.uint8)
-    for i, c in enumerate(colours):
-        image[i] = torch.tensor(c, dtype=torch.uint8)[:, None, None]
-    mask = torch.full((len(colours), h, w), 255) if labels is None else torch.tensor(labels)[:, None, None].expand(-1, h, w).clone()
-    return {"image": image, "mask": mask, "valid": torch.ones(len(colours), h, w, dtype=torch.bool)}
-
-
-def _v(t):
-    return float(t.detach())
 
 
 def _method(name="mean-teacher", **cfg):
@@ -113,11 +75,11 @@ def test_mixed_target_is_the_mix_of_separately_predicted_teacher_outputs(mix_nam
 def test_student_learns_the_partner_prediction_inside_the_mixed_region(monkeypatch):
     _left_half_box(monkeypatch)
     m = _method(mix="cutmix", loss="ce")
-    out = m.training_step(_batch([RED, RED], [0, 0]), _batch([RED, GREEN]), 0)
+    out = m.training_step(colour_batch([RED, RED], [0, 0]), colour_batch([RED, GREEN]), 0)
     # red and green halves, each with its own teacher label: every pixel costs CE0, every pixel is confident
-    assert _v(out["conf_ratio"]) == 1.0
-    assert _v(out["unsup"]) == pytest.approx(CE0, rel=1e-5)
-    assert _v(out["loss"]) == pytest.approx(2 * CE0, rel=1e-5)
+    assert scalar(out["conf_ratio"]) == 1.0
+    assert scalar(out["unsup"]) == pytest.approx(CE0, rel=1e-5)
+    assert scalar(out["loss"]) == pytest.approx(2 * CE0, rel=1e-5)
 
 
 def test_french_default_is_squared_probability_difference(monkeypatch):
@@ -125,32 +87,32 @@ def test_french_default_is_squared_probability_difference(monkeypatch):
     m = _method()  # mix="cutmix" -> French et al.: "mse", 0.97, fixed EMA
     with torch.no_grad():
         m.model.a.fill_(3.0)  # the student now disagrees with the teacher (a = 5) by a known amount
-    out = m.training_step(_batch([RED, RED], [0, 0]), _batch([RED, GREEN]), 0)
+    out = m.training_step(colour_batch([RED, RED], [0, 0]), colour_batch([RED, GREEN]), 0)
     p_s = torch.tensor([3.0, 0.0, 0.0]).softmax(0)
     p_t = torch.tensor([A, 0.0, 0.0]).softmax(0)
-    assert _v(out["unsup"]) == pytest.approx(float((p_s - p_t).pow(2).sum()), rel=1e-5)
+    assert scalar(out["unsup"]) == pytest.approx(float((p_s - p_t).pow(2).sum()), rel=1e-5)
 
 
 @pytest.mark.parametrize("per_pixel", [False, True])
 def test_confidence_weighting(monkeypatch, per_pixel):
     _left_half_box(monkeypatch)
     m = _method(mix="cutmix", loss="ce", conf_per_pixel=per_pixel)
-    out = m.training_step(_batch([RED, RED], [0, 0]), _batch([RED, GREY]), 0)
+    out = m.training_step(colour_batch([RED, RED], [0, 0]), colour_batch([RED, GREY]), 0)
     # each mixed sample: 32 red (confident, CE0) and 32 grey pixels (confidence 1/3, CE log 3)
-    assert _v(out["conf_ratio"]) == pytest.approx(0.5)
+    assert scalar(out["conf_ratio"]) == pytest.approx(0.5)
     if per_pixel:  # only confident pixels contribute, divided by all valid pixels
         expected = 0.5 * CE0
     else:  # official scalar weighting: mean loss scaled by the confident fraction
         expected = 0.5 * (0.5 * CE0 + 0.5 * math.log(3))
-    assert _v(out["unsup"]) == pytest.approx(expected, rel=1e-4)
+    assert scalar(out["unsup"]) == pytest.approx(expected, rel=1e-4)
     m1 = _method(mix="cutmix", loss="ce", conf_per_pixel=per_pixel, conf_thresh=1.0)
-    assert _v(m1.training_step(_batch([RED, RED], [0, 0]), _batch([RED, GREY]), 0)["unsup"]) == 0.0
+    assert scalar(m1.training_step(colour_batch([RED, RED], [0, 0]), colour_batch([RED, GREY]), 0)["unsup"]) == 0.0
 
 
 def test_cutout_zeroes_outside_the_box_and_ignores_its_target(monkeypatch):
     box = _left_half_box(monkeypatch)
     m = _method("cutout", loss="ce")
-    u = _batch([RED, GREEN])
+    u = colour_batch([RED, GREEN])
     v = m.views.weak(u)
     with torch.no_grad():
         out = m.mix_unlabelled(v.image, m.teacher(v.image).softmax(dim=1), v.valid)
@@ -159,7 +121,7 @@ def test_cutout_zeroes_outside_the_box_and_ignores_its_target(monkeypatch):
     assert torch.equal(out.image.permute(1, 0, 2, 3)[:, box], v.image.permute(1, 0, 2, 3)[:, box])
     assert torch.equal(out.keep, box)
     # 64 of 128 pixels keep a target (CE0 each); all 128 count in the denominator, all are confident
-    assert _v(m.training_step(_batch([RED, RED], [0, 0]), u, 0)["unsup"]) == pytest.approx(64 * CE0 / 128, rel=1e-5)
+    assert scalar(m.training_step(colour_batch([RED, RED], [0, 0]), u, 0)["unsup"]) == pytest.approx(64 * CE0 / 128, rel=1e-5)
 
 
 def test_complexmix_mask_is_a_union_of_per_box_class_regions():

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from method_helpers import random_batch
 from semiseg_sdk.augment import ViewConfig, ViewMaker
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods.pseudo_labels import Target
@@ -12,13 +13,6 @@ from semiseg_sdk.methods.psmt import assist, strict_loss
 from semiseg_sdk.models import build_model
 
 PSMT = get_method("psmt")
-
-
-def _batch(b=2, size=32, seed=0, unlabelled=False):
-    g = torch.Generator().manual_seed(seed)
-    image = torch.randint(0, 256, (b, 3, size, size), generator=g, dtype=torch.uint8)
-    mask = torch.full((b, size, size), 255) if unlabelled else torch.randint(0, 4, (b, size, size), generator=g)
-    return {"image": image, "mask": mask, "valid": torch.ones(b, size, size, dtype=torch.bool)}
 
 
 def _method(total_steps=80, **cfg):
@@ -99,7 +93,7 @@ def test_warm_up_is_supervised_then_teachers_restart_from_the_student():
     assert m.warm_steps == 5 and m.unsup_weight(4) == 0.0 and m.unsup_weight(5) == 0.0
     assert m.unsup_weight(11) == pytest.approx(1.5 * 0.5 * (1 - math.cos(math.pi * 6 / 12)))
     assert m.unsup_weight(17) == pytest.approx(1.5) and m.unsup_weight(79) == pytest.approx(1.5)
-    x, u = _batch(seed=1), _batch(seed=2, unlabelled=True)
+    x, u = random_batch(seed=1), random_batch(seed=2, unlabelled=True)
     out = m.training_step(x, u, step=0)
     assert out["unsup"].item() == 0.0 and out["loss"].item() == out["sup"].item()
     _nudge(m.model)

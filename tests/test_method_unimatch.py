@@ -8,68 +8,11 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
-from semiseg_sdk.augment import View
+from method_helpers import CE0, RED, IdentityViews, PixelModel, colour_batch, scalar, unlabelled_batch
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods import unimatch as unimatch_module
 from semiseg_sdk.models import build_model
-
-A = 5.0
-CE0 = math.log(1 + 2 * math.exp(-A))
-RED, GREEN = (255, 0, 0), (0, 255, 0)
-
-
-class PixelModel(nn.Module):
-    """logits = a * image, 3 classes; encode/decode/classify like a Segmentor."""
-
-    def __init__(self, a: float = A) -> None:
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor(a))
-
-    def encode(self, x):
-        return [x]
-
-    def decode(self, feats):
-        return feats[-1]
-
-    def classify(self, dec, size):
-        return self.a * dec
-
-    def forward(self, x):
-        return self.classify(self.decode(self.encode(x)), x.shape[-2:])
-
-
-class IdentityViews:
-    """Weak view = the batch itself, strong view = identity: the test controls every pixel."""
-
-    def weak(self, batch):
-        b = batch["image"].shape[0]
-        return View(batch["image"].float() / 255, batch["mask"], batch["valid"], torch.eye(2, 3).expand(b, 2, 3))
-
-    def strong(self, image):
-        return image
-
-
-def _batch(colours, labels=None, h=8, w=8):
-    image = torch.zeros(len(colours), 3, h, w, dtype=torch.uint8)
-    for i, c in enumerate(colours):
-        image[i] = torch.tensor(c, dtype=torch.uint8)[:, None, None]
-    mask = torch.full((len(colours), h, w), 255) if labels is None else torch.tensor(labels)[:, None, None].expand(-1, h, w).clone()
-    return {"image": image, "mask": mask, "valid": torch.ones(len(colours), h, w, dtype=torch.bool)}
-
-
-def _v(t):
-    return float(t.detach())
-
-
-def _unlabelled():
-    """Sample 0 red with a grey (unconfident) top row; sample 1 green with its last two columns padding (black)."""
-    u = _batch([RED, GREEN])
-    u["image"][0, :, 0, :] = 128
-    u["image"][1, :, :, 6:] = 0
-    u["valid"][1, :, 6:] = False
-    return u
 
 
 def _tiny(fp_dropout=0.5):
@@ -122,21 +65,21 @@ def test_each_strong_view_has_its_own_cutmix_target_and_losses_combine_as_stated
     monkeypatch.setattr(unimatch_module, "box_masks", lambda b, size, p, device: next(calls))
     cls = get_method("unimatch")
     m = cls(PixelModel(), 3, IdentityViews(), cls.make_config({"fp_dropout": 0.0})).train()
-    out = m.training_step(_batch([RED, RED], [0, 0]), _unlabelled(), 0)
+    out = m.training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
     # 112 valid pixels after mixing (sample 1's last two columns are padding); grey pixels are below 0.95
     s1, s2, fp = 108 * CE0 / 112, 104 * CE0 / 112, 104 * CE0 / 112
-    assert _v(out["unsup_s1"]) == pytest.approx(s1, rel=1e-5)
-    assert _v(out["unsup_s2"]) == pytest.approx(s2, rel=1e-5)
-    assert _v(out["unsup_fp"]) == pytest.approx(fp, rel=1e-5)
-    assert _v(out["loss"]) == pytest.approx((CE0 + 0.25 * s1 + 0.25 * s2 + 0.5 * fp) / 2, rel=1e-5)
+    assert scalar(out["unsup_s1"]) == pytest.approx(s1, rel=1e-5)
+    assert scalar(out["unsup_s2"]) == pytest.approx(s2, rel=1e-5)
+    assert scalar(out["unsup_fp"]) == pytest.approx(fp, rel=1e-5)
+    assert scalar(out["loss"]) == pytest.approx((CE0 + 0.25 * s1 + 0.25 * s2 + 0.5 * fp) / 2, rel=1e-5)
 
 
 def test_fp_loss_is_computed_on_the_perturbed_prediction_against_the_clean_pseudo_label():
     cls = get_method("unimatch")
     m = cls(PixelModel(), 3, IdentityViews(), cls.make_config({"fp_dropout": 1.0})).train()
-    out = m.training_step(_batch([RED, RED], [0, 0]), _unlabelled(), 0)
+    out = m.training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
     # every feature channel dropped -> uniform FP logits: CE log 3 on the 104 confident of 112 valid pixels
-    assert _v(out["unsup_fp"]) == pytest.approx(104 * math.log(3) / 112, rel=1e-5)
+    assert scalar(out["unsup_fp"]) == pytest.approx(104 * math.log(3) / 112, rel=1e-5)
 
 
 def test_loss_weights_with_distinct_per_term_losses(monkeypatch):
@@ -144,17 +87,17 @@ def test_loss_weights_with_distinct_per_term_losses(monkeypatch):
     monkeypatch.setattr(unimatch_module, "masked_cross_entropy", lambda *args: next(values))
     cls = get_method("unimatch")
     m = cls(PixelModel(), 3, IdentityViews(), cls.make_config()).train()
-    out = m.training_step(_batch([RED, RED], [0, 0]), _unlabelled(), 0)
-    terms = {k: _v(out[k]) for k in ("unsup_s1", "unsup_s2", "unsup_fp")}
+    out = m.training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
+    terms = {k: scalar(out[k]) for k in ("unsup_s1", "unsup_s2", "unsup_fp")}
     assert sorted(terms.values()) == [1.0, 2.0, 4.0]
     unsup = 0.25 * terms["unsup_s1"] + 0.25 * terms["unsup_s2"] + 0.5 * terms["unsup_fp"]
-    assert _v(out["unsup"]) == pytest.approx(unsup)
-    assert _v(out["loss"]) == pytest.approx((_v(out["sup"]) + unsup) / 2)
+    assert scalar(out["unsup"]) == pytest.approx(unsup)
+    assert scalar(out["loss"]) == pytest.approx((scalar(out["sup"]) + unsup) / 2)
 
 
 def test_threshold_one_gives_exactly_zero_unsupervised_losses():
     cls = get_method("unimatch")
     m = cls(PixelModel(), 3, IdentityViews(), cls.make_config({"conf_thresh": 1.0})).train()
-    out = m.training_step(_batch([RED, RED], [0, 0]), _unlabelled(), 0)
-    assert all(_v(out[k]) == 0.0 for k in ("unsup", "unsup_s1", "unsup_s2", "unsup_fp"))
-    assert _v(out["loss"]) == pytest.approx(CE0 / 2, rel=1e-5)
+    out = m.training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
+    assert all(scalar(out[k]) == 0.0 for k in ("unsup", "unsup_s1", "unsup_s2", "unsup_fp"))
+    assert scalar(out["loss"]) == pytest.approx(CE0 / 2, rel=1e-5)

@@ -21,6 +21,16 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
+def kaiming_init(module: nn.Module) -> None:
+    """torchvision's ResNet init for every submodule: He-normal (fan_out, ReLU) conv weights, BatchNorm 1 and 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def strides_and_dilations(stage_strides: List[int], output_stride: int) -> List[tuple]:
     """Per stage ``(stride, dilation of the stage's later layers, dilation of its first layer)``.
 

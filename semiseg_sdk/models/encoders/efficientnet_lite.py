@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
-from ..conv_blocks import strides_and_dilations
+from ..conv_blocks import kaiming_init, strides_and_dilations
 from ..registries import register_encoder
 from ..segmentor import Encoder
 
@@ -104,15 +104,7 @@ class EfficientNetLite0Encoder(Encoder):
             r *= stride
             cumulative.append(r)
         self.reductions = [cumulative[i + 1] for i in FEATURE_STAGES]
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x = F.relu6(self._bn0(self._conv_stem(x)))

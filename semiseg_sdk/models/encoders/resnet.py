@@ -12,7 +12,7 @@ from typing import List, Optional, Type, Union
 import torch
 from torch import nn
 
-from ..conv_blocks import strides_and_dilations
+from ..conv_blocks import kaiming_init, strides_and_dilations
 from ..registries import register_encoder
 from ..segmentor import IMAGENET_MEAN, IMAGENET_STD, Encoder
 
@@ -98,7 +98,7 @@ class ResNetEncoder(Encoder):
             r *= stride
             reductions.append(r)
         self.reductions = reductions
-        self._init_weights()
+        kaiming_init(self)
 
     def _make_layer(self, block: Block, planes: int, blocks: int, plan: tuple) -> nn.Sequential:
         stride, dilation, first_dilation = plan
@@ -112,14 +112,6 @@ class ResNetEncoder(Encoder):
         self._cin = planes * block.expansion
         layers += [block(self._cin, planes, 1, None, dilation) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         f2 = self.relu(self.bn1(self.conv1(x)))
