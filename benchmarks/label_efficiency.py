@@ -12,7 +12,6 @@ listed there with its reason) so that every method gets the same number of optim
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import time
@@ -22,6 +21,7 @@ from typing import Dict, List
 import cv2
 import numpy as np
 
+from bench_io import write_csv
 from semiseg_sdk.config import TrainConfig
 from semiseg_sdk.engine import train
 
@@ -140,10 +140,7 @@ def main() -> None:
                         print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min)", flush=True)
     rows = [r for k, r in done.items() if k[0] in args.datasets and k[1] in args.ratios and k[2] in args.methods and k[3] in args.seeds]
     summary = summarise(rows)
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary[0]))
-        w.writeheader()
-        w.writerows(summary)
+    write_csv(out / "summary.csv", summary)
     (out / "summary.md").write_text(print_table(summary) + "\n")
     plot(summary, out / "summary.png")
     print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")

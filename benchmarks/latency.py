@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "export"), str(ROOT / "serving")]  # run f
 
 from semiseg_export import export_model  # noqa: E402
 from semiseg_serving.session import OnnxSession, PREFERENCE  # noqa: E402
+from bench_io import write_csv  # noqa: E402
 
 
 COLUMNS = ("backend", "precision", "batch", "size", "median_ms", "p90_ms", "ms_per_image", "gflops",
@@ -271,11 +271,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
                     print(" | ".join(f"{str(rows[-1][c]):>16}" for c in COLUMNS), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.csv}")
+        write_csv(args.csv, rows)
     return rows
 
 

@@ -8,7 +8,6 @@ Not run by the test suite. Weights are random (speed does not depend on them).
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from semiseg_sdk.models import build_model, list_models  # noqa: E402
+from bench_io import write_csv  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -92,11 +92,7 @@ def main() -> None:
             print(f"{row['model']:<14} {row['encoder']:<20} {row['output_stride']:>3} {row['params_m']:>10} "
                   f"{row['median_ms']:>10} {row['min_ms']:>9}", flush=True)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.csv}")
+        write_csv(args.csv, rows)
 
 
 if __name__ == "__main__":

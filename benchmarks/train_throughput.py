@@ -18,7 +18,6 @@ Targets (issue #7): augmentation <= 10 % of a step; a UniMatch step <= 3.5x a su
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import json
 import statistics
@@ -35,6 +34,7 @@ from semiseg_sdk.config import TrainConfig  # noqa: E402
 from semiseg_sdk.engine import Trainer  # noqa: E402
 from semiseg_sdk.engine.phase_timer import PhaseTimer  # noqa: E402
 from semiseg_sdk.engine.precision import resolve_device  # noqa: E402
+from bench_io import write_csv  # noqa: E402
 
 PHASES = {"data": "data %", "augmentation": "aug %", "forward_backward": "fwd+bwd %", "optimizer": "optim %"}
 AUG_TARGET, UNIMATCH_TARGET = 0.10, 3.5
@@ -134,11 +134,7 @@ def main() -> None:
         met = uni["vs_supervised"] <= UNIMATCH_TARGET
         print(f"target unimatch step <= {UNIMATCH_TARGET}x supervised: {'met' if met else 'NOT met'} ({uni['vs_supervised']}x)")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.csv}")
+        write_csv(args.csv, rows)
 
 
 if __name__ == "__main__":
