@@ -28,7 +28,7 @@ def evaluate_checkpoint(
     kwargs = dict(data_args or {})
     if data is None:
         data = ckpt["dataset"]["name"]
-        run_cfg = _run_config(ckpt)
+        run_cfg = run_config(ckpt)
         if not kwargs:
             kwargs = dict(run_cfg.get("data_args") or {})
         if data_root is None:
@@ -50,11 +50,18 @@ def evaluate_checkpoint(
     return res
 
 
-def _run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+def run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``config.json`` of the run a loaded checkpoint came from ({} when there is none): looked up next to the
+    checkpoint file first (a moved run folder), then in its recorded ``run_dir``."""
     import json
 
-    p = Path(ckpt.get("run_dir", "")) / "config.json"
-    try:
-        return json.loads(p.read_text()) if p.is_file() else {}
-    except (OSError, ValueError):
-        return {}
+    folders = [Path(ckpt["path"]).parent] if ckpt.get("path") else []
+    if ckpt.get("run_dir"):
+        folders.append(Path(ckpt["run_dir"]))
+    for folder in folders:
+        try:
+            if (folder / "config.json").is_file():
+                return json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+    return {}

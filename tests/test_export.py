@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import onnx
@@ -69,8 +70,8 @@ def test_graph_ships_exactly_the_model_tensors(name: str) -> None:
     assert len(audit["initializers"]) == len(audit["module"]) > 10
 
 
-def make_checkpoint(folder: Path, name: str = "fcn") -> Path:
-    model = tiny_model(name, logit_scale=20.0)
+def make_checkpoint(folder: Path, name: str = "fcn", model: Optional[torch.nn.Module] = None) -> Path:
+    model = model if model is not None else tiny_model(name, logit_scale=20.0)
     save_checkpoint(folder / "best.pt", {
         "model_spec": model.spec, "model_state": model.state_dict(), "step": 120, "run_dir": str(folder),
         "dataset": {"name": "toy", "classes": ["road", "car", "tree", "sky"],
@@ -202,3 +203,116 @@ def test_vnet_is_refused() -> None:
     vnet = build_model("vnet", num_classes=2)
     with pytest.raises(ExportError, match="3D"):
         export_model(vnet, "unused.onnx", verbose=False)
+
+
+# -- int8 --------------------------------------------------------------------------------------------------------------
+def calibration_folder(folder: Path, count: int = 6) -> Path:
+    """A few small real-looking PNGs (synthetic-driving val images, 64 x 96), as a user would give them."""
+    import cv2
+
+    from semiseg_sdk.data import build_dataset
+
+    folder.mkdir(parents=True)
+    ds = build_dataset("synthetic-driving", split="val", size=[64, 96], val_length=count)
+    for i in range(count):
+        assert cv2.imwrite(str(folder / f"frame_{i}.png"), ds[i]["image"].permute(1, 2, 0).numpy()[:, :, ::-1])
+    return folder
+
+
+def trained_tiny() -> torch.nn.Module:
+    """A tiny deeplabv3plus trained 6 steps on synthetic-driving (classes folded to 4): a non-trivial argmax with
+    real decision margins, which a random network lacks (its int8 agreement is meaningless)."""
+    from semiseg_sdk.data import build_dataset
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", encoder="tiny", num_classes=NUM_CLASSES).train()
+    ds = build_dataset("synthetic-driving", split="train", size=[64, 96], length=8)
+    x = torch.stack([ds[i]["image"] for i in range(8)]).float() / 255
+    y = torch.stack([ds[i]["mask"] for i in range(8)]).long()
+    y = torch.where(y == 255, y, y % NUM_CLASSES)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny backward: one thread is as fast, and far faster on a busy machine
+    try:
+        for _ in range(6):
+            loss = torch.nn.functional.cross_entropy(model(x), y, ignore_index=255)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def test_int8_export_is_quantised_checked_and_served(tmp_path: Path, capsys) -> None:
+    from semiseg_export import load_calibration
+
+    model = trained_tiny()
+    run = make_checkpoint(tmp_path / "run", model=model)
+    calib = calibration_folder(tmp_path / "frames")
+    with torch.no_grad():  # the agreement below is about a model that predicts several classes
+        ref = model(torch.from_numpy(np.concatenate(load_calibration(str(calib), 6, 16).batches)))
+    assert (np.bincount(ref.argmax(1).numpy().ravel(), minlength=NUM_CLASSES) / ref[:, 0].numel() > 0.05).sum() >= 2
+    out = tmp_path / "deploy" / "model.onnx"
+    summary = export_checkpoint(str(run), str(out), int8=True, calibration=str(calib), check_sizes=SIZES[:1])
+    assert os.listdir(out.parent) == ["model.onnx"]  # the float graph was only a temporary file
+    assert summary["precision"] == "int8" and summary["tolerance"] == {"atol": None, "min_agreement": 0.95}
+    assert summary["argmax_agreement"] >= 0.95 and len(summary["parity"]) == 6
+    printed = capsys.readouterr().out
+    assert "int8 parity on 6 calibration images" in printed and "argmax agreement" in printed
+
+    graph = onnx.load(str(out))
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("QuantizeLinear") > 5 and ops.count("DequantizeLinear") > 5
+    int8_inits = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(int8_inits) >= 5  # conv weights stored as int8
+    for io in (graph.graph.input[0], graph.graph.output[0]):
+        assert io.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    resize_inputs = {n.input[0] for n in graph.graph.node if n.op_type == "Resize"}
+    producers = {o: n.op_type for n in graph.graph.node for o in n.output}
+    assert resize_inputs and all(producers.get(i) != "QuantizeLinear" for i in resize_inputs)  # Resize runs in float
+
+    seg = Segmenter(str(out), providers="cpu")
+    meta = seg.metadata
+    assert meta.precision == "int8" and meta.fp16 is False and seg.classes == ("road", "car", "tree", "sky")
+    q = meta.quantization
+    assert q["calibration_source"] == f"folder:{calib.resolve()}" and q["calibration_images"] == 6
+    assert q["calibration_method"] == "minmax" and q["argmax_agreement"] == pytest.approx(summary["argmax_agreement"])
+    image = np.random.default_rng(4).integers(0, 256, (70, 101, 3), dtype=np.uint8)
+    mask = seg.predict(image)
+    assert mask.shape == (70, 101) and mask.max() < NUM_CLASSES
+
+
+def test_int8_calibration_sources(tmp_path: Path) -> None:
+    from semiseg_export import load_calibration
+
+    run = make_checkpoint(tmp_path / "run")
+    (run / "config.json").write_text('{"data": "synthetic-driving", "data_args": {"size": [40, 72], '
+                                     '"val_length": 5}, "val_split": "val"}')
+    ckpt = {"path": str(run / "best.pt")}
+    calib = load_calibration(None, 3, 16, ckpt)  # no --calibration: the run's validation images
+    assert calib.source == "dataset:synthetic-driving:val" and len(calib.batches) == 3
+    assert calib.batches[0].shape == (1, 3, 48, 80) and calib.contents[0] == (40, 72)  # padded as Segmenter pads
+    assert calib.batches[0].dtype == np.float32 and 0.0 <= calib.batches[0].min() <= calib.batches[0].max() <= 1.0
+    assert load_calibration("synthetic-driving:train", 2, 16, ckpt).source == "dataset:synthetic-driving:train"
+
+
+def test_int8_errors_name_the_calibration_and_write_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    model = tiny_model("fcn", logit_scale=20.0)
+    with pytest.raises(ExportError, match="nowhere.*no such folder"):
+        export_model(model, str(out), int8=True, calibration=str(tmp_path / "nowhere"), verbose=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="empty: no images"):
+        export_model(model, str(out), int8=True, calibration=str(tmp_path / "empty"), verbose=False)
+    with pytest.raises(ExportError, match="--calibration"):
+        export_model(model, str(out), int8=True, verbose=False)
+    with pytest.raises(ExportError, match="fp16 and int8"):
+        export_model(model, str(out), int8=True, fp16=True, verbose=False)
+    with pytest.raises(ExportError, match="empty.*only used by an int8 export"):
+        export_model(model, str(out), calibration=str(tmp_path / "empty"), verbose=False)
+    calib = calibration_folder(tmp_path / "frames", count=2)
+    with pytest.raises(ParityError, match="int8 model agrees with PyTorch fp32 on .* 2 calibration images"):
+        export_model(model, str(out), int8=True, calibration=str(calib), min_agreement=1.01, check_sizes=SIZES,
+                     verbose=False)
+    assert sorted(os.listdir(tmp_path)) == ["empty", "frames"]  # no model, no temporary file

@@ -3,10 +3,13 @@
 Steps: trace (legacy exporter, opset >= 17, dynamic N/H/W) -> onnxslim (kept when it does not grow the graph)
 -> optional fp16 -> metadata -> write to a temporary file -> parity check against PyTorch on that file ->
 rename over ``output``. A failed parity check raises ParityError and leaves ``output`` untouched.
+With int8 the float graph is checked first, then quantised (see :mod:`.int8`) and checked on the calibration
+images, in a temporary folder; only the int8 graph is written to ``output``.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import logging
 import os
@@ -23,7 +26,8 @@ from semiseg_serving.metadata import ModelMetadata
 
 from .errors import ExportError, ParityError
 from .fp16 import convert_to_fp16
-from .parity import TOLERANCES, check_parity
+from .int8 import Calibration, load_calibration, quantization_entry, quantize_int8
+from .parity import INT8_MIN_AGREEMENT, TOLERANCES, check_int8_parity, check_parity
 from .torch_to_onnx import MIN_OPSET, module_weight_count, trace_to_onnx, weight_count
 from .triton import write_triton_repository
 
@@ -93,6 +97,24 @@ def _simplify(graph: onnx.ModelProto) -> Tuple[onnx.ModelProto, bool]:
     return slim, True
 
 
+def _quantize_checked(model: Segmentor, graph: onnx.ModelProto, meta: ModelMetadata, calib: Calibration,
+                      sizes: Sequence[Tuple[int, int]], min_agreement: float, verbose: bool, target: Path,
+                      name: str) -> Tuple[onnx.ModelProto, ModelMetadata, Dict[str, Any]]:
+    """int8 steps: check the float graph (fp32 tolerances), quantise, check the int8 graph on the calibration
+    images, then write it to ``target`` with ``meta`` plus the quantisation entry."""
+    onnx.save(graph, str(target))  # the float graph is only ever a temporary file
+    check_parity(model, target, sizes, (1, 2), *TOLERANCES[False], verbose=False,
+                 name=f"{name} (float graph before quantisation)")
+    quantized = quantize_int8(graph, calib)
+    onnx.save(quantized, str(target))
+    parity = check_int8_parity(model, target, calib, min_agreement, verbose=verbose, name=name)
+    meta = dataclasses.replace(meta, quantization=quantization_entry(calib, parity["argmax_agreement"]))
+    onnx.helper.set_model_props(quantized, meta.to_props())
+    quantized.producer_name, quantized.doc_string = graph.producer_name, graph.doc_string
+    onnx.save(quantized, str(target))
+    return quantized, meta, parity
+
+
 def default_check_sizes(size_divisor: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     """Two non-square parity sizes, multiples of the divisor: about 256 x 384 and 384 x 256."""
     d = max(int(size_divisor), 1)
@@ -105,6 +127,7 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
                  atol: Optional[float] = None, min_agreement: Optional[float] = None,
                  checkpoint: Optional[Dict[str, Any]] = None, classes: Optional[Sequence[str]] = None,
                  palette: Optional[Sequence[Sequence[int]]] = None, triton_max_batch: int = 8,
+                 int8: bool = False, calibration: Optional[str] = None, calibration_images: int = 32,
                  verbose: bool = True) -> Dict[str, Any]:
     """Export an in-memory 2D ``Segmentor`` (see :func:`export_checkpoint` for the arguments and the result)."""
     start = time.perf_counter()
@@ -112,13 +135,18 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
         name = getattr(model, "spec", {}).get("name", type(model).__name__)
         raise ExportError(f"model '{name}' is not a 2D Segmentor: 3D models such as vnet are not exported "
                           "(the runtime serves 2D images)")
+    if fp16 and int8:
+        raise ExportError("fp16 and int8 were both asked for: choose one")
+    if calibration is not None and not int8:
+        raise ExportError(f"calibration {calibration!r} is only used by an int8 export: add --int8")
     out = Path(output)
     _writable_target(out)
     model = copy.deepcopy(model).float().cpu().eval()  # never move or change the caller's model
-    default_atol, default_agree = TOLERANCES[bool(fp16)]
-    atol = default_atol if atol is None else float(atol)
+    default_atol, default_agree = (None, INT8_MIN_AGREEMENT) if int8 else TOLERANCES[bool(fp16)]
+    atol = default_atol if atol is None or int8 else float(atol)  # int8: bounded by agreement on real images only
     min_agreement = default_agree if min_agreement is None else float(min_agreement)
     sizes = [tuple(int(v) for v in s) for s in (check_sizes or default_check_sizes(model.size_divisor))]
+    calib = load_calibration(calibration, calibration_images, model.size_divisor, checkpoint) if int8 else None
 
     graph = trace_to_onnx(model, opset)
     traced_nodes = len(graph.graph.node)
@@ -132,9 +160,14 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
     graph.producer_name, graph.doc_string = "semiseg-sdk", f"semiseg-sdk {meta.sdk_version} export"
     try:
         with atomic_path(out) as tmp:
-            onnx.save(graph, str(tmp))
             try:
-                parity = check_parity(model, tmp, sizes, (1, 2), atol, min_agreement, verbose=verbose, name=str(out))
+                if calib is None:
+                    onnx.save(graph, str(tmp))
+                    parity = check_parity(model, tmp, sizes, (1, 2), atol, min_agreement, verbose=verbose,
+                                          name=str(out))
+                else:
+                    graph, meta, parity = _quantize_checked(model, graph, meta, calib, sizes, min_agreement,
+                                                            verbose, tmp, str(out))
             except ParityError as exc:
                 raise ParityError(f"{exc}; {out} was not written (a previous file there is left as it was)") from exc
     except OSError as exc:
@@ -145,6 +178,7 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
     n_init, n_weights = weight_count(graph)
     summary = {
         "output": str(out), "checkpoint": meta.source.get("checkpoint"), "opset": opset, "fp16": bool(fp16),
+        "precision": meta.precision, "quantization": meta.quantization,
         "simplified": simplified, "nodes": len(graph.graph.node), "traced_nodes": traced_nodes,
         "initializers": n_init, "weights": n_weights, "model_weights": module_weight_count(model)[1],
         "size_mb": round(out.stat().st_size / 2**20, 3),
@@ -154,7 +188,7 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
         "triton": None if repo is None else str(repo), "seconds": round(time.perf_counter() - start, 2),
     }
     if verbose:
-        print(f"exported {out} ({summary['size_mb']} MB, {summary['nodes']} nodes, fp16={fp16}): max |diff| "
+        print(f"exported {out} ({summary['size_mb']} MB, {summary['nodes']} nodes, {meta.precision}): max |diff| "
               f"{summary['max_abs_diff']:.3e}, argmax agreement {100 * summary['argmax_agreement']:.3f} %")
     return summary
 
@@ -162,7 +196,8 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
 def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16: bool = False,
                       simplify: bool = True, triton: Optional[str] = None,
                       check_sizes: Optional[Sequence[Sequence[int]]] = None, atol: Optional[float] = None,
-                      min_agreement: Optional[float] = None, triton_max_batch: int = 8,
+                      min_agreement: Optional[float] = None, triton_max_batch: int = 8, int8: bool = False,
+                      calibration: Optional[str] = None, calibration_images: int = 32,
                       verbose: bool = True) -> Dict[str, Any]:
     """Export the inference network of a run folder or ``.pt`` checkpoint to ONNX ``output``; returns a summary.
 
@@ -175,14 +210,23 @@ def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16
         triton: also write a Triton model repository ``TRITON/<output stem>/{config.pbtxt,1/model.onnx}``.
         check_sizes: parity sizes [[h, w], ...], multiples of the size divisor (default ~256x384 and 384x256).
         atol / min_agreement: parity tolerances (default 1e-3 and 0.999 for fp32, 5e-2 and 0.99 for fp16;
-            the difference bound is ``atol * max(1, max |logit|)``).
+            the difference bound is ``atol * max(1, max |logit|)``; int8: min_agreement only, default 0.95).
         triton_max_batch: ``max_batch_size`` of the Triton config.
+        int8: static int8 quantisation for CPU deployment (QDQ, per-channel int8 weights, uint8 activations,
+            MinMax calibration; Resize stays float). Checked by argmax agreement with PyTorch fp32 on the
+            calibration images; the float graph is only a temporary file.
+        calibration: int8 calibration images: a folder of .png/.jpg, or a dataset ``NAME[:SPLIT]`` (split ``val``
+            by default); default: the validation split of the checkpoint's run (from its config.json).
+        calibration_images: how many calibration images, spread evenly over the source.
 
-    Returns a plain dict: output, opset, fp16, nodes, initializers, size_mb, classes, size_divisor, metrics,
-    max_abs_diff, argmax_agreement, tolerance, parity (per size and batch), triton, seconds.
+    Returns a plain dict: output, opset, fp16, precision, quantization, nodes, initializers, size_mb, classes,
+    size_divisor, metrics, max_abs_diff, argmax_agreement, tolerance, parity (per size and batch, or per
+    calibration image for int8), triton, seconds.
     """
     from semiseg_sdk.engine.checkpoint import load_inference_model
 
     model, ckpt = load_inference_model(checkpoint, map_location="cpu")
-    return export_model(model, output, opset, fp16, simplify, triton, check_sizes, atol, min_agreement,
-                        checkpoint=ckpt, triton_max_batch=triton_max_batch, verbose=verbose)
+    return export_model(model, output, opset=opset, fp16=fp16, simplify=simplify, triton=triton,
+                        check_sizes=check_sizes, atol=atol, min_agreement=min_agreement, checkpoint=ckpt,
+                        triton_max_batch=triton_max_batch, int8=int8, calibration=calibration,
+                        calibration_images=calibration_images, verbose=verbose)

@@ -19,6 +19,9 @@ key                        JSON value
 ``semiseg.export_time``    ISO 8601 UTC time of the export
 ``semiseg.fp16``           bool: weights and arithmetic in float16 (inputs/outputs stay float32)
 ``semiseg.opset``          int: the ONNX opset of the default domain
+``semiseg.quantization``   ``{}`` for float models; for int8: ``{"precision": "int8", "format": "QDQ", "weights":
+                           "int8 per-channel", "activations": "uint8", "float_ops": [..], "calibration_method",
+                           "calibration_source", "calibration_images", "argmax_agreement"}``
 =========================  ==========================================================================
 
 The mean/std are informative only: normalisation happens inside the graph, so feed RGB in [0, 1].
@@ -35,7 +38,7 @@ FORMAT = "semiseg-onnx/1"
 PREFIX = "semiseg."
 KEYS: Tuple[str, ...] = (
     "format", "classes", "palette", "input", "output", "size_divisor", "source", "metrics",
-    "model_spec", "sdk_version", "export_time", "fp16", "opset",
+    "model_spec", "sdk_version", "export_time", "fp16", "opset", "quantization",
 )
 REQUIRED: Tuple[str, ...] = ("format", "classes", "palette", "input", "output", "size_divisor")
 INPUT_NAME = "image"
@@ -58,6 +61,14 @@ class ModelMetadata:
     export_time: str = ""
     fp16: bool = False
     opset: int = 17
+    quantization: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def precision(self) -> str:
+        """``"int8"``, ``"fp16"`` or ``"fp32"``: the arithmetic of the graph (inputs/outputs are always float32)."""
+        if self.quantization:
+            return str(self.quantization.get("precision", "int8"))
+        return "fp16" if self.fp16 else "fp32"
 
     @property
     def num_classes(self) -> int:
@@ -89,6 +100,7 @@ class ModelMetadata:
             "export_time": self.export_time,
             "fp16": bool(self.fp16),
             "opset": int(self.opset),
+            "quantization": self.quantization,
         }
         return {PREFIX + k: json.dumps(v, default=str) for k, v in values.items()}
 
@@ -124,6 +136,6 @@ class ModelMetadata:
             source=values.get("source") or {}, metrics=values.get("metrics") or {},
             model_spec=values.get("model_spec") or {}, sdk_version=str(values.get("sdk_version", "unknown")),
             export_time=str(values.get("export_time", "")), fp16=bool(values.get("fp16", False)),
-            opset=int(values.get("opset", 0)),
+            opset=int(values.get("opset", 0)), quantization=dict(values.get("quantization") or {}),
         )
 
