@@ -18,13 +18,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from semiseg_sdk.engine.phase_timer import synchronize  # noqa: E402
 from semiseg_sdk.models import build_model, list_models  # noqa: E402
 from bench_io import write_csv  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def step_time(name: str, encoder: str, args: argparse.Namespace) -> Dict[str, object]:
@@ -41,7 +37,7 @@ def step_time(name: str, encoder: str, args: argparse.Namespace) -> Dict[str, ob
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
     times: List[float] = []
     for i in range(args.warmup + args.repeats):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=amp_dtype, enabled=args.amp):
             loss = F.cross_entropy(model(x), y)
@@ -49,7 +45,7 @@ def step_time(name: str, encoder: str, args: argparse.Namespace) -> Dict[str, ob
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        _sync(device)
+        synchronize(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
     params = sum(p.numel() for p in model.parameters()) / 1e6

@@ -32,17 +32,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from semiseg_sdk.config import TrainConfig  # noqa: E402
 from semiseg_sdk.engine import Trainer  # noqa: E402
-from semiseg_sdk.engine.phase_timer import PhaseTimer  # noqa: E402
+from semiseg_sdk.engine.phase_timer import PhaseTimer, synchronize  # noqa: E402
 from semiseg_sdk.engine.precision import resolve_device  # noqa: E402
 from bench_io import write_csv  # noqa: E402
 
 PHASES = {"data": "data %", "augmentation": "aug %", "forward_backward": "fwd+bwd %", "optimizer": "optim %"}
 AUG_TARGET, UNIMATCH_TARGET = 0.10, 3.5
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure(method: str, args: argparse.Namespace, out: str) -> Dict[str, object]:
@@ -59,10 +54,10 @@ def measure(method: str, args: argparse.Namespace, out: str) -> Dict[str, object
     timer, times = PhaseTimer(trainer.device), []
     with timer.activate():
         for _ in range(args.steps):
-            _sync(trainer.device)
+            synchronize(trainer.device)
             start = time.perf_counter()
             trainer.train_step()
-            _sync(trainer.device)
+            synchronize(trainer.device)
             times.append(time.perf_counter() - start)
     images = args.batch + (args.unlabelled_batch if trainer.u_iter is not None else 0)
     median, mean = statistics.median(times), statistics.fmean(times)

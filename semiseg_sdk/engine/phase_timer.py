@@ -22,6 +22,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ACTIVE: contextvars.ContextVar[Optional["PhaseTimer"]] = contextvars.ContextVar("semiseg_phase_timer", default=None)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (CUDA); nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @dataclass
 class _Frame:
     name: str
@@ -48,16 +54,12 @@ class PhaseTimer:
         finally:
             _ACTIVE.reset(token)
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def push(self, name: str) -> None:
         """Start phase ``name`` (nested in the current one, if any)."""
         if self._stack and self._stack[-1].name == name:
             self._stack[-1].depth += 1
             return
-        self._sync()
+        synchronize(self.device)
         self._stack.append(_Frame(name, time.perf_counter()))
 
     def pop(self) -> None:
@@ -66,7 +68,7 @@ class PhaseTimer:
         if top.depth:
             top.depth -= 1
             return
-        self._sync()
+        synchronize(self.device)
         elapsed = time.perf_counter() - top.start
         self._stack.pop()
         self.totals[top.name] = self.totals.get(top.name, 0.0) + elapsed - top.nested
