@@ -57,12 +57,11 @@ def _folder_images(folder: Path, count: int) -> Iterator[np.ndarray]:
             raise ExportError(f"calibration image {exc}") from exc
 
 
-def _dataset_images(name: str, split: str, count: int, checkpoint: Dict[str, Any]) -> Iterator[np.ndarray]:
-    """Images of a registered dataset; the run's dataset arguments (size, root) apply when it is the run's dataset."""
+def _dataset_images(name: str, split: str, count: int, cfg: Dict[str, Any]) -> Iterator[np.ndarray]:
+    """Images of a registered dataset; the run's dataset arguments (``cfg``: its config.json; size, root) apply
+    when it is the run's dataset."""
     from semiseg_sdk.data import build_dataset
-    from semiseg_sdk.evaluate_api import run_config
 
-    cfg = run_config(checkpoint)
     kwargs: Dict[str, Any] = {}
     if cfg.get("data") == name:
         kwargs = dict(cfg.get("data_args") or {})
@@ -88,8 +87,8 @@ def load_calibration(source: Optional[str], count: int, size_divisor: int,
     ckpt = checkpoint or {}
     if count < 1:
         raise ExportError(f"calibration_images: {count}; int8 needs at least one calibration image")
+    cfg = run_config(ckpt)
     if source is None:
-        cfg = run_config(ckpt)
         if not cfg.get("data"):
             where = ckpt.get("path") or "an in-memory model"
             raise ExportError(f"int8 export of {where} needs calibration images: pass --calibration FOLDER (a folder "
@@ -103,7 +102,7 @@ def load_calibration(source: Optional[str], count: int, size_divisor: int,
         if name not in DATASETS.names():
             raise ExportError(f"calibration {source!r}: no such folder, and not a dataset name "
                               f"(datasets: {', '.join(DATASETS.names())})")
-        label, images = f"dataset:{name}:{split or 'val'}", _dataset_images(name, split or "val", count, ckpt)
+        label, images = f"dataset:{name}:{split or 'val'}", _dataset_images(name, split or "val", count, cfg)
     batches, contents = [], []
     for image in images:
         item = prepare(image, size_divisor)  # what Segmenter.predict feeds the network
