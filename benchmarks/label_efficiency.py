@@ -45,15 +45,18 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
         data=dataset, data_root=args.data_root, data_args=ds["data_args"], labelled=ratio, method=method,
         method_args=BENCH_METHOD_ARGS.get(method, {}), model=args.model, encoder=args.encoder, pretrained=args.pretrained,
         model_args=json.loads(args.model_args),
-        steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr, eval_every=args.steps,
+        steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
+        eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
         eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
         out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
         progress=False,
     )
     t0 = time.time()
     res = train(cfg)
+    metrics = Path(res["run_dir"]) / "metrics.jsonl"
+    curve = [(r["step"], round(100 * r["eval"]["miou"], 2)) for r in map(json.loads, metrics.read_text().splitlines()) if "eval" in r]
     return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
-            "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60}
+            "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60, "curve": curve}
 
 
 def summarise(rows: List[dict]) -> List[dict]:
@@ -123,6 +126,8 @@ def main() -> None:
     p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--eval_every", type=int, default=None, help="also evaluate every N steps (the curve goes in runs.jsonl); default: at the end only")
+    p.add_argument("--cache_mb", type=int, default=512, help="in-memory item cache per stream and loader worker (0 = off); each image is drawn once")
     p.add_argument("--out", default="bench/label_efficiency")
     args = p.parse_args()
     out = Path(args.out)
@@ -139,7 +144,8 @@ def main() -> None:
                         done[(d, ratio, m, seed)] = row
                         with open(rows_path, "a") as f:
                             f.write(json.dumps(row) + "\n")
-                        print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min)", flush=True)
+                        print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min); "
+                              f"curve {row['curve']}", flush=True)
     rows = [r for k, r in done.items() if k[0] in args.datasets and k[1] in args.ratios and k[2] in args.methods and k[3] in args.seeds]
     summary = summarise(rows)
     write_csv(out / "summary.csv", summary)

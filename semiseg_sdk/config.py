@@ -57,6 +57,7 @@ class TrainConfig:
     eval_batch_size: int = 8
     log_every: int = 20
     num_workers: int = 2
+    data_cache_mb: int = 0                    # keep decoded training items in memory, this many MiB per stream and worker (0 = off)
     device: str = "auto"
     seed: int = 0
     out: str = "runs"
@@ -76,6 +77,8 @@ class TrainConfig:
             raise ConfigError(f"amp must be auto/off/bf16/fp16, got {self.amp!r}")
         if self.eval_mode not in ("auto", "whole", "slide"):
             raise ConfigError(f"eval_mode must be auto/whole/slide, got {self.eval_mode!r}")
+        if int(self.data_cache_mb) < 0:
+            raise ConfigError(f"data_cache_mb must be >= 0, got {self.data_cache_mb!r}")
         for name in ("steps", "batch_size", "eval_every", "log_every"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")

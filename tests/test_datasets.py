@@ -149,10 +149,40 @@ def test_folder_flat_layout_and_num_classes(tmp_path, caplog):
         ds = build_dataset("folder", root=tmp_path, num_classes=3)
     assert len(ds) == 4 and ds.info.classes == ("class_0", "class_1", "class_2")
     assert "flat layout" in caplog.text
-    with pytest.raises(DataError, match="only has split 'train'"):
+    with pytest.raises(DataError, match="only has split 'train'.*holdout"):
         build_dataset("folder", split="val", root=tmp_path, num_classes=3)
     with pytest.raises(ConfigError, match="num_classes"):
         build_dataset("folder", root=tmp_path)
+
+
+def test_folder_flat_layout_holdout_is_disjoint_and_stable(tmp_path):
+    from fixtures_data import random_mask, write_image
+
+    from semiseg_sdk.data.folder import holdout_split
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "flat"
+
+    def add(stems):
+        for stem in stems:
+            write_image(root / "images" / f"{stem}.png", random_rgb(rng, 8, 8))
+            write_image(root / "masks" / f"{stem}.png", random_mask(rng, 8, 8, 3))
+
+    add([f"a{i:02d}" for i in range(40)])
+    kw = dict(root=root, num_classes=3, holdout=0.25)
+    train, val = (set(build_dataset("folder", split=s, **kw).names()) for s in ("train", "val"))
+    assert not train & val and len(train | val) == 40 and 4 <= len(val) <= 18
+    assert all(holdout_split(n, 0.25) == "val" for n in val)
+    add([f"b{i:02d}" for i in range(40)])  # new fleet images never move an existing one between splits
+    val2 = set(build_dataset("folder", split="val", **kw).names())
+    assert val2 >= val and val2 - val and all(n.startswith("b") for n in val2 - val)
+    other = set(build_dataset("folder", split="val", holdout_seed=1, **kw).names())
+    assert other != val2
+    with pytest.raises(ConfigError, match="holdout must be a fraction"):
+        build_dataset("folder", split="val", root=root, num_classes=3, holdout=1.5)
+    make_folder_tree(tmp_path / "split", {"train": 2, "val": 1})
+    with pytest.raises(ConfigError, match="flat layout only"):
+        build_dataset("folder", split="val", root=tmp_path / "split", num_classes=3, holdout=0.1)
 
 
 def test_folder_unlabelled(tmp_path):

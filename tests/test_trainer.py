@@ -179,3 +179,19 @@ def test_compile_trains_and_keeps_checkpoint_keys(tmp_path, monkeypatch):
     assert model._compiled_call_impl is None
     for k, v in model.state_dict().items():
         assert torch.equal(v, last["model_state"][k]), k
+
+
+def test_data_cache_gives_the_uncached_run(tmp_path, monkeypatch):
+    _val_small(monkeypatch)
+    states = []
+    for name, mb in (("plain", 0), ("cached", 1)):  # one after the other: a trainer seeds the global generators
+        trainer = Trainer(tiny_cfg(tmp_path, name=name, steps=4, eval_every=100, labelled="all", method="fixmatch",
+                                   data_cache_mb=mb))
+        for _ in range(4):
+            trainer.train_step()
+        states.append(trainer.method.state_dict())
+    a, b = states
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with pytest.raises(ConfigError, match="data_cache_mb"):
+        tiny_cfg(tmp_path, data_cache_mb=-1)

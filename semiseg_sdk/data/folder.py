@@ -3,14 +3,19 @@
 Generic layout (``build_dataset("folder", split="train", root=...)``)::
 
     root/images/{split}/*.{jpg,jpeg,png,bmp,tif,tiff}   root/masks/{split}/*.png   (matched by file stem)
-    root/images/*  + root/masks/*                        (flat form, no split folders: split "train" = everything)
+    root/images/*  + root/masks/*                        (flat form, no split folders: split "train" = everything,
+                                                          or with ``holdout=0.1`` a stable 10 % goes to "val")
     root/classes.json                                    (optional: class ids, names and RGB colours)
 
 A split without its mask folder is unlabelled (items carry no "mask"). Without classes.json, pass ``num_classes``
 (names become class_0, class_1, ...). When classes.json gives colours, RGB colour masks are mapped through them.
+
+The flat form's hold-out is decided per file stem by a hash (``holdout_split``), not by a shuffle of the listing, so
+images added to the folder later never move an existing image between "train" and "val".
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -131,12 +136,25 @@ def _colour(value: object, path: Path) -> Colour:
     return (int(value[0]), int(value[1]), int(value[2]))
 
 
+def holdout_split(stem: str, holdout: float, seed: int = 0) -> str:
+    """``"val"`` for about ``holdout`` of all stems, else ``"train"``; fixed per (stem, seed), whatever else exists."""
+    digest = hashlib.sha256(f"{seed}:{stem}".encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < holdout else "train"
+
+
 @register_dataset("folder")
 class FolderDataset(FileListDataset):
-    """The generic layout described in the module docstring."""
+    """The generic layout described in the module docstring.
 
-    def __init__(self, split: str = "train", *, root: PathLike, num_classes: Optional[int] = None) -> None:
+    ``holdout`` (flat layout only, 0 < holdout < 1) splits the flat folder into "train" and "val" by stem hash
+    (``holdout_seed`` picks another split); without it the flat layout has only "train"."""
+
+    def __init__(self, split: str = "train", *, root: PathLike, num_classes: Optional[int] = None,
+                 holdout: Optional[float] = None, holdout_seed: int = 0) -> None:
         self.root = Path(root)
+        if holdout is not None and not (isinstance(holdout, (int, float)) and 0 < holdout < 1):
+            raise ConfigError(f"holdout must be a fraction between 0 and 1 (e.g. 0.1), got {holdout!r}")
+        self.holdout, self.holdout_seed = holdout, int(holdout_seed)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset folder not found")
         if not (self.root / "images").is_dir():
@@ -145,9 +163,16 @@ class FolderDataset(FileListDataset):
         images = files_by_stem(image_dir, IMAGE_EXTENSIONS)
         if not images:
             raise DataError(f"{image_dir}: no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        flat_holdout = image_dir == self.root / "images" and self.holdout is not None
+        if flat_holdout:
+            images = self._held(images, split)
+            if not images:
+                raise DataError(f"{image_dir}: holdout={self.holdout} leaves no images in split '{split}' "
+                                f"({len(files_by_stem(image_dir, IMAGE_EXTENSIONS))} images in all)")
         info, self._colours, self._ignore = self._class_info(num_classes)
         if mask_dir.is_dir():
-            files = pair_by_stem(images, files_by_stem(mask_dir, (".png",)), image_dir, mask_dir)
+            masks = files_by_stem(mask_dir, (".png",))
+            files = pair_by_stem(images, self._held(masks, split) if flat_holdout else masks, image_dir, mask_dir)
             if info.num_classes == 0:
                 raise ConfigError(f"{self.root}: labelled data needs classes.json or the num_classes argument")
         else:
@@ -156,16 +181,26 @@ class FolderDataset(FileListDataset):
             files = [(stem, images[stem], None) for stem in sorted(images)]
         super().__init__(info, files)
 
+    def _held(self, files: Dict[str, Path], split: str) -> Dict[str, Path]:
+        """The files of ``split`` under the flat layout's hash hold-out."""
+        return {s: p for s, p in files.items() if holdout_split(s, self.holdout, self.holdout_seed) == split}
+
     def _split_dirs(self, split: str) -> Tuple[Path, Path]:
         images = self.root / "images"
+        found = sorted(p.name for p in images.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if found and self.holdout is not None:
+            raise ConfigError(f"{images}: holdout is for the flat layout only; this folder has splits {', '.join(found)}")
         if (images / split).is_dir():
             return images / split, self.root / "masks" / split
-        found = sorted(p.name for p in images.iterdir() if p.is_dir() and not p.name.startswith("."))
         if found:
             raise DataError(f"{images}: no split folder '{split}' (found: {', '.join(found)})")
+        if self.holdout is not None:
+            if split not in ("train", "val"):
+                raise DataError(f"{images}: flat layout with holdout has splits 'train' and 'val', not '{split}'")
+            return images, self.root / "masks"
         if split != "train":
             raise DataError(f"{images}: flat layout (no split folders) only has split 'train', not '{split}'; "
-                            "use images/{train,val}/ folders or a split file")
+                            "hold some images out with data_args {\"holdout\": 0.1}, or use images/{train,val}/ folders")
         log.warning("%s: flat layout without split folders: split 'train' holds every image", self.root)
         return images, self.root / "masks"
 

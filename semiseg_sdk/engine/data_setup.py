@@ -11,6 +11,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..data.base import SegmentationDataset
 from ..data.folder import image_folder_dataset
+from ..data.item_cache import CachedDataset
 from ..data.loader import infinite_loader
 from ..data.splits import resolve_split
 from ..errors import DataError
@@ -76,13 +77,17 @@ def make_loaders(
 ) -> tuple[Iterator, Optional[Iterator]]:
     """Endless labelled and (when the method needs it) unlabelled batch iterators, resumable after ``start_draws``
     (``{"labelled": n, "unlabelled": m}`` samples already drawn over all ranks); under DDP each rank draws every
-    ``world_size``-th sample."""
+    ``world_size``-th sample. ``cfg.data_cache_mb`` > 0 keeps decoded items in memory (that many MiB per stream and
+    loader process)."""
     patch = train_patch(cfg)
     common = dict(patch=patch, num_workers=cfg.num_workers, pin_memory=pin_memory, rank=rank, world_size=world_size)
-    x_iter = infinite_loader(data.train, data.labelled_idx, cfg.batch_size, seed=cfg.seed, start_draw=start_draws["labelled"], **common)
+    cache = cfg.data_cache_mb * 2**20
+    x_data = CachedDataset(data.train, cache) if cache else data.train
+    x_iter = infinite_loader(x_data, data.labelled_idx, cfg.batch_size, seed=cfg.seed, start_draw=start_draws["labelled"], **common)
     u_iter = None
     if uses_unlabelled:
         ub = cfg.unlabelled_batch_size or cfg.batch_size
         u_data, u_idx = data.unlabelled_source()
+        u_data = CachedDataset(u_data, cache) if cache else u_data
         u_iter = infinite_loader(u_data, u_idx, ub, seed=cfg.seed + 1, drop_mask=True, start_draw=start_draws["unlabelled"], **common)
     return x_iter, u_iter
