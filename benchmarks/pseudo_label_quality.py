@@ -1,0 +1,81 @@
+"""How good are a trained model's confident predictions as pseudo-labels? Per class, on the unlabelled images of its
+run's split (the run folder's split.json), whose true masks the benchmark knows (synthetic or fully labelled sets).
+
+For each run: the share of pixels whose top softmax probability reaches the threshold (FixMatch's mask ratio), the
+precision of those pixels, and per true class the share of its pixels that are confident and how many of those are
+predicted correctly. A class whose confident pixels are mostly wrong is taught its own errors by any
+threshold-based pseudo-labelling method.
+
+    python benchmarks/pseudo_label_quality.py bench/sup_long/runs/synthetic-driving-1of16-supervised-s0 \
+        bench/sup_long/runs/synthetic-driving-1of16-fixmatch-s0 --images 200 --threshold 0.95
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict
+
+import torch
+
+from semiseg_sdk.data import build_dataset
+from semiseg_sdk.data.splits import load_split
+from semiseg_sdk.engine import load_inference_model
+from semiseg_sdk.evaluate_api import run_config
+
+
+def quality(run: Path, threshold: float, images: int, batch: int = 20) -> Dict[str, object]:
+    """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``."""
+    model, ckpt = load_inference_model(run / "best.pt" if (run / "best.pt").is_file() else run)
+    cfg = run_config(ckpt)
+    kw = dict(cfg.get("data_args", {}))
+    if cfg.get("data_root"):
+        kw["root"] = cfg["data_root"]
+    ds = build_dataset(cfg["data"], split="train", **kw)
+    names = ds.names()
+    split = load_split(run / "split.json", names)
+    index = {n: i for i, n in enumerate(names)}
+    chosen = [index[n] for n in split.unlabelled[:images]]
+    c = ds.info.num_classes
+    total, confident, correct = torch.zeros(c), torch.zeros(c), torch.zeros(c)
+    with torch.no_grad():
+        for s in range(0, len(chosen), batch):
+            items = [ds[i] for i in chosen[s : s + batch]]
+            x = torch.stack([it["image"] for it in items]).float() / 255
+            y = torch.stack([it["mask"] for it in items]).long()
+            conf, pred = model(x).softmax(1).max(1)
+            sure = conf >= threshold
+            for k in range(c):
+                is_k = y == k
+                total[k] += is_k.sum()
+                confident[k] += (sure & is_k).sum()
+                correct[k] += (sure & is_k & (pred == k)).sum()
+    return {
+        "run": run.name, "mask_ratio": float(confident.sum() / total.sum()),
+        "precision": float(correct.sum() / confident.sum().clamp(min=1)),
+        "classes": {ds.info.classes[k]: (float(confident[k] / total[k].clamp(min=1)), float(correct[k] / confident[k].clamp(min=1)))
+                    for k in range(c)},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run folders (with best.pt or last.pt, config.json and split.json)")
+    p.add_argument("--threshold", type=float, default=0.95)
+    p.add_argument("--images", type=int, default=200, help="unlabelled images to score")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args()
+    results = [quality(Path(r), args.threshold, args.images) for r in args.runs]
+    classes = list(results[0]["classes"])
+    print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
+    print("| run | mask ratio | precision | " + " | ".join(classes) + " |")
+    print("|---|---|---|" + "---|" * len(classes))
+    for r in results:
+        cells = " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b in r["classes"].values())
+        print(f"| {r['run']} | {100 * r['mask_ratio']:.0f} % | {100 * r['precision']:.1f} % | {cells} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
