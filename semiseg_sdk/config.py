@@ -31,6 +31,9 @@ class TrainConfig:
     # method
     method: str = "supervised"
     method_args: Dict[str, Any] = field(default_factory=dict)
+    sup_loss: str = "ce"                      # labelled loss of every method: "ce" or "ohem" (CPS/UniMatch Cityscapes recipe)
+    ohem_thresh: float = 0.7                  # OHEM: pixels with true-class probability <= this count ...
+    ohem_min_kept: int = 200000               # ... and at least this many per process batch (official: 2 x 801^2 crops)
     # optimisation
     steps: int = 2000
     batch_size: int = 8
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ConfigError(f"amp must be auto/off/bf16/fp16, got {self.amp!r}")
+        if self.sup_loss not in ("ce", "ohem"):
+            raise ConfigError(f"sup_loss must be 'ce' or 'ohem', got {self.sup_loss!r}")
         if self.eval_mode not in ("auto", "whole", "slide"):
             raise ConfigError(f"eval_mode must be auto/whole/slide, got {self.eval_mode!r}")
         if int(self.data_cache_mb) < 0:

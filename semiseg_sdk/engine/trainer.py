@@ -18,6 +18,7 @@ from ..config import TrainConfig
 from ..errors import CheckpointError, ConfigError
 from ..data.loader import to_device
 from ..methods import get_method
+from ..methods.labelled_loss import build_labelled_loss
 from ..models import build_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .confusion_plot import save_confusion
@@ -50,6 +51,7 @@ class Trainer:
         views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, flip_p=cfg.flip_p))
         method_cls = get_method(cfg.method)
         self.method = method_cls(self.model, info.num_classes, views, method_cls.make_config(cfg.method_args), total_steps=cfg.steps)
+        self.method.set_labelled_loss(build_labelled_loss(cfg.sup_loss, cfg.ohem_thresh, cfg.ohem_min_kept))
         self.method.to(self.device)
         if resolve_channels_last(cfg.channels_last, self.device):
             self.method.to(memory_format=torch.channels_last)

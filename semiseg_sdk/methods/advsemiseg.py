@@ -104,7 +104,7 @@ class AdvSemiSeg(Method):
         v_x = self.views.weak(x)
         pred_x = self.model(v_x.image)
         keep_x = v_x.mask != IGNORE_INDEX
-        sup = F.cross_entropy(pred_x.float(), v_x.mask, ignore_index=IGNORE_INDEX)
+        sup = self.labelled_loss(pred_x, v_x.mask)
         adv_pred = masked_bce(self.discriminate(pred_x.float().softmax(dim=1)), 1.0, keep_x)
 
         v_u = self.views.weak(u)

@@ -12,12 +12,11 @@ import dataclasses
 from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewMaker
-from ..data.base import IGNORE_INDEX
 from ..errors import ConfigError
+from .labelled_loss import CrossEntropy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +38,7 @@ class Method(nn.Module):
         self.views = views
         self.cfg = config if config is not None else self.Config()
         self.total_steps = max(1, int(total_steps))
+        self.labelled_loss: nn.Module = CrossEntropy()  # the run's choice (TrainConfig.sup_loss), see set_labelled_loss
 
     @classmethod
     def make_config(cls, overrides: Optional[Mapping[str, Any]] = None) -> Any:
@@ -73,13 +73,17 @@ class Method(nn.Module):
     def after_optimizer_step(self, step: int) -> None:
         """Hook after each optimiser step (EMA updates, extra optimisers)."""
 
+    def set_labelled_loss(self, loss: nn.Module) -> None:
+        """Use ``loss(logits, mask)`` (e.g. OHEM) for every labelled term of this method."""
+        self.labelled_loss = loss
+
     def inference_model(self) -> nn.Module:
         """The plain network that evaluation and export use (no training-only parts)."""
         return self.model
 
     # -- shared helpers -----------------------------------------------------------------------------------------
     def supervised_loss(self, x: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Weak view of the labelled batch -> cross-entropy (ignore 255). Returns ``{"sup": loss, "pred_x": logits}``."""
+        """Weak view of the labelled batch -> the labelled loss (CE or OHEM, 255 ignored). Returns ``{"sup": loss, "pred_x": logits}``."""
         v = self.views.weak(x)
         pred_x = self.model(v.image)
-        return {"sup": F.cross_entropy(pred_x, v.mask, ignore_index=IGNORE_INDEX), "pred_x": pred_x}
+        return {"sup": self.labelled_loss(pred_x, v.mask), "pred_x": pred_x}

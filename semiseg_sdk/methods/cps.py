@@ -114,7 +114,7 @@ class CPS(Method):
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
         v_x = self.views.weak(x)
         pred1_x, pred2_x = self.model(v_x.image), self.model2(v_x.image)
-        sup, sup2 = ce(pred1_x, v_x.mask), ce(pred2_x, v_x.mask)
+        sup, sup2 = self.labelled_loss(pred1_x, v_x.mask), self.labelled_loss(pred2_x, v_x.mask)
 
         v_u = self.views.weak(u)
         if self.cfg.cutmix:

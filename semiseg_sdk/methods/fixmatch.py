@@ -22,10 +22,8 @@ import dataclasses
 from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..augment import box_masks, mix
-from ..data.base import IGNORE_INDEX
 from .base import Method, MethodConfig
 from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label
 from .registry import register_method
@@ -58,7 +56,7 @@ class FixMatch(Method):
         weak = Target(mask_u_w, conf_u_w, v_u.valid)
         target = weak.mixed(cutmix_partner(self.model, v_u.image, weak, cfg.partner_label), box)
 
-        loss_x = F.cross_entropy(pred_x.float(), v_x.mask, ignore_index=IGNORE_INDEX)
+        loss_x = self.labelled_loss(pred_x, v_x.mask)
         loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, cfg.conf_thresh, target.valid)
         loss = (loss_x + loss_u_s) / 2.0
         mask_ratio = confident_fraction(conf_u_w, cfg.conf_thresh, v_u.valid)

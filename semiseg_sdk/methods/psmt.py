@@ -39,7 +39,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import box_masks, mix
-from ..data.base import IGNORE_INDEX
 from ..errors import ConfigError
 from .base import Method, MethodConfig
 from .cct import vat_noise
@@ -145,7 +144,7 @@ class PSMT(Method):
         v_x = self.views.weak(x)
         img_x = self.views.strong(v_x.image)
         warm = step < self.warm_steps
-        sup = F.cross_entropy(self.student(img_x, tvat=not warm).float(), v_x.mask, ignore_index=IGNORE_INDEX)
+        sup = self.labelled_loss(self.student(img_x, tvat=not warm), v_x.mask)
         if warm:
             zero = sup.new_zeros(())
             return {"loss": sup, "sup": sup, "unsup": zero, "w_unsup": zero, "conf_ratio": zero}

@@ -124,7 +124,7 @@ class ReCo(Method):
         v_x = self.views.weak(x)
         logits_x, rep_x = self._forward(v_x.image)
         pred_x = F.interpolate(logits_x, size=v_x.mask.shape[-2:], mode="bilinear", align_corners=False)
-        sup = F.cross_entropy(pred_x.float(), v_x.mask, ignore_index=IGNORE_INDEX)
+        sup = self.labelled_loss(pred_x, v_x.mask)
 
         v_u = self.views.weak(u)
         with torch.no_grad():

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import box_masks, mix
-from ..data.base import IGNORE_INDEX
 from .base import Method, MethodConfig
 from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label
 from .registry import register_method
@@ -74,7 +73,7 @@ class UniMatch(Method):
         target_mix = cutmix_partner(self.model, v_u.image, target, cfg.partner_label)
         target1, target2 = target.mixed(target_mix, box1), target.mixed(target_mix, box2)
 
-        loss_x = F.cross_entropy(pred_x.float(), v_x.mask, ignore_index=IGNORE_INDEX)
+        loss_x = self.labelled_loss(pred_x, v_x.mask)
         loss_u_s1 = masked_cross_entropy(pred_u_s1, target1.label, target1.conf, cfg.conf_thresh, target1.valid)
         loss_u_s2 = masked_cross_entropy(pred_u_s2, target2.label, target2.conf, cfg.conf_thresh, target2.valid)
         loss_u_fp = masked_cross_entropy(pred_u_w_fp, target.label, target.conf, cfg.conf_thresh, target.valid)
