@@ -43,7 +43,8 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     name = f"{dataset}-{ratio.replace('/', 'of')}-{method}-s{seed}"
     cfg = TrainConfig(
         data=dataset, data_root=args.data_root, data_args=ds["data_args"], labelled=ratio, method=method,
-        method_args=BENCH_METHOD_ARGS.get(method, {}), model=args.model, encoder=args.encoder, pretrained=args.pretrained,
+        method_args={**BENCH_METHOD_ARGS.get(method, {}), **json.loads(args.method_args).get(method, {})},
+        sup_loss=args.sup_loss, ohem_min_kept=args.ohem_min_kept, model=args.model, encoder=args.encoder, pretrained=args.pretrained,
         model_args=json.loads(args.model_args),
         steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
@@ -123,6 +124,10 @@ def main() -> None:
     p.add_argument("--model", default="deeplabv3plus")
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--model_args", default="{}", help='JSON, e.g. \'{"channels": 64}\' for the light DeepLabV3+')
+    p.add_argument("--method_args", default="{}", help='JSON per method, e.g. \'{"fixmatch": {"conf_thresh": 0.0}}\'')
+    p.add_argument("--sup_loss", default="ce", choices=["ce", "ohem"], help="labelled loss of every method")
+    p.add_argument("--ohem_min_kept", type=int, default=200000, help="OHEM: pixels kept at least per batch (official "
+                   "200000 of 2 x 801^2; the same 15.6 %% of batch 8 x 96^2 is 11500)")
     p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
