@@ -21,17 +21,14 @@ import torch
 from semiseg_sdk.data import build_dataset
 from semiseg_sdk.data.splits import load_split
 from semiseg_sdk.engine import load_inference_model
-from semiseg_sdk.evaluate_api import run_config
+from semiseg_sdk.evaluate_api import run_config, run_dataset_kwargs
 
 
 def quality(run: Path, threshold: float, images: int, batch: int = 20) -> Dict[str, object]:
     """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``."""
     model, ckpt = load_inference_model(run / "best.pt" if (run / "best.pt").is_file() else run)
     cfg = run_config(ckpt)
-    kw = dict(cfg.get("data_args", {}))
-    if cfg.get("data_root"):
-        kw["root"] = cfg["data_root"]
-    ds = build_dataset(cfg["data"], split="train", **kw)
+    ds = build_dataset(cfg["data"], split="train", **run_dataset_kwargs(cfg))
     names = ds.names()
     split = load_split(run / "split.json", names)
     index = {n: i for i, n in enumerate(names)}

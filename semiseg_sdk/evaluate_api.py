@@ -65,3 +65,12 @@ def run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
         except (OSError, ValueError):
             continue
     return {}
+
+
+def run_dataset_kwargs(run_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """``build_dataset`` keyword arguments of a run's ``config.json``: its ``data_args`` plus ``root`` when it had a
+    ``data_root``."""
+    kwargs = dict(run_cfg.get("data_args") or {})
+    if run_cfg.get("data_root") is not None:
+        kwargs["root"] = run_cfg["data_root"]
+    return kwargs

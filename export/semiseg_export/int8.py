@@ -61,12 +61,9 @@ def _dataset_images(name: str, split: str, count: int, cfg: Dict[str, Any]) -> I
     """Images of a registered dataset; the run's dataset arguments (``cfg``: its config.json; size, root) apply
     when it is the run's dataset."""
     from semiseg_sdk.data import build_dataset
+    from semiseg_sdk.evaluate_api import run_dataset_kwargs
 
-    kwargs: Dict[str, Any] = {}
-    if cfg.get("data") == name:
-        kwargs = dict(cfg.get("data_args") or {})
-        if cfg.get("data_root") is not None:
-            kwargs["root"] = cfg["data_root"]
+    kwargs = run_dataset_kwargs(cfg) if cfg.get("data") == name else {}
     try:
         dataset = build_dataset(name, split=split, **kwargs)
     except Exception as exc:  # unknown split, missing root, ...: say what was tried
