@@ -4,14 +4,21 @@ Prints a table (mean and spread over seeds), writes it as CSV and as a PNG bar c
 official ones; this benchmark's small budget overrides a few of them through ``BENCH_METHOD_ARGS`` (each override is
 listed there with its reason) so that every method gets the same number of optimiser steps.
 
+Each run's recipe (data, crop, model, labelled loss, method arguments, budget) is recorded with its row and hashed into
+its run name, so one ``--out`` folder can hold several recipes and a row is reused only for the same recipe.
+
     python benchmarks/label_efficiency.py --datasets synthetic-driving synthetic-aerial --ratios 1/16 1/8 all \
         --methods supervised fixmatch unimatch --seeds 0 1 --steps 1000 --out bench/label_eff
     # a real dataset in a supported layout:
     python benchmarks/label_efficiency.py --datasets folder --data_root ../shared/data/dubai_aerial --ratios 1/8 all
+    # another frame size or crop than DATASET_ARGS:
+    python benchmarks/label_efficiency.py --datasets synthetic-driving \
+        --data_args '{"synthetic-driving": {"size": [192, 384]}}' --crop_size 192 192
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import time
@@ -37,15 +44,30 @@ DATASET_ARGS: Dict[str, dict] = {
 BENCH_METHOD_ARGS: Dict[str, dict] = {}
 
 
+def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, object]:
+    """Everything besides ratio and seed that decides a run's result; runs are reused only when it matches."""
+    ds = dataset_settings(dataset, args)
+    return {"data_root": args.data_root, "data_args": ds["data_args"], "crop_size": list(ds["crop_size"]),
+            "method_args": {**BENCH_METHOD_ARGS.get(method, {}), **json.loads(args.method_args).get(method, {})},
+            "sup_loss": args.sup_loss, "ohem_min_kept": args.ohem_min_kept if args.sup_loss == "ohem" else None,
+            "model": args.model, "encoder": args.encoder, "pretrained": args.pretrained,
+            "model_args": json.loads(args.model_args), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}
+
+
+def recipe_tag(rec: Dict[str, object]) -> str:
+    """Short stable hash of a recipe: it goes in run names, so two recipes never share (and resume) one run folder."""
+    return hashlib.sha1(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:7]
+
+
 def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Namespace) -> Dict[str, object]:
-    """Train one configuration; returns the row of the results table."""
-    ds = DATASET_ARGS.get(dataset, DATASET_ARGS["folder"])
-    name = f"{dataset}-{ratio.replace('/', 'of')}-{method}-s{seed}"
+    """Train one configuration; returns the row of the results table (with its recipe)."""
+    ds = dataset_settings(dataset, args)
+    rec = recipe(dataset, method, args)
+    name = f"{dataset}-{ratio.replace('/', 'of')}-{method}-s{seed}-{recipe_tag(rec)}"
     cfg = TrainConfig(
         data=dataset, data_root=args.data_root, data_args=ds["data_args"], labelled=ratio, method=method,
-        method_args={**BENCH_METHOD_ARGS.get(method, {}), **json.loads(args.method_args).get(method, {})},
-        sup_loss=args.sup_loss, ohem_min_kept=args.ohem_min_kept, model=args.model, encoder=args.encoder, pretrained=args.pretrained,
-        model_args=json.loads(args.model_args),
+        method_args=rec["method_args"], sup_loss=args.sup_loss, ohem_min_kept=args.ohem_min_kept, model=args.model,
+        encoder=args.encoder, pretrained=args.pretrained, model_args=rec["model_args"],
         steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
         eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
@@ -57,7 +79,16 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     metrics = Path(res["run_dir"]) / "metrics.jsonl"
     curve = [(r["step"], round(100 * r["eval"]["miou"], 2)) for r in map(json.loads, metrics.read_text().splitlines()) if "eval" in r]
     return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
-            "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60, "curve": curve}
+            "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60, "curve": curve, "recipe": rec}
+
+
+def dataset_settings(dataset: str, args: argparse.Namespace) -> dict:
+    """``DATASET_ARGS`` of ``dataset`` with the command line's ``--data_args`` (per dataset) and ``--crop_size`` applied."""
+    ds = dict(DATASET_ARGS.get(dataset, DATASET_ARGS["folder"]))
+    ds["data_args"] = {**ds["data_args"], **json.loads(args.data_args).get(dataset, {})}
+    if args.crop_size:
+        ds["crop_size"] = tuple(args.crop_size)
+    return ds
 
 
 def summarise(rows: List[dict]) -> List[dict]:
@@ -128,6 +159,9 @@ def main() -> None:
     p.add_argument("--sup_loss", default="ce", choices=["ce", "ohem"], help="labelled loss of every method")
     p.add_argument("--ohem_min_kept", type=int, default=200000, help="OHEM: pixels kept at least per batch (official "
                    "200000 of 2 x 801^2; the same 15.6 %% of batch 8 x 96^2 is 11500)")
+    p.add_argument("--data_args", default="{}", help='JSON per dataset, merged into DATASET_ARGS, e.g. '
+                   '\'{"synthetic-driving": {"size": [192, 384]}}\'')
+    p.add_argument("--crop_size", type=int, nargs=2, default=None, help="training crop (H W) instead of the dataset's")
     p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
@@ -138,20 +172,24 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "runs.jsonl"
-    done = {(r["dataset"], r["ratio"], r["method"], r["seed"]): r for r in map(json.loads, rows_path.read_text().splitlines())} if rows_path.exists() else {}
+    # a row is reused only for the same recipe (rows written before recipes were recorded are never reused)
+    done = {(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])): r
+            for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r} if rows_path.exists() else {}
     t0 = time.time()
+    rows = []
     for d in args.datasets:
         for ratio in args.ratios:
             for m in args.methods:
                 for seed in args.seeds:
-                    if (d, ratio, m, seed) not in done:
+                    key = (d, ratio, m, seed, recipe_tag(recipe(d, m, args)))
+                    if key not in done:
                         row = run_one(d, ratio, m, seed, args)
-                        done[(d, ratio, m, seed)] = row
+                        done[key] = row
                         with open(rows_path, "a") as f:
                             f.write(json.dumps(row) + "\n")
                         print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min); "
                               f"curve {row['curve']}", flush=True)
-    rows = [r for k, r in done.items() if k[0] in args.datasets and k[1] in args.ratios and k[2] in args.methods and k[3] in args.seeds]
+                    rows.append(done[key])
     summary = summarise(rows)
     write_csv(out / "summary.csv", summary)
     (out / "summary.md").write_text(print_table(summary) + "\n")
