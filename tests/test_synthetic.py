@@ -70,6 +70,30 @@ def test_domain_changes_image_but_not_labels(cls):
             assert diff > 4.0, f"{domain}: mean change only {diff:.1f} grey levels"
 
 
+def test_driving_look_swaps_change_looks_but_never_labels(monkeypatch):
+    """The long tail of swapped looks (ivy facades, paved roads...) is appearance only: masks follow the geometry."""
+    import copy
+
+    from semiseg_sdk.data.synthetic import driving_ground, driving_looks
+
+    monkeypatch.setattr(driving_looks, "MIMIC_RATE", 0.0)
+    plain = [small(SyntheticDriving).generate_arrays(i)[1] for i in range(3)]
+    assert driving_ground.draw_swaps(np.random.default_rng(0)) == {}
+    monkeypatch.setattr(driving_looks, "MIMIC_RATE", 1.0)
+    swaps = driving_ground.draw_swaps(np.random.default_rng(0))
+    assert set(swaps) == set(driving_looks.MIMICS)
+    assert all(swaps[k] in driving_looks.MIMICS[k] and swaps[k] != k for k in swaps)
+    for i, mask in enumerate(plain):  # every kind swapped, same layout stream: the same labels
+        assert np.array_equal(mask, small(SyntheticDriving).generate_arrays(i)[1])
+    # a swapped kind draws its colour and texture from the other kind's distribution
+    scene = driving_ground.make_scene(64, 128, np.random.default_rng(1), np.random.default_rng(2))
+    scene.swaps = {"road": "sidewalk"}
+    twin = copy.deepcopy(scene.app)
+    look = scene.look("road")
+    colour, texture = driving_looks.LOOKS["sidewalk"].sample(twin)
+    assert scene.canvas.colours[look] == pytest.approx(colour) and scene.canvas.textures[look] == pytest.approx(texture)
+
+
 @pytest.mark.parametrize("cls,size", [(SyntheticDriving, (96, 192)), (SyntheticAerial, (96, 96))],
                          ids=["driving", "aerial"])
 def test_every_class_appears_in_20_images(cls, size):

@@ -1,14 +1,16 @@
 """The stage of a driving scene: camera and road, sky, ground, far skyline, road with markings, sidewalks, shadows."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Dict
 
 import cv2
 import numpy as np
 
 from .canvas import Canvas, to_polys
 from .driving_camera import Camera, Road, ground_band
-from .driving_looks import BUILDING, LOOKS, PATTERNS, ROAD, SIDEWALK, SKY, TERRAIN, VEGETATION
+from . import driving_looks
+from .driving_looks import BUILDING, LOOKS, MIMICS, PATTERNS, ROAD, SIDEWALK, SKY, TERRAIN, VEGETATION
 from .look_spec import pick_pattern
 from .textures import jitter_colour
 
@@ -32,7 +34,8 @@ class Side:
 
 @dataclass
 class DrivingScene:
-    """Everything the drawing steps share: the canvas, geometry, the two sides and the random streams."""
+    """Everything the drawing steps share: the canvas, geometry, the two sides, the random streams and the scene's
+    appearance swaps (kind -> the kind whose look it wears, see ``driving_looks.MIMICS``)."""
 
     canvas: Canvas
     cam: Camera
@@ -40,9 +43,12 @@ class DrivingScene:
     sides: tuple
     lay: np.random.Generator
     app: np.random.Generator
+    swaps: Dict[str, str] = field(default_factory=dict)
 
     def look(self, kind: str, jitter: float = 0.0, emit: float = 0.0) -> int:
-        """A new look drawn from the appearance distribution ``kind`` (with a surface pattern for some kinds)."""
+        """A new look drawn from the appearance distribution ``kind`` (with a surface pattern for some kinds), or
+        from the distribution of the kind it is swapped for in this scene."""
+        kind = self.swaps.get(kind, kind)
         colour, texture = LOOKS[kind].sample(self.app)
         if jitter:
             colour = jitter_colour(self.app, colour, jitter)
@@ -67,12 +73,21 @@ def make_scene(h: int, w: int, lay: np.random.Generator, app: np.random.Generato
         sides.append(Side(sign, style, walk, verge))
     sky_colour, sky_tex = LOOKS["sky"].sample(app)
     canvas = Canvas(h, w, SKY, sky_colour, sky_tex, depth=1e4)
-    scene = DrivingScene(canvas, cam, road, tuple(sides), lay, app)
+    scene = DrivingScene(canvas, cam, road, tuple(sides), lay, app, draw_swaps(app))
     top = int(np.ceil(cam.horizon))
     rows = np.arange(h, dtype=np.float32)
     canvas.fill(to_polys(np.array([[[-1, top], [w, top], [w, h], [-1, h]]])), TERRAIN, scene.look("terrain"))
     canvas.depth[:] = cam.ground_depth(rows)[:, None]
     return scene
+
+
+def draw_swaps(app: np.random.Generator) -> Dict[str, str]:
+    """The scene's appearance swaps: each kind of ``MIMICS`` wears one of its listed looks with ``MIMIC_RATE``."""
+    swaps = {}
+    for kind, others in MIMICS.items():
+        if app.random() < driving_looks.MIMIC_RATE:
+            swaps[kind] = others[int(app.integers(len(others)))]
+    return swaps
 
 
 def draw_skyline(s: DrivingScene) -> None:
