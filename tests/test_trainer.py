@@ -53,12 +53,12 @@ def test_run_folder_has_config_metrics_checkpoints(tmp_path, monkeypatch):
 
 def test_supervised_loss_falls(tmp_path, monkeypatch):
     _val_small(monkeypatch)
-    cfg = tiny_cfg(tmp_path, steps=90, eval_every=90, log_every=30, labelled="all", batch_size=4, lr=0.01)
+    cfg = tiny_cfg(tmp_path, steps=120, eval_every=120, log_every=40, labelled="all", batch_size=4, lr=0.02)
     trainer = Trainer(cfg)
     trainer.fit()
     losses = [json.loads(l)["loss"] for l in (Path(cfg.out) / "run" / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
-    # means over 30 steps each: every window lower than the one before, the last at least 15 % below the first
-    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.85 * losses[0], losses
+    # means over 40 steps each: every window lower than the one before, the last at least 20 % below the first
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.8 * losses[0], losses
 
 
 def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
