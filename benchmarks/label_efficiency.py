@@ -14,13 +14,20 @@ its run name, so one ``--out`` folder can hold several recipes and a row is reus
     # another frame size or crop than DATASET_ARGS:
     python benchmarks/label_efficiency.py --datasets synthetic-driving \
         --data_args '{"synthetic-driving": {"size": [192, 384]}}' --crop_size 192 192
+    # many runs at once on one GPU (one process per run; stop starting new runs after 25 minutes):
+    python benchmarks/label_efficiency.py --device cuda --jobs 12 --stop_after_min 25 ...
+
+Runs go seed by seed (then ratio, dataset, method), so a sweep cut short still has whole seeds.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -80,6 +87,35 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     curve = [(r["step"], round(100 * r["eval"]["miou"], 2)) for r in map(json.loads, metrics.read_text().splitlines()) if "eval" in r]
     return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
             "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60, "curve": curve, "recipe": rec}
+
+
+def run_parallel(configs: List[tuple], args: argparse.Namespace, rows_path: Path) -> None:
+    """Run ``configs`` (dataset, ratio, method, seed) as up to ``args.jobs`` child processes of this script at once.
+
+    Each child runs one configuration with ``--jobs 1`` and appends its row to ``rows_path``; its output goes to
+    ``<out>/logs/<config>.log``. Meant for one GPU that a single small run leaves mostly idle.
+    """
+    logs = Path(args.out) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    t0, queue, running = time.time(), list(configs), {}
+    while queue or running:
+        late = args.stop_after_min and time.time() - t0 > 60 * args.stop_after_min
+        while queue and len(running) < args.jobs and not late:
+            d, ratio, m, seed = queue.pop(0)
+            log = logs / f"{d}-{ratio.replace('/', 'of')}-{m}-s{seed}.log"
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--jobs", "1", "--stop_after_min", "0", "--datasets", d,
+                   "--ratios", ratio, "--methods", m, "--seeds", str(seed), "--no_summary"]
+            running[subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)] = log
+        if late and queue:
+            print(f"--stop_after_min {args.stop_after_min} reached: {len(queue)} runs not started", flush=True)
+            queue.clear()
+        time.sleep(1)
+        for proc in [p for p in running if p.poll() is not None]:
+            log = running.pop(proc)
+            lines = log.read_text().strip().splitlines()
+            status = lines[-1] if proc.returncode == 0 and lines else f"FAILED (exit {proc.returncode}), see {log}"
+            print(f"[{(time.time() - t0) / 60:.1f} min] {status}", flush=True)
 
 
 def dataset_settings(dataset: str, args: argparse.Namespace) -> dict:
@@ -168,6 +204,10 @@ def main() -> None:
     p.add_argument("--eval_every", type=int, default=None, help="also evaluate every N steps (the curve goes in runs.jsonl); default: at the end only")
     p.add_argument("--cache_mb", type=int, default=512, help="in-memory item cache per stream and loader worker (0 = off); each image is drawn once")
     p.add_argument("--out", default="bench/label_efficiency")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, one process each (for a GPU a run leaves idle)")
+    p.add_argument("--stop_after_min", type=float, default=0, help="start no new run after this many minutes "
+                   "(runs under way finish; 0 = no limit)")
+    p.add_argument("--no_summary", action="store_true", help="write no summary files (used by --jobs children)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,20 +216,26 @@ def main() -> None:
     done = {(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])): r
             for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r} if rows_path.exists() else {}
     t0 = time.time()
-    rows = []
-    for d in args.datasets:
-        for ratio in args.ratios:
-            for m in args.methods:
-                for seed in args.seeds:
-                    key = (d, ratio, m, seed, recipe_tag(recipe(d, m, args)))
-                    if key not in done:
-                        row = run_one(d, ratio, m, seed, args)
-                        done[key] = row
-                        with open(rows_path, "a") as f:
-                            f.write(json.dumps(row) + "\n")
-                        print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min); "
-                              f"curve {row['curve']}", flush=True)
-                    rows.append(done[key])
+    todo = [(d, ratio, m, seed) for seed in args.seeds for ratio in args.ratios for d in args.datasets for m in args.methods]
+    pending = [c for c in todo if (*c, recipe_tag(recipe(c[0], c[2], args))) not in done]
+    if args.jobs > 1:
+        run_parallel(pending, args, rows_path)
+        done.update({(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])): r
+                     for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r})
+    else:
+        for d, ratio, m, seed in pending:
+            if args.stop_after_min and time.time() - t0 > 60 * args.stop_after_min:
+                print(f"--stop_after_min {args.stop_after_min} reached: not starting {d} {ratio} {m} seed {seed}")
+                break
+            row = run_one(d, ratio, m, seed, args)
+            done[(d, ratio, m, seed, recipe_tag(row["recipe"]))] = row
+            with open(rows_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min); "
+                  f"curve {row['curve']}", flush=True)
+    rows = [done[k] for k in ((*c, recipe_tag(recipe(c[0], c[2], args))) for c in todo) if k in done]
+    if args.no_summary or not rows:
+        return
     summary = summarise(rows)
     write_csv(out / "summary.csv", summary)
     (out / "summary.md").write_text(print_table(summary) + "\n")

@@ -65,7 +65,10 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
 
 
 def load_inference_model(path: Union[str, Path], map_location: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
-    """Rebuild the inference network of a checkpoint or run folder; returns ``(model in eval mode, checkpoint)``."""
+    """Rebuild the inference network of a checkpoint or run folder; returns ``(model in eval mode, checkpoint)``.
+
+    The model is returned on ``map_location`` (the device its tensors were loaded to), ready for inputs there.
+    """
     from ..models import build_model
 
     ckpt = load_checkpoint(path, map_location)
@@ -73,4 +76,4 @@ def load_inference_model(path: Union[str, Path], map_location: str = "cpu") -> T
     spec["pretrained"] = None  # weights come from the checkpoint, never from elsewhere
     model = build_model(**spec)
     load_state_strict(model, ckpt["model_state"], ckpt["path"])
-    return model.eval(), ckpt
+    return model.to(map_location).eval(), ckpt
