@@ -83,10 +83,21 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     )
     t0 = time.time()
     res = train(cfg)
-    metrics = Path(res["run_dir"]) / "metrics.jsonl"
-    curve = [(r["step"], round(100 * r["eval"]["miou"], 2)) for r in map(json.loads, metrics.read_text().splitlines()) if "eval" in r]
+    evals = [r for r in map(json.loads, final_metrics(Path(res["run_dir"])).read_text().splitlines()) if "eval" in r]
+    curve = [(r["step"], round(100 * r["eval"]["miou"], 2)) for r in evals]
+    iou = {c: None if v is None else round(100 * v, 2) for c, v in evals[-1]["eval"].get("iou", {}).items()} if evals else {}
     return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
-            "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60, "curve": curve, "recipe": rec}
+            "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60, "curve": curve, "iou": iou, "recipe": rec}
+
+
+def final_metrics(run_dir: Path) -> Path:
+    """The metrics.jsonl of a run, or of the last training stage of a staged run (self-training, ST++)."""
+    if (run_dir / "metrics.jsonl").is_file():
+        return run_dir / "metrics.jsonl"
+    stages = sorted(run_dir.glob("stage*/metrics.jsonl"), key=lambda p: int("".join(filter(str.isdigit, p.parent.name.split("_")[0]))))
+    if not stages:
+        raise FileNotFoundError(f"no metrics.jsonl in {run_dir} or its stage folders")
+    return stages[-1]
 
 
 def run_parallel(configs: List[tuple], args: argparse.Namespace, rows_path: Path) -> None:
@@ -128,14 +139,19 @@ def dataset_settings(dataset: str, args: argparse.Namespace) -> dict:
 
 
 def summarise(rows: List[dict]) -> List[dict]:
-    """Mean and standard deviation of the final mIoU over seeds, per (dataset, ratio, method)."""
+    """Mean and standard deviation of the final mIoU over seeds, and mean IoU of each class, per (dataset, ratio, method)."""
     groups: Dict[tuple, list] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["ratio"], r["method"]), []).append(100 * r["miou"])
+    classes = list(dict.fromkeys(c for r in rows for c in r.get("iou", {})))
     out = []
     for (d, ratio, m), v in groups.items():
-        out.append({"dataset": d, "ratio": ratio, "method": m, "miou_mean": statistics.mean(v),
-                    "miou_std": statistics.stdev(v) if len(v) > 1 else 0.0, "seeds": len(v)})
+        row = {"dataset": d, "ratio": ratio, "method": m, "miou_mean": statistics.mean(v),
+               "miou_std": statistics.stdev(v) if len(v) > 1 else 0.0, "seeds": len(v)}
+        for c in classes:  # per-class IoU, mean over the seeds that measured it (None: class absent from the val set)
+            per = [r["iou"][c] for r in rows if (r["dataset"], r["ratio"], r["method"]) == (d, ratio, m) and r.get("iou", {}).get(c) is not None]
+            row[f"iou_{c}"] = statistics.mean(per) if per else float("nan")
+        out.append(row)
     return out
 
 
@@ -147,6 +163,21 @@ def print_table(summary: List[dict]) -> str:
     lines = ["| dataset | method | " + " | ".join(ratios) + " |", "|---|---|" + "---|" * len(ratios)]
     for d, m in keys:
         lines.append(f"| {d} | {m} | " + " | ".join(cell.get((d, m, r), "-") for r in ratios) + " |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def class_table(summary: List[dict]) -> str:
+    """Per dataset: one row per (ratio, method), one column per class (IoU %, mean over seeds)."""
+    lines = []
+    for d in dict.fromkeys(s["dataset"] for s in summary):
+        rows = [s for s in summary if s["dataset"] == d]
+        classes = [k[4:] for k in rows[0] if k.startswith("iou_") and any(r[k] == r[k] for r in rows)]  # nan != nan
+        if not classes:
+            continue
+        lines += [f"\n{d}: IoU per class", "| ratio | method | " + " | ".join(classes) + " |", "|---|---|" + "---|" * len(classes)]
+        lines += [f"| {r['ratio']} | {r['method']} | " + " | ".join(f"{r['iou_' + c]:.1f}" for c in classes) + " |" for r in rows]
     text = "\n".join(lines)
     print(text)
     return text
@@ -238,7 +269,7 @@ def main() -> None:
         return
     summary = summarise(rows)
     write_csv(out / "summary.csv", summary)
-    (out / "summary.md").write_text(print_table(summary) + "\n")
+    (out / "summary.md").write_text(print_table(summary) + "\n" + class_table(summary) + "\n")
     plot(summary, out / "summary.png")
     print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")
 

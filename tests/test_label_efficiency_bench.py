@@ -1,0 +1,41 @@
+"""The label-efficiency benchmark's bookkeeping: which metrics file a (staged) run's result comes from, and the
+per-class means of its summary."""
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import label_efficiency as le  # noqa: E402
+
+
+def _metrics(path: Path, miou: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"step": 4, "eval": {"miou": miou}}) + "\n")
+
+
+def test_final_metrics_of_plain_and_staged_runs(tmp_path):
+    plain = tmp_path / "plain"
+    _metrics(plain / "metrics.jsonl", 0.5)
+    assert le.final_metrics(plain) == plain / "metrics.jsonl"
+    staged = tmp_path / "staged"  # ST++: training stages 1, 3 and 10 (numeric order, not text order)
+    for name in ("stage1_sup", "stage3_retrain", "stage10_final"):
+        _metrics(staged / name / "metrics.jsonl", 0.1)
+    assert le.final_metrics(staged) == staged / "stage10_final" / "metrics.jsonl"
+    with pytest.raises(FileNotFoundError, match="empty"):
+        (tmp_path / "empty").mkdir()
+        le.final_metrics(tmp_path / "empty")
+
+
+def test_summary_means_classes_over_seeds_that_measured_them():
+    rows = [{"dataset": "d", "ratio": "1/8", "method": "m", "seed": s, "miou": mi, "iou": iou} for s, mi, iou in
+            [(0, 0.5, {"road": 90.0, "pole": None}), (1, 0.7, {"road": 80.0, "pole": 20.0})]]
+    rows.append({"dataset": "d", "ratio": "all", "method": "m", "seed": 0, "miou": 0.9})  # an older row: no per-class IoU
+    by_ratio = {r["ratio"]: r for r in le.summarise(rows)}
+    one = by_ratio["1/8"]
+    assert one["miou_mean"] == pytest.approx(60.0) and one["miou_std"] == pytest.approx(14.142, abs=1e-3)
+    assert one["iou_road"] == pytest.approx(85.0) and one["iou_pole"] == pytest.approx(20.0)
+    assert math.isnan(by_ratio["all"]["iou_road"])
+    assert "| 1/8 | m | 85.0 | 20.0 |" in le.class_table(list(by_ratio.values()))
