@@ -117,7 +117,8 @@ def run_parallel(configs: List[tuple], args: argparse.Namespace, rows_path: Path
             log = logs / f"{d}-{ratio.replace('/', 'of')}-{m}-s{seed}.log"
             cmd = [sys.executable, __file__, *sys.argv[1:], "--jobs", "1", "--stop_after_min", "0", "--datasets", d,
                    "--ratios", ratio, "--methods", m, "--seeds", str(seed), "--no_summary"]
-            running[subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)] = log
+            with open(log, "w") as out:  # the child holds its own copy of the descriptor
+                running[subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)] = log
         if late and queue:
             print(f"--stop_after_min {args.stop_after_min} reached: {len(queue)} runs not started", flush=True)
             queue.clear()

@@ -39,3 +39,22 @@ def test_summary_means_classes_over_seeds_that_measured_them():
     assert one["iou_road"] == pytest.approx(85.0) and one["iou_pole"] == pytest.approx(20.0)
     assert math.isnan(by_ratio["all"]["iou_road"])
     assert "| 1/8 | m | 85.0 | 20.0 |" in le.class_table(list(by_ratio.values()))
+
+
+def test_parallel_jobs_write_every_row_once(tmp_path):
+    """--jobs 2: two child processes, each appends its row; the parent summarises both, and a rerun reuses them."""
+    import subprocess
+
+    script = Path(le.__file__)
+    cmd = [sys.executable, str(script), "--datasets", "synthetic-driving", "--ratios", "1/4", "--methods", "supervised",
+           "cutmix", "--seeds", "0", "--steps", "2", "--batch_size", "2", "--crop_size", "32", "32", "--encoder", "tiny",
+           "--data_args", '{"synthetic-driving": {"length": 16, "val_length": 2, "size": [32, 64]}}', "--workers", "0",
+           "--cache_mb", "0", "--jobs", "2", "--out", str(tmp_path)]
+    for _ in range(2):
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=script.parents[1])
+        assert res.returncode == 0, res.stdout + res.stderr
+    rows = [json.loads(l) for l in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert sorted(r["method"] for r in rows) == ["cutmix", "supervised"]  # the second call trained nothing
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "synthetic-driving-1of4-cutmix-s0.log", "synthetic-driving-1of4-supervised-s0.log"]
+    assert "| synthetic-driving | cutmix |" in (tmp_path / "summary.md").read_text()
