@@ -70,21 +70,26 @@ def test_domain_changes_image_but_not_labels(cls):
             assert diff > 4.0, f"{domain}: mean change only {diff:.1f} grey levels"
 
 
-def test_driving_look_swaps_change_looks_but_never_labels(monkeypatch):
+def test_driving_look_swaps_change_looks_but_never_labels():
     """The long tail of swapped looks (ivy facades, paved roads...) is appearance only: masks follow the geometry."""
     import copy
 
     from semiseg_sdk.data.synthetic import driving_ground, driving_looks
 
-    monkeypatch.setattr(driving_looks, "MIMIC_RATE", 0.0)
-    plain = [small(SyntheticDriving).generate_arrays(i)[1] for i in range(3)]
-    assert driving_ground.draw_swaps(np.random.default_rng(0)) == {}
-    monkeypatch.setattr(driving_looks, "MIMIC_RATE", 1.0)
-    swaps = driving_ground.draw_swaps(np.random.default_rng(0))
+    plain_set, swapped_set = small(SyntheticDriving, look_swaps=0.0), small(SyntheticDriving, look_swaps=1.0)
+    assert driving_ground.draw_swaps(np.random.default_rng(0), 0.0) == {}
+    swaps = driving_ground.draw_swaps(np.random.default_rng(0), 1.0)
     assert set(swaps) == set(driving_looks.MIMICS)
     assert all(swaps[k] in driving_looks.MIMICS[k] and swaps[k] != k for k in swaps)
-    for i, mask in enumerate(plain):  # every kind swapped, same layout stream: the same labels
-        assert np.array_equal(mask, small(SyntheticDriving).generate_arrays(i)[1])
+    for i in range(3):  # every kind swapped, same layout stream: the same labels, another picture
+        (img0, mask0), (img1, mask1) = plain_set.generate_arrays(i), swapped_set.generate_arrays(i)
+        assert np.array_equal(mask0, mask1) and not np.array_equal(img0, img1)
+    # the default rate keeps the default names; another rate names its items apart (caches, pseudo-label folders)
+    assert small(SyntheticDriving)[0]["name"] == "synthetic-driving/train/000000"
+    assert swapped_set[0]["name"] == "synthetic-driving-swaps1/train/000000"
+    for bad in (-0.1, 1.5, "0.2", True):
+        with pytest.raises(ConfigError, match="look_swaps"):
+            SyntheticDriving(look_swaps=bad)
     # a swapped kind draws its colour and texture from the other kind's distribution
     scene = driving_ground.make_scene(64, 128, np.random.default_rng(1), np.random.default_rng(2))
     scene.swaps = {"road": "sidewalk"}

@@ -16,7 +16,8 @@ from .canvas import render_looks
 from .driving_agents import place_cars, place_people
 from .driving_domains import DRIVING_DOMAINS, apply_domain
 from .driving_ground import draw_ground_shadows, draw_road, draw_sidewalks, draw_skyline, make_scene
-from .driving_looks import DRIVING_INFO, ROAD, SIDEWALK, SKY, TERRAIN
+from ...errors import ConfigError
+from .driving_looks import DRIVING_INFO, MIMIC_RATE, ROAD, SIDEWALK, SKY, TERRAIN
 from .driving_patterns import pattern_fields
 from .driving_structures import place_buildings, place_greenery, place_poles, place_trees
 from .scene_dataset import APPEARANCE, DOMAIN, LAYOUT, SyntheticSceneDataset
@@ -24,9 +25,11 @@ from .sensor import develop, illumination, roll
 
 
 def generate_driving(h: int, w: int, lay: np.random.Generator, app: np.random.Generator,
-                     dom: np.random.Generator, domain: str = "day") -> Tuple[np.ndarray, np.ndarray]:
-    """One driving scene: (H, W, 3) uint8 RGB image and (H, W) uint8 class ids, from the three random streams."""
-    s = make_scene(h, w, lay, app)
+                     dom: np.random.Generator, domain: str = "day",
+                     look_swaps: float = MIMIC_RATE) -> Tuple[np.ndarray, np.ndarray]:
+    """One driving scene: (H, W, 3) uint8 RGB image and (H, W) uint8 class ids, from the three random streams;
+    ``look_swaps`` is the probability of each rare scene-wide look swap (``driving_looks.MIMICS``)."""
+    s = make_scene(h, w, lay, app, look_swaps)
     draw_skyline(s)
     draw_road(s)
     draw_sidewalks(s)
@@ -57,18 +60,31 @@ def _light(s) -> np.ndarray:
 
 @register_dataset("synthetic-driving")
 class SyntheticDriving(SyntheticSceneDataset):
-    """Street scenes, 10 Cityscapes-like classes; ``domain`` in day (default), dusk, fog, rain, night."""
+    """Street scenes, 10 Cityscapes-like classes; ``domain`` in day (default), dusk, fog, rain, night.
+
+    ``look_swaps`` (0..1, default ``driving_looks.MIMIC_RATE`` = 0.2) is the probability, per scene and kind, that a
+    building, road, sidewalk, terrain, vegetation or car wears another kind's look (labels unchanged): the long tail
+    of appearance that makes few labels fall short of many. 0 gives one look distribution per class.
+    """
 
     info = DRIVING_INFO
     domains = DRIVING_DOMAINS
 
     def __init__(self, split: str = "train", length: int | None = None, size: Tuple[int, int] = (128, 256),
-                 seed: int = 0, domain: str = "day", val_length: int | None = None) -> None:
+                 seed: int = 0, domain: str = "day", val_length: int | None = None,
+                 look_swaps: float = MIMIC_RATE) -> None:
         super().__init__(split=split, length=length, size=size, seed=seed, domain=domain, val_length=val_length)
+        if isinstance(look_swaps, bool) or not isinstance(look_swaps, (int, float)) or not 0.0 <= look_swaps <= 1.0:
+            raise ConfigError(f"{self.info.name}: look_swaps must be a probability in 0..1, got {look_swaps!r}")
+        self.look_swaps = float(look_swaps)
+
+    def _prefix(self) -> str:
+        base = super()._prefix()
+        return base if self.look_swaps == MIMIC_RATE else base.replace("/", f"-swaps{self.look_swaps:g}/", 1)
 
     def generate_arrays(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         """Numpy (H, W, 3) uint8 RGB image and (H, W) uint8 class ids of item ``index``."""
         index = self._check_index(index)
         h, w = self.size
         return generate_driving(h, w, self.rng(index, LAYOUT), self.rng(index, APPEARANCE),
-                                self.rng(index, DOMAIN), self.domain)
+                                self.rng(index, DOMAIN), self.domain, self.look_swaps)

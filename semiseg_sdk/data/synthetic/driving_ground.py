@@ -56,8 +56,10 @@ class DrivingScene:
         return self.canvas.add_look(colour, texture, emit, pattern)
 
 
-def make_scene(h: int, w: int, lay: np.random.Generator, app: np.random.Generator) -> DrivingScene:
-    """Draw camera, road and side parameters, and a canvas filled with sky above the horizon and terrain below."""
+def make_scene(h: int, w: int, lay: np.random.Generator, app: np.random.Generator,
+               swap_rate: float = driving_looks.MIMIC_RATE) -> DrivingScene:
+    """Draw camera, road and side parameters, and a canvas filled with sky above the horizon and terrain below;
+    ``swap_rate``: probability of each look swap of ``MIMICS`` (see :func:`draw_swaps`)."""
     focal = w * lay.uniform(0.5, 0.95)
     cam = Camera(focal, w * (0.5 + lay.uniform(-0.15, 0.15)), h * lay.uniform(0.28, 0.55), lay.uniform(1.2, 1.9))
     width = lay.uniform(5.5, 17.0)
@@ -73,7 +75,7 @@ def make_scene(h: int, w: int, lay: np.random.Generator, app: np.random.Generato
         sides.append(Side(sign, style, walk, verge))
     sky_colour, sky_tex = LOOKS["sky"].sample(app)
     canvas = Canvas(h, w, SKY, sky_colour, sky_tex, depth=1e4)
-    scene = DrivingScene(canvas, cam, road, tuple(sides), lay, app, draw_swaps(app))
+    scene = DrivingScene(canvas, cam, road, tuple(sides), lay, app, draw_swaps(app, swap_rate))
     top = int(np.ceil(cam.horizon))
     rows = np.arange(h, dtype=np.float32)
     canvas.fill(to_polys(np.array([[[-1, top], [w, top], [w, h], [-1, h]]])), TERRAIN, scene.look("terrain"))
@@ -81,11 +83,11 @@ def make_scene(h: int, w: int, lay: np.random.Generator, app: np.random.Generato
     return scene
 
 
-def draw_swaps(app: np.random.Generator) -> Dict[str, str]:
-    """The scene's appearance swaps: each kind of ``MIMICS`` wears one of its listed looks with ``MIMIC_RATE``."""
+def draw_swaps(app: np.random.Generator, rate: float = driving_looks.MIMIC_RATE) -> Dict[str, str]:
+    """The scene's appearance swaps: each kind of ``MIMICS`` wears one of its listed looks with probability ``rate``."""
     swaps = {}
     for kind, others in MIMICS.items():
-        if app.random() < driving_looks.MIMIC_RATE:
+        if app.random() < rate:
             swaps[kind] = others[int(app.integers(len(others)))]
     return swaps
 
