@@ -100,6 +100,14 @@ def final_metrics(run_dir: Path) -> Path:
     return stages[-1]
 
 
+def read_rows(rows_path: Path) -> Dict[tuple, dict]:
+    """Rows of ``runs.jsonl`` by (dataset, ratio, method, seed, recipe tag); rows without a recipe are never reused."""
+    if not rows_path.exists():
+        return {}
+    return {(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])): r
+            for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r}
+
+
 def run_parallel(configs: List[tuple], args: argparse.Namespace, rows_path: Path) -> None:
     """Run ``configs`` (dataset, ratio, method, seed) as up to ``args.jobs`` child processes of this script at once.
 
@@ -244,16 +252,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "runs.jsonl"
-    # a row is reused only for the same recipe (rows written before recipes were recorded are never reused)
-    done = {(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])): r
-            for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r} if rows_path.exists() else {}
+    done = read_rows(rows_path)
     t0 = time.time()
     todo = [(d, ratio, m, seed) for seed in args.seeds for ratio in args.ratios for d in args.datasets for m in args.methods]
     pending = [c for c in todo if (*c, recipe_tag(recipe(c[0], c[2], args))) not in done]
     if args.jobs > 1:
         run_parallel(pending, args, rows_path)
-        done.update({(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])): r
-                     for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r})
+        done.update(read_rows(rows_path))
     else:
         for d, ratio, m, seed in pending:
             if args.stop_after_min and time.time() - t0 > 60 * args.stop_after_min:
