@@ -9,8 +9,7 @@ import numpy as np
 
 from .canvas import Canvas, to_polys
 from .driving_camera import Camera, Road, ground_band
-from . import driving_looks
-from .driving_looks import BUILDING, LOOKS, MIMICS, PATTERNS, ROAD, SIDEWALK, SKY, TERRAIN, VEGETATION
+from .driving_looks import BUILDING, LOOKS, MIMIC_RATE, MIMICS, PATTERNS, ROAD, SIDEWALK, SKY, TERRAIN, VEGETATION
 from .look_spec import pick_pattern
 from .textures import jitter_colour
 
@@ -57,7 +56,7 @@ class DrivingScene:
 
 
 def make_scene(h: int, w: int, lay: np.random.Generator, app: np.random.Generator,
-               swap_rate: float = driving_looks.MIMIC_RATE) -> DrivingScene:
+               swap_rate: float = MIMIC_RATE) -> DrivingScene:
     """Draw camera, road and side parameters, and a canvas filled with sky above the horizon and terrain below;
     ``swap_rate``: probability of each look swap of ``MIMICS`` (see :func:`draw_swaps`)."""
     focal = w * lay.uniform(0.5, 0.95)
@@ -83,7 +82,7 @@ def make_scene(h: int, w: int, lay: np.random.Generator, app: np.random.Generato
     return scene
 
 
-def draw_swaps(app: np.random.Generator, rate: float = driving_looks.MIMIC_RATE) -> Dict[str, str]:
+def draw_swaps(app: np.random.Generator, rate: float) -> Dict[str, str]:
     """The scene's appearance swaps: each kind of ``MIMICS`` wears one of its listed looks with probability ``rate``."""
     swaps = {}
     for kind, others in MIMICS.items():

@@ -15,9 +15,10 @@ PATTERNS = {
 
 # Rare scene-wide appearance swaps (ivy-covered, earth-rendered or stone facades, paved or brick-red roads, asphalt or
 # mossy sidewalks, gravel or lush verges, dry or dusty hedges, muddy vehicles): in a scene, each kind on the left
-# takes, with probability MIMIC_RATE (the dataset's ``look_swaps`` argument), the look of one of the kinds on the right, for every surface of it. The labels
-# keep following shape and context. Each (kind, look) pair is in about 7 % of scenes: a long tail of appearance
-# modes that a model learns only from enough labelled examples (at 1/16 of 2000 images: about 8 scenes per pair).
+# takes, with probability MIMIC_RATE (the default of the dataset's ``look_swaps`` argument), the look of one of the
+# kinds on the right, for every surface of it. The labels keep following shape and context. Each (kind, look) pair
+# is in about 7 % of scenes: a long tail of appearance modes that a model learns only from enough labelled examples
+# (at 1/16 of 2000 images: about 8 scenes per pair).
 MIMICS = {
     "building": ("vegetation", "terrain", "sidewalk"),
     "road": ("sidewalk", "terrain", "building"),
