@@ -56,6 +56,29 @@ def test_run_folder_has_config_metrics_checkpoints(tmp_path, monkeypatch):
     assert 0.0 <= res["best_miou"] <= 1.0
 
 
+def test_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """A NaN loss at step 5 is caught at the next check (log or checkpoint) without a host sync per step; the
+    checkpoint of step 4 stays as it was and no checkpoint holds the weights the bad step made."""
+    _val_small(monkeypatch)
+    trainer = Trainer(tiny_cfg(tmp_path, steps=8, eval_every=4, log_every=100))
+    forward = trainer.ddp
+
+    def poisoned(x, u, step):
+        out = forward(x, u, step)
+        return {**out, "loss": out["loss"] * float("nan")} if step == 5 else out
+
+    trainer.ddp = poisoned
+    with pytest.raises(FloatingPointError, match=r"step 5: loss is not finite"):
+        trainer.fit()
+    last = load_checkpoint(Path(trainer.run.root) / "last.pt")
+    assert last["step"] == 4
+    assert all(torch.isfinite(v).all() for v in last["model_state"].values() if v.is_floating_point())
+    # the step itself does not raise (no sync); the check does, and names the first bad step
+    assert trainer.step == 8
+    with pytest.raises(FloatingPointError, match="step 5"):
+        trainer.check_finite()
+
+
 def test_supervised_loss_falls(tmp_path, monkeypatch):
     _val_small(monkeypatch)
     cfg = tiny_cfg(tmp_path, steps=120, eval_every=120, log_every=40, labelled="all", batch_size=4, lr=0.02)

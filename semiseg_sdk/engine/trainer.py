@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -63,6 +62,7 @@ class Trainer:
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step, self.best_miou, self.best_step = 0, -math.inf, -1
+        self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
         resume_state = self._load_resume() if cfg.resume else None
         self.draws = self._start_draws(resume_state)
         self.x_iter, self.u_iter = make_loaders(cfg, self.data, self.draws, method_cls.uses_unlabelled,
@@ -146,6 +146,7 @@ class Trainer:
                         window=cfg.eval_window, batch_size=cfg.eval_batch_size, amp_dtype=self.amp_dtype)
 
     def _eval_and_save(self) -> Dict[str, Any]:
+        self.check_finite()  # on every rank: a rank that raises alone would leave the others at the barrier
         if not self.dist.is_main:  # rank 0 evaluates and writes; the others wait
             barrier(self.dist)
             return {"miou": float("nan")}
@@ -166,8 +167,12 @@ class Trainer:
         return res
 
     # -- the loop -------------------------------------------------------------------------------------------------
-    def train_step(self) -> Dict[str, float]:
-        """One optimiser step; returns the loss terms as floats."""
+    def train_step(self) -> Dict[str, torch.Tensor]:
+        """One optimiser step; returns the loss terms as detached 0-dim float tensors on the training device.
+
+        Nothing in a step waits for the device: a non-finite loss is noted on the device and raised by
+        :meth:`check_finite`, which :meth:`fit` calls at every log step and which runs before every checkpoint is
+        written, so the host queues the next step while the device still runs this one."""
         cfg = self.cfg
         with timed("data"):
             x = to_device(next(self.x_iter), self.device)
@@ -184,9 +189,7 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                 out = self.ddp(x, u, self.step)
             loss = out["loss"]
-            if not torch.isfinite(loss):
-                terms = {k: float(v) for k, v in out.items()}
-                raise FloatingPointError(f"step {self.step}: loss is not finite ({terms}); lower --lr or check the data")
+            self._note_nonfinite(loss)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
         with timed("optimizer"):
@@ -197,10 +200,27 @@ class Trainer:
             self.scaler.update()
             self.method.after_optimizer_step(self.step)
         self.step += 1
-        return {k: float(v.detach()) for k, v in out.items()}
+        return {k: v.detach().float() for k, v in out.items()}
+
+    def _note_nonfinite(self, loss: torch.Tensor) -> None:
+        """Record on the device the first step whose loss is not finite (-1: none yet), without a host sync."""
+        step = torch.full((), self.step, dtype=torch.long, device=loss.device)
+        fresh = ~torch.isfinite(loss.detach()) & (self._first_nonfinite < 0)
+        self._first_nonfinite = torch.where(fresh, step, self._first_nonfinite)
+
+    def check_finite(self, terms: Optional[Dict[str, float]] = None) -> None:
+        """Raise ``FloatingPointError`` if a step since the start had a non-finite loss (waits for the device).
+
+        Runs before every checkpoint write, so no checkpoint ever holds the weights such a step produced."""
+        first = int(self._first_nonfinite)
+        if first >= 0:
+            seen = f"; loss terms averaged since the last log: {terms}" if terms else ""
+            raise FloatingPointError(f"step {first}: loss is not finite{seen}; lower --lr or check the data "
+                                     f"(no checkpoint was written after it)")
 
     def save_inference_checkpoint(self, path: str | Path, metrics: Optional[Dict[str, Any]] = None) -> None:
         """Save the current inference network (no trainer state) as a checkpoint at ``path``."""
+        self.check_finite()
         save_checkpoint(path, self._payload(dict(metrics or {}), with_state=False))
 
     def fit(self, on_step: Optional[Callable[["Trainer"], None]] = None) -> Dict[str, Any]:
@@ -212,19 +232,21 @@ class Trainer:
         """
         cfg = self.cfg
         self.run.info(f"training {cfg.method} / {cfg.model}-{cfg.encoder} on {cfg.data} ({cfg.labelled} labelled) on {self.device}")
-        sums: Dict[str, float] = defaultdict(float)
+        sums: Dict[str, Any] = {}  # loss terms summed on the device since the last log: no host sync per step
         n, t0 = 0, time.perf_counter()
         images_per_step = cfg.batch_size + ((cfg.unlabelled_batch_size or cfg.batch_size) if self.u_iter is not None else 0)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.method, disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
         last = None
         while self.step < cfg.steps:
             for k, v in self.train_step().items():
-                sums[k] += v
+                sums[k] = sums[k] + v if k in sums else v
             n += 1
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                means = {k: float(v) / n for k, v in sums.items()}
+                self.check_finite(means)
                 dt = time.perf_counter() - t0
-                rec = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **{k: v / n for k, v in sums.items()},
+                rec = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **means,
                        "img_per_s": images_per_step * n / max(dt, 1e-9)}
                 self.run.log_metrics(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", ips=f"{rec['img_per_s']:.1f}")
