@@ -192,6 +192,30 @@ def class_table(summary: List[dict]) -> str:
     return text
 
 
+def target_table(summary: List[dict]) -> str:
+    """The methods issue's target, per dataset and ratio below ``all``: each method's mIoU minus ``supervised`` at the
+    same ratio, and the share of the gap between ``supervised`` at that ratio and with all labels it recovers."""
+    mean = {(s["dataset"], s["ratio"], s["method"]): s["miou_mean"] for s in summary}
+    lines = []
+    for d in dict.fromkeys(s["dataset"] for s in summary):
+        full = mean.get((d, "all", "supervised"))
+        for ratio in dict.fromkeys(s["ratio"] for s in summary if s["dataset"] == d and s["ratio"] != "all"):
+            base = mean.get((d, ratio, "supervised"))
+            others = [(m, v) for (dd, r, m), v in mean.items() if (dd, r) == (d, ratio) and m != "supervised"]
+            if base is None or not others:
+                continue
+            gap = None if full is None else full - base
+            lines += [f"\n{d} {ratio}: vs supervised {base:.1f}" + ("" if gap is None else f" (all labels {full:.1f}, gap {gap:+.1f})"),
+                      "| method | mIoU | vs supervised | gap recovered |", "|---|---|---|---|"]
+            for m, v in sorted(others, key=lambda mv: -mv[1]):
+                share = "-" if not gap or gap <= 0 else f"{100 * (v - base) / gap:.0f} %"
+                lines.append(f"| {m} | {v:.1f} | {v - base:+.1f} | {share} |")
+            lines.append(f"beats supervised: {sum(v > base for _, v in others)} of {len(others)}")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
 def plot(summary: List[dict], path: Path) -> None:
     """A grouped bar chart (one panel per dataset) drawn with OpenCV."""
     datasets = list(dict.fromkeys(s["dataset"] for s in summary))
@@ -275,7 +299,7 @@ def main() -> None:
         return
     summary = summarise(rows)
     write_csv(out / "summary.csv", summary)
-    (out / "summary.md").write_text(print_table(summary) + "\n" + class_table(summary) + "\n")
+    (out / "summary.md").write_text(print_table(summary) + "\n" + target_table(summary) + "\n" + class_table(summary) + "\n")
     plot(summary, out / "summary.png")
     print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")
 

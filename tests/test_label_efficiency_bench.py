@@ -41,6 +41,19 @@ def test_summary_means_classes_over_seeds_that_measured_them():
     assert "| 1/8 | m | 85.0 | 20.0 |" in le.class_table(list(by_ratio.values()))
 
 
+def test_target_table_reports_gain_and_share_of_the_gap():
+    """supervised 60 at 1/16 and 64 with all labels (gap 4): a method at 62.5 is +2.5 and recovers 62 %; one at 59
+    does not beat supervised; a dataset without an all-label supervised row gets gains but no shares."""
+    rows = [{"dataset": d, "ratio": r, "method": m, "seed": 0, "miou": v} for d, r, m, v in [
+        ("a", "1/16", "supervised", 0.60), ("a", "all", "supervised", 0.64), ("a", "1/16", "good", 0.625),
+        ("a", "1/16", "bad", 0.59), ("b", "1/8", "supervised", 0.50), ("b", "1/8", "good", 0.52)]]
+    text = le.target_table(le.summarise(rows))
+    assert "a 1/16: vs supervised 60.0 (all labels 64.0, gap +4.0)" in text
+    assert "| good | 62.5 | +2.5 | 62 % |" in text and "| bad | 59.0 | -1.0 | -25 % |" in text
+    assert "beats supervised: 1 of 2" in text
+    assert "| good | 52.0 | +2.0 | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
+
+
 def test_parallel_jobs_write_every_row_once(tmp_path):
     """--jobs 2: two child processes, each appends its row; the parent summarises both, and a rerun reuses them."""
     import subprocess
