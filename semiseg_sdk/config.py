@@ -9,6 +9,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigError
 
+SUP_LOSSES = ("ce", "ohem")  # labelled losses (semiseg_sdk.methods.labelled_loss builds them); here: no torch import
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -78,8 +80,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ConfigError(f"amp must be auto/off/bf16/fp16, got {self.amp!r}")
-        if self.sup_loss not in ("ce", "ohem"):
-            raise ConfigError(f"sup_loss must be 'ce' or 'ohem', got {self.sup_loss!r}")
+        if self.sup_loss not in SUP_LOSSES:
+            raise ConfigError(f"sup_loss must be one of {list(SUP_LOSSES)}, got {self.sup_loss!r}")
         if self.eval_mode not in ("auto", "whole", "slide"):
             raise ConfigError(f"eval_mode must be auto/whole/slide, got {self.eval_mode!r}")
         if int(self.data_cache_mb) < 0:

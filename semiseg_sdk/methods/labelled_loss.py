@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import SUP_LOSSES
 from ..data.base import IGNORE_INDEX
 from ..errors import ConfigError
-
-SUP_LOSSES = ("ce", "ohem")
 
 
 class CrossEntropy(nn.Module):
