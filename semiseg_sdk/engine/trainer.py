@@ -78,6 +78,8 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _payload(self, metrics: Dict[str, Any], with_state: bool) -> Dict[str, Any]:
+        """What every checkpoint holds; refuses (``check_finite``) once a step's loss was not finite."""
+        self.check_finite()
         info = self.data.info
         net = self.method.inference_model()
         payload = {
@@ -146,7 +148,8 @@ class Trainer:
                         window=cfg.eval_window, batch_size=cfg.eval_batch_size, amp_dtype=self.amp_dtype)
 
     def _eval_and_save(self) -> Dict[str, Any]:
-        self.check_finite()  # on every rank: a rank that raises alone would leave the others at the barrier
+        # on every rank, before the barrier (rank 0 checks again in _payload): a rank raising alone would strand the rest
+        self.check_finite()
         if not self.dist.is_main:  # rank 0 evaluates and writes; the others wait
             barrier(self.dist)
             return {"miou": float("nan")}
@@ -204,9 +207,8 @@ class Trainer:
 
     def _note_nonfinite(self, loss: torch.Tensor) -> None:
         """Record on the device the first step whose loss is not finite (-1: none yet), without a host sync."""
-        step = torch.full((), self.step, dtype=torch.long, device=loss.device)
         fresh = ~torch.isfinite(loss.detach()) & (self._first_nonfinite < 0)
-        self._first_nonfinite = torch.where(fresh, step, self._first_nonfinite)
+        self._first_nonfinite = torch.where(fresh, self.step, self._first_nonfinite)
 
     def check_finite(self, terms: Optional[Dict[str, float]] = None) -> None:
         """Raise ``FloatingPointError`` if a step since the start had a non-finite loss (waits for the device).
@@ -220,7 +222,6 @@ class Trainer:
 
     def save_inference_checkpoint(self, path: str | Path, metrics: Optional[Dict[str, Any]] = None) -> None:
         """Save the current inference network (no trainer state) as a checkpoint at ``path``."""
-        self.check_finite()
         save_checkpoint(path, self._payload(dict(metrics or {}), with_state=False))
 
     def fit(self, on_step: Optional[Callable[["Trainer"], None]] = None) -> Dict[str, Any]:
