@@ -27,12 +27,7 @@ def evaluate_checkpoint(
     model.to(dev)
     kwargs = dict(data_args or {})
     if data is None:
-        data = ckpt["dataset"]["name"]
-        run_cfg = run_config(ckpt)
-        if not kwargs:
-            kwargs = dict(run_cfg.get("data_args") or {})
-        if data_root is None:
-            data_root = run_cfg.get("data_root")
+        data, kwargs = training_dataset(ckpt, kwargs)
     if data_root is not None:
         kwargs["root"] = data_root
     ds = build_dataset(data, split=split, **kwargs)
@@ -48,6 +43,28 @@ def evaluate_checkpoint(
         write_json_atomic(Path(save) / "metrics.json", {k: v for k, v in res.items() if k != "table"})
         save_confusion(confusion, list(ds.info.classes), save)
     return res
+
+
+def training_dataset(ckpt: Dict[str, Any], data_args: Dict[str, Any]) -> tuple:
+    """``(registered dataset name, build_dataset kwargs)`` a checkpoint was trained on, from its run's config.json:
+    a ``folder`` run is rebuilt as ``folder`` with its root (the checkpoint only records the set's display name,
+    e.g. ``dubai_aerial``). ``data_args``, when given, replace the run's dataset arguments (its root stays).
+    Without a run config the checkpoint's dataset name is used; raises ConfigError when that is no registered
+    dataset."""
+    from .data import DATASETS
+
+    run_cfg = run_config(ckpt)
+    if run_cfg.get("data"):
+        kwargs = run_dataset_kwargs(run_cfg)
+        if data_args:
+            kwargs = {**data_args, **({"root": kwargs["root"]} if "root" in kwargs else {})}
+        return run_cfg["data"], kwargs
+    name = ckpt["dataset"]["name"]
+    if name not in DATASETS.names():
+        where = ckpt.get("path") or "the checkpoint"
+        raise ConfigError(f"{where}: trained on {name!r}, which is no registered dataset, and no run config.json "
+                          "was found next to it; pass --data (e.g. folder) and --data_root")
+    return name, dict(data_args)
 
 
 def run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:

@@ -224,3 +224,25 @@ def test_data_cache_gives_the_uncached_run(tmp_path, monkeypatch):
         assert torch.equal(a[k], b[k]), k
     with pytest.raises(ConfigError, match="data_cache_mb"):
         tiny_cfg(tmp_path, data_cache_mb=-1)
+
+
+def test_evaluate_defaults_to_the_folder_set_a_run_trained_on(tmp_path):
+    """A ``folder`` run is evaluated on its own root without --data (its checkpoint names the set, not the layout);
+    a lone checkpoint of an unregistered set asks for --data."""
+    import shutil
+
+    from semiseg_sdk.evaluate_api import evaluate_checkpoint
+    from tests.fixtures_data import make_folder_tree
+
+    root = make_folder_tree(tmp_path / "my_field_set", {"train": 4, "val": 2, "test": 3}, size=(32, 32),
+                            classes=["ground", "roof", "water"])
+    res = train(tiny_cfg(tmp_path, data="folder", data_root=str(root), data_args={}, labelled="all", steps=2,
+                         eval_every=2))
+    out = evaluate_checkpoint(res["run_dir"], split="test", device="cpu")
+    assert out["images"] == 3
+    lone = tmp_path / "lone.pt"
+    shutil.copy(Path(res["run_dir"]) / "best.pt", lone)
+    shutil.rmtree(res["run_dir"])
+    with pytest.raises(ConfigError, match="--data"):
+        evaluate_checkpoint(str(lone), split="test", device="cpu")
+    assert evaluate_checkpoint(str(lone), data="folder", data_root=str(root), split="val", device="cpu")["images"] == 2
