@@ -58,7 +58,9 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             "method_args": {**BENCH_METHOD_ARGS.get(method, {}), **json.loads(args.method_args).get(method, {})},
             "sup_loss": args.sup_loss, "ohem_min_kept": args.ohem_min_kept if args.sup_loss == "ohem" else None,
             "model": args.model, "encoder": args.encoder, "pretrained": args.pretrained,
-            "model_args": json.loads(args.model_args), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}
+            "model_args": json.loads(args.model_args), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+            # only when not the default, so that rows scored on "val" keep the tag they were written with
+            **({"val_split": args.val_split} if args.val_split != "val" else {})}
 
 
 def recipe_tag(rec: Dict[str, object]) -> str:
@@ -78,6 +80,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
         steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
         eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
+        val_split=args.val_split,
         out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
         progress=False,
     )
@@ -261,6 +264,8 @@ def main() -> None:
                    "200000 of 2 x 801^2; the same 15.6 %% of batch 8 x 96^2 is 11500)")
     p.add_argument("--data_args", default="{}", help='JSON per dataset, merged into DATASET_ARGS, e.g. '
                    '\'{"synthetic-driving": {"size": [192, 384]}}\'')
+    p.add_argument("--val_split", default="val", help="split every run is scored on; folder sets join splits with "
+                   "'+' (e.g. val+test: more images, a steadier score on a small real set)")
     p.add_argument("--crop_size", type=int, nargs=2, default=None, help="training crop (H W) instead of the dataset's")
     p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")

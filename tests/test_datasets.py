@@ -143,6 +143,20 @@ def test_folder_split_layout(tmp_path):
     assert len(build_dataset("folder", split="val", root=tmp_path)) == 2
 
 
+def test_folder_joined_splits(tmp_path):
+    """``val+test`` holds both folders' items, each named by its split, masks still paired with their own image."""
+    make_folder_tree(tmp_path, {"train": 3, "val": 2, "test": 2}, classes=["a", "b", "c"])
+    ds = build_dataset("folder", split="val+test", root=tmp_path)
+    assert ds.names() == ["val/val_000", "val/val_001", "test/test_000", "test/test_001"] and ds.labelled
+    written = cv2.imread(str(tmp_path / "masks/test/test_001.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(ds[3]["mask"].numpy(), written)
+    for bad in ("val+", "val+val"):
+        with pytest.raises(ConfigError, match="split"):
+            build_dataset("folder", split=bad, root=tmp_path)
+    with pytest.raises(DataError, match="no split folder 'holdout'"):
+        build_dataset("folder", split="val+holdout", root=tmp_path)
+
+
 def test_folder_flat_layout_and_num_classes(tmp_path, caplog):
     make_folder_tree(tmp_path, None)
     with caplog.at_level(logging.WARNING):

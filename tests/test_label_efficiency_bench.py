@@ -71,3 +71,20 @@ def test_parallel_jobs_write_every_row_once(tmp_path):
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
         "synthetic-driving-1of4-cutmix-s0.log", "synthetic-driving-1of4-supervised-s0.log"]
     assert "| synthetic-driving | cutmix |" in (tmp_path / "summary.md").read_text()
+
+
+def test_committed_rows_keep_their_recipe_tag_and_val_split_changes_it():
+    """The committed reference rows are reused by recipe tag: today's ``recipe()`` with the same flags must give
+    the same tag (else every row would be trained again), and scoring on another split must give another."""
+    import argparse
+
+    row = json.loads((Path(le.__file__).parent / "results" / "label_efficiency_h100_s5.jsonl").read_text().splitlines()[0])
+    rec = row["recipe"]
+    args = argparse.Namespace(
+        data_root=rec["data_root"], data_args="{}", crop_size=None, method_args="{}", sup_loss=rec["sup_loss"],
+        ohem_min_kept=200000, model=rec["model"], encoder=rec["encoder"], pretrained=rec["pretrained"],
+        model_args=json.dumps(rec["model_args"]), steps=rec["steps"], batch_size=rec["batch_size"], lr=rec["lr"],
+        val_split="val")
+    assert le.recipe(row["dataset"], row["method"], args) == rec
+    args.val_split = "val+test"
+    assert le.recipe_tag(le.recipe(row["dataset"], row["method"], args)) != le.recipe_tag(rec)

@@ -232,7 +232,7 @@ def test_evaluate_defaults_to_the_folder_set_a_run_trained_on(tmp_path):
     import shutil
 
     from semiseg_sdk.evaluate_api import evaluate_checkpoint
-    from tests.fixtures_data import make_folder_tree
+    from fixtures_data import make_folder_tree
 
     root = make_folder_tree(tmp_path / "my_field_set", {"train": 4, "val": 2, "test": 3}, size=(32, 32),
                             classes=["ground", "roof", "water"])

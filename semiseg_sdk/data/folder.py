@@ -7,6 +7,7 @@ Generic layout (``build_dataset("folder", split="train", root=...)``)::
                                                           or with ``holdout=0.1`` a stable 10 % goes to "val")
     root/classes.json                                    (optional: class ids, names and RGB colours)
 
+Splits join with ``+``: ``split="val+test"`` is both folders, item names prefixed by their split (``val/0001``).
 A split without its mask folder is unlabelled (items carry no "mask"). Without classes.json, pass ``num_classes``
 (names become class_0, class_1, ...). When classes.json gives colours, RGB colour masks are mapped through them.
 
@@ -159,6 +160,19 @@ class FolderDataset(FileListDataset):
             raise DataError(f"{self.root}: dataset folder not found")
         if not (self.root / "images").is_dir():
             raise DataError(f"{self.root}: no images/ folder (expected images/{split}/*.jpg or images/*.jpg)")
+        parts = split.split("+")
+        if not all(parts) or len(set(parts)) != len(parts):
+            raise ConfigError(f"{self.root}: split {split!r}: name one split or join distinct ones with '+' "
+                              "(e.g. val+test)")
+        info, self._colours, self._ignore = self._class_info(num_classes)
+        files: List[FileItem] = []
+        for part in parts:
+            found = self._split_files(part, info)
+            files += found if len(parts) == 1 else [(f"{part}/{name}", img, mask) for name, img, mask in found]
+        super().__init__(info, files)
+
+    def _split_files(self, split: str, info: DatasetInfo) -> List[FileItem]:
+        """The (name, image, mask or None) items of one split folder (or of the flat layout's hold-out)."""
         image_dir, mask_dir = self._split_dirs(split)
         images = files_by_stem(image_dir, IMAGE_EXTENSIONS)
         if not images:
@@ -169,17 +183,14 @@ class FolderDataset(FileListDataset):
             if not images:
                 raise DataError(f"{image_dir}: holdout={self.holdout} leaves no images in split '{split}' "
                                 f"({len(files_by_stem(image_dir, IMAGE_EXTENSIONS))} images in all)")
-        info, self._colours, self._ignore = self._class_info(num_classes)
         if mask_dir.is_dir():
             masks = files_by_stem(mask_dir, (".png",))
-            files = pair_by_stem(images, self._held(masks, split) if flat_holdout else masks, image_dir, mask_dir)
             if info.num_classes == 0:
                 raise ConfigError(f"{self.root}: labelled data needs classes.json or the num_classes argument")
-        else:
-            level = logging.WARNING if (self.root / "masks").is_dir() else logging.INFO
-            log.log(level, "%s: no mask folder %s, split '%s' is unlabelled", self.root, mask_dir, split)
-            files = [(stem, images[stem], None) for stem in sorted(images)]
-        super().__init__(info, files)
+            return pair_by_stem(images, self._held(masks, split) if flat_holdout else masks, image_dir, mask_dir)
+        level = logging.WARNING if (self.root / "masks").is_dir() else logging.INFO
+        log.log(level, "%s: no mask folder %s, split '%s' is unlabelled", self.root, mask_dir, split)
+        return [(stem, images[stem], None) for stem in sorted(images)]
 
     def _held(self, files: Dict[str, Path], split: str) -> Dict[str, Path]:
         """The files of ``split`` under the flat layout's hash hold-out."""
