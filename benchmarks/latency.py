@@ -114,20 +114,24 @@ def parse_size(text: str) -> Tuple[int, int]:
     return int(h), int(w)
 
 
-def load_model(args: argparse.Namespace) -> nn.Module:
+def load_model(args: argparse.Namespace) -> Tuple[nn.Module, Optional[Dict[str, object]]]:
+    """The network to time and its loaded checkpoint (None for a freshly built, untrained model)."""
     from semiseg_sdk.models import build_model
 
     if args.checkpoint:
         from semiseg_sdk.engine.checkpoint import load_inference_model
 
-        return load_inference_model(args.checkpoint)[0]
+        return load_inference_model(args.checkpoint)
     torch.manual_seed(0)
-    return build_model(args.model, encoder=args.encoder, num_classes=args.num_classes, **json.loads(args.model_args)).eval()
+    model = build_model(args.model, encoder=args.encoder, num_classes=args.num_classes, **json.loads(args.model_args))
+    return model.eval(), None
 
 
-def build_backends(model: nn.Module, args: argparse.Namespace, workdir: Path
+def build_backends(model: nn.Module, args: argparse.Namespace, workdir: Path,
+                   checkpoint: Optional[Dict[str, object]] = None
                    ) -> List[Tuple[str, str, Callable[[np.ndarray], np.ndarray]]]:
-    """(backend name, precision, run function) for every configuration to time."""
+    """(backend name, precision, run function) for every configuration to time; ``checkpoint`` (the loaded one the
+    model came from) calibrates the int8 variant."""
     device = args.device
     backends: List[Tuple[str, str, Callable[[np.ndarray], np.ndarray]]] = []
     eager = model.to(device).eval()
@@ -169,13 +173,13 @@ def build_backends(model: nn.Module, args: argparse.Namespace, workdir: Path
                                             ("ort-cpu-1thread", fp32_file, 1, "all")):
             session = OnnxSession(path, ["CPUExecutionProvider"], intra_op_threads=threads, optimization=level)
             backends.append((label, "fp32", session.run))
-        int8_file = quantize_for_timing(fp32_file, workdir, check[0], args.checkpoint, getattr(model, "size_divisor", 32))
+        int8_file = quantize_for_timing(fp32_file, workdir, check[0], checkpoint, getattr(model, "size_divisor", 32))
         session = OnnxSession(int8_file, ["CPUExecutionProvider"], intra_op_threads=args.threads)
         backends.append(("ort-cpu", "int8" if args.checkpoint else "int8-timing-only", session.run))
     return backends
 
 
-def quantize_for_timing(fp32_file: Path, workdir: Path, size: Tuple[int, int], checkpoint: Optional[str],
+def quantize_for_timing(fp32_file: Path, workdir: Path, size: Tuple[int, int], checkpoint: Optional[Dict[str, object]],
                         size_divisor: int = 32) -> Path:
     """The export's own int8 quantisation (``semiseg export --int8``: same ops, same settings). Calibrated on 8 images
     of the checkpoint's validation split when a trained run is timed, else on 4 random images: then its SPEED is
@@ -184,9 +188,7 @@ def quantize_for_timing(fp32_file: Path, workdir: Path, size: Tuple[int, int], c
     from semiseg_export.int8 import Calibration, load_calibration, quantize_int8
 
     if checkpoint:
-        from semiseg_sdk.engine.checkpoint import load_checkpoint
-
-        calibration = load_calibration(None, 8, size_divisor, load_checkpoint(checkpoint))
+        calibration = load_calibration(None, 8, size_divisor, checkpoint)
     else:
         rng = np.random.default_rng(0)
         calibration = Calibration("random", [rng.random((1, 3, *size), dtype=np.float32) for _ in range(4)], [size] * 4)
@@ -230,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
     if args.device == "cuda" and not args.sizes and not args.quick:
         sizes.append((1024, 2048))
 
-    model = load_model(args)
+    model, checkpoint = load_model(args)
     d = model.size_divisor
     sizes = [(-(-h // d) * d, -(-w // d) * d) for h, w in sizes]
     peak = matmul_gflops(args.device)
@@ -246,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
     rows: List[Dict[str, object]] = []
     print(" | ".join(f"{c:>16}" for c in COLUMNS))
     with tempfile.TemporaryDirectory(prefix="semiseg-bench-") as tmp:
-        backends = build_backends(model, args, Path(tmp))
+        backends = build_backends(model, args, Path(tmp), checkpoint)
         for (h, w) in sizes:
             for batch in args.batches:
                 x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
