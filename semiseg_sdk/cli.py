@@ -142,6 +142,7 @@ def main(argv: Optional[list] = None) -> None:
     """Console entry point: errors of the SDK are printed as one line (exit 2), not a traceback."""
     import fire
 
+    from .engine.graceful_stop import TrainingInterrupted
     from .errors import SemisegError
 
     os.environ.setdefault("PAGER", "cat")
@@ -150,6 +151,9 @@ def main(argv: Optional[list] = None) -> None:
         argv = [a for a in argv if a not in ("--help", "-h")] + ["--", "--help"]
     try:
         fire.Fire(SemisegCLI(), command=argv, name="semiseg", serialize=_serialize)
+    except TrainingInterrupted as exc:  # not a failure: the run is resumable
+        print(str(exc), file=sys.stderr)
+        sys.exit(exc.exit_code)
     except SemisegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -57,6 +57,7 @@ class TrainConfig:
     compile: bool = False                     # torch.compile the student network in place (same state_dict keys); first steps are slow
     # evaluation, checkpoints, logging
     eval_every: int = 500
+    save_every: int = 0                       # also write last.pt every N steps, without evaluating (0 = at evaluations only)
     eval_mode: str = "auto"                   # "whole", "slide" or "auto" (slide for images > 1024 px)
     eval_window: Tuple[int, int] = (512, 512)
     eval_batch_size: int = 8
@@ -84,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"sup_loss must be one of {list(SUP_LOSSES)}, got {self.sup_loss!r}")
         if self.eval_mode not in ("auto", "whole", "slide"):
             raise ConfigError(f"eval_mode must be auto/whole/slide, got {self.eval_mode!r}")
+        if int(self.save_every) < 0:
+            raise ConfigError(f"save_every must be >= 0 (0 = at evaluations only), got {self.save_every!r}")
         if int(self.data_cache_mb) < 0:
             raise ConfigError(f"data_cache_mb must be >= 0, got {self.data_cache_mb!r}")
         for name in ("steps", "batch_size", "eval_every", "log_every"):

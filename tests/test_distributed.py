@@ -80,6 +80,17 @@ def test_resume_with_another_world_size(tmp_path, first):
     _assert_same_update(tmp_path / "run-rank0.pt", tmp_path / "ref-rank0.pt")
 
 
+def test_sigterm_to_one_rank_stops_all_at_the_same_step(tmp_path):
+    """SIGTERM reaches rank 1 alone after step 1; the ranks agree at the next log step (log_every 2): both stop after
+    step 2, rank 0 writes last.pt there, and resuming finishes the run."""
+    _torchrun(tmp_path, "supervised", "run", phase="signal")
+    stops = [json.loads((tmp_path / f"run-signal-rank{r}.json").read_text())["stopped_at"] for r in (0, 1)]
+    assert stops == [2, 2]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
+    _torchrun(tmp_path, "supervised", "run", phase="resume")
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3
+
+
 def _assert_same_update(path_a, path_b):
     """The total updates of the conv weights from the same initial weights agree: relative L2 < 1e-3, cosine > 0.999."""
     a, b = _floats(torch.load(path_a)), _floats(torch.load(path_b))

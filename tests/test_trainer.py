@@ -1,5 +1,7 @@
 """The training loop: loss falls, the run folder is complete, resume reproduces the uninterrupted run, bad input."""
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,7 @@ import torch
 
 from semiseg_sdk.config import TrainConfig, resolve_config
 from semiseg_sdk.engine import Trainer, load_checkpoint, load_inference_model, train
+from semiseg_sdk.engine.graceful_stop import TrainingInterrupted
 from semiseg_sdk.errors import CheckpointError, ConfigError
 
 
@@ -106,6 +109,42 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     b = resumed.method.state_dict()
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_sigterm_checkpoints_the_step_and_resume_reproduces_the_run(tmp_path, monkeypatch):
+    """SIGTERM after step 3 (no evaluation or log there): the run stops after that step, last.pt holds step 3, the
+    signal handlers are restored, and resuming to step 8 gives the uninterrupted run's weights."""
+    _val_small(monkeypatch)
+    full = Trainer(tiny_cfg(tmp_path, name="full"))
+    full.fit()
+    before = signal.getsignal(signal.SIGTERM)
+    part = Trainer(tiny_cfg(tmp_path, name="part"))
+    with pytest.raises(TrainingInterrupted, match=r"stopped at step 3 of 8 by SIGTERM") as info:
+        part.fit(on_step=lambda t: t.step == 3 and os.kill(os.getpid(), signal.SIGTERM))
+    assert info.value.step == 3 and info.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert load_checkpoint(Path(part.run.root) / "last.pt")["step"] == 3
+    resumed = Trainer(tiny_cfg(tmp_path, name="part", resume=True))
+    assert resumed.step == 3
+    resumed.fit()
+    a, b = full.method.state_dict(), resumed.method.state_dict()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_save_every_writes_last_pt_between_evaluations(tmp_path, monkeypatch):
+    """save_every 3 with one evaluation at the end: before step 7's checks last.pt holds step 6, and no evaluation
+    ran before the end."""
+    _val_small(monkeypatch)
+    seen = {}
+    trainer = Trainer(tiny_cfg(tmp_path, eval_every=8, save_every=3))
+    last = Path(trainer.run.root) / "last.pt"
+    trainer.fit(on_step=lambda t: t.step in (2, 4, 7) and seen.setdefault(t.step, last.exists() and load_checkpoint(last)["step"]))
+    assert seen == {2: False, 4: 3, 7: 6}
+    evals = [json.loads(l)["step"] for l in (Path(trainer.run.root) / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+    assert evals == [8]
+    with pytest.raises(ConfigError, match="save_every"):
+        tiny_cfg(tmp_path, save_every=-1)
 
 
 def test_existing_run_needs_resume_flag(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ Method-specific behaviour enters only through the :class:`~semiseg_sdk.methods.b
 from __future__ import annotations
 
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -23,6 +24,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .confusion_plot import save_confusion
 from .data_setup import TrainData, build_train_data, make_loaders
 from .evaluator import evaluate
+from .graceful_stop import StopRequest, TrainingInterrupted, stop_requests
 from .metrics import format_table
 from .optim import build_optimizer, set_poly_lr
 from .phase_timer import timed
@@ -62,6 +64,7 @@ class Trainer:
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step, self.best_miou, self.best_step = 0, -math.inf, -1
+        self.saved_step = -1  # the step last.pt holds (-1: none written by this process)
         self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
         resume_state = self._load_resume() if cfg.resume else None
         self.draws = self._start_draws(resume_state)
@@ -165,9 +168,37 @@ class Trainer:
             self.best_miou, self.best_step = res["miou"], self.step
             save_checkpoint(self.run.best, self._payload(res, with_state=False))
             save_confusion(confusion, list(self.data.info.classes), self.run.root)
-        save_checkpoint(self.run.last, self._payload(res, with_state=True))
+        self.save_last(res)
         self.run.info(f"step {self.step}: mIoU {100 * res['miou']:.2f} (best {100 * self.best_miou:.2f} @ {self.best_step})")
         return res
+
+    def save_last(self, metrics: Optional[Dict[str, Any]] = None) -> None:
+        """Write the resumable ``last.pt`` at the current step (rank 0 only); ``metrics``: this step's evaluation, if any."""
+        if self.dist.is_main:
+            save_checkpoint(self.run.last, self._payload(dict(metrics or {}), with_state=True))
+        self.saved_step = self.step
+
+    def _stop_now(self, request: StopRequest) -> bool:
+        """Whether to stop after this step. One process: as soon as a signal came. Under DDP every rank must stop
+        after the same step, so the ranks agree (all-reduce, a host sync) at log steps only."""
+        if not self.dist.enabled:
+            return bool(request)
+        if self.step % self.cfg.log_every:
+            return False
+        flag = torch.tensor(int(bool(request)), device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _interrupt(self, request: StopRequest) -> None:
+        """Make ``last.pt`` hold this step (unless an evaluation just wrote it), then raise :class:`TrainingInterrupted`."""
+        if self.saved_step != self.step:
+            self.save_last()
+        barrier(self.dist)
+        signum = request.signum or signal.SIGTERM  # a DDP rank that got no signal itself stops with the others
+        msg = (f"stopped at step {self.step} of {self.cfg.steps} by {signal.Signals(signum).name}: {self.run.last} holds it; "
+               f"run the same command with --resume to continue")
+        self.run.info(msg)
+        raise TrainingInterrupted(msg, self.step, signum)
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def train_step(self) -> Dict[str, torch.Tensor]:
@@ -230,35 +261,42 @@ class Trainer:
         ``on_step(trainer)`` runs after every optimiser step, before that step's evaluation and ``last.pt`` (so a run
         resumed from ``last.pt`` has passed every hook call before it): staged methods use it to keep snapshots (ST++
         saves the SupOnly model at 1/3, 2/3 and the end of its training).
+
+        ``last.pt`` is written at every evaluation and every ``save_every`` steps. SIGTERM or Ctrl-C stops the run
+        after the step under way: ``last.pt`` is written and :class:`TrainingInterrupted` raised (resume continues).
         """
         cfg = self.cfg
         self.run.info(f"training {cfg.method} / {cfg.model}-{cfg.encoder} on {cfg.data} ({cfg.labelled} labelled) on {self.device}")
         sums: Dict[str, Any] = {}  # loss terms summed on the device since the last log: no host sync per step
         n, t0 = 0, time.perf_counter()
         images_per_step = cfg.batch_size + ((cfg.unlabelled_batch_size or cfg.batch_size) if self.u_iter is not None else 0)
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.method, disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
         last = None
-        while self.step < cfg.steps:
-            for k, v in self.train_step().items():
-                sums[k] = sums[k] + v if k in sums else v
-            n += 1
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                means = {k: float(v) / n for k, v in sums.items()}
-                self.check_finite(means)
-                dt = time.perf_counter() - t0
-                rec = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **means,
-                       "img_per_s": images_per_step * n / max(dt, 1e-9)}
-                self.run.log_metrics(rec)
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", ips=f"{rec['img_per_s']:.1f}")
-                sums.clear()
-                n, t0 = 0, time.perf_counter()
-            if on_step is not None:
-                on_step(self)
-            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                last = self._eval_and_save()
-                bar.set_postfix(miou=f"{100 * last['miou']:.1f}")
-        bar.close()
+        with stop_requests() as stop_request, tqdm(total=cfg.steps, initial=self.step, desc=cfg.method,
+                                                   disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True) as bar:
+            while self.step < cfg.steps:
+                for k, v in self.train_step().items():
+                    sums[k] = sums[k] + v if k in sums else v
+                n += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    means = {k: float(v) / n for k, v in sums.items()}
+                    self.check_finite(means)
+                    dt = time.perf_counter() - t0
+                    rec = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **means,
+                           "img_per_s": images_per_step * n / max(dt, 1e-9)}
+                    self.run.log_metrics(rec)
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}", ips=f"{rec['img_per_s']:.1f}")
+                    sums.clear()
+                    n, t0 = 0, time.perf_counter()
+                if on_step is not None:
+                    on_step(self)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    last = self._eval_and_save()
+                    bar.set_postfix(miou=f"{100 * last['miou']:.1f}")
+                elif cfg.save_every and self.step % cfg.save_every == 0:
+                    self.save_last()
+                if self.step < cfg.steps and self._stop_now(stop_request):
+                    self._interrupt(stop_request)
         if last is None:  # resumed at the end
             last = self._eval_and_save()
         if not self.dist.is_main:
