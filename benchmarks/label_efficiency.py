@@ -16,6 +16,9 @@ its run name, so one ``--out`` folder can hold several recipes and a row is reus
         --data_args '{"synthetic-driving": {"size": [192, 384]}}' --crop_size 192 192
     # many runs at once on one GPU (one process per run; stop starting new runs after 25 minutes):
     python benchmarks/label_efficiency.py --device cuda --jobs 12 --stop_after_min 25 ...
+    # a time-boxed slice of a long sweep: SIGTERM pauses every run under way at its current step (last.pt), and the
+    # same command run again resumes them and goes on
+    timeout -s TERM 30m python benchmarks/label_efficiency.py --jobs 12 ...
 
 Runs go seed by seed (then ratio, dataset, method), so a sweep cut short still has whole seeds.
 """
@@ -25,12 +28,13 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -38,6 +42,7 @@ import numpy as np
 from bench_io import write_csv
 from semiseg_sdk.config import TrainConfig
 from semiseg_sdk.engine import train
+from semiseg_sdk.engine.graceful_stop import TrainingInterrupted, stop_requests
 
 # Dataset-specific settings for a CPU-sized benchmark (synthetic sets are generated at a small size).
 DATASET_ARGS: Dict[str, dict] = {
@@ -111,34 +116,55 @@ def read_rows(rows_path: Path) -> Dict[tuple, dict]:
             for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r}
 
 
-def run_parallel(configs: List[tuple], args: argparse.Namespace, rows_path: Path) -> None:
+# a child stopped by the SIGTERM it was sent: in training it wrote last.pt at its step (exit 128 + signal); before
+# training began it died at once (negative: killed), losing nothing. Either way the same command resumes it.
+PAUSED_EXIT_CODES = (128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM)
+
+
+def run_parallel(configs: List[tuple], args: argparse.Namespace, rows_path: Path) -> Optional[int]:
     """Run ``configs`` (dataset, ratio, method, seed) as up to ``args.jobs`` child processes of this script at once.
 
     Each child runs one configuration with ``--jobs 1`` and appends its row to ``rows_path``; its output goes to
-    ``<out>/logs/<config>.log``. Meant for one GPU that a single small run leaves mostly idle.
+    ``<out>/logs/<config>.log``. Meant for one GPU that a single small run leaves mostly idle. SIGTERM or Ctrl-C
+    pauses the sweep: each child is sent SIGTERM, writes ``last.pt`` at its step and exits; no new run starts.
+    Returns None, or the shell's exit code for the signal that paused the sweep.
     """
     logs = Path(args.out) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    t0, queue, running = time.time(), list(configs), {}
-    while queue or running:
-        late = args.stop_after_min and time.time() - t0 > 60 * args.stop_after_min
-        while queue and len(running) < args.jobs and not late:
-            d, ratio, m, seed = queue.pop(0)
-            log = logs / f"{d}-{ratio.replace('/', 'of')}-{m}-s{seed}.log"
-            cmd = [sys.executable, __file__, *sys.argv[1:], "--jobs", "1", "--stop_after_min", "0", "--datasets", d,
-                   "--ratios", ratio, "--methods", m, "--seeds", str(seed), "--no_summary"]
-            with open(log, "w") as out:  # the child holds its own copy of the descriptor
-                running[subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)] = log
-        if late and queue:
-            print(f"--stop_after_min {args.stop_after_min} reached: {len(queue)} runs not started", flush=True)
-            queue.clear()
-        time.sleep(1)
-        for proc in [p for p in running if p.poll() is not None]:
-            log = running.pop(proc)
-            lines = log.read_text().strip().splitlines()
-            status = lines[-1] if proc.returncode == 0 and lines else f"FAILED (exit {proc.returncode}), see {log}"
-            print(f"[{(time.time() - t0) / 60:.1f} min] {status}", flush=True)
+    t0, queue, running, forwarded = time.time(), list(configs), {}, False
+    with stop_requests() as stop:
+        while queue or running:
+            if stop and not forwarded:  # pause: every child checkpoints its step and exits; start nothing more
+                print(f"signal {stop.signum}: pausing {len(running)} runs, {len(queue)} not started", flush=True)
+                for proc in running:
+                    proc.send_signal(signal.SIGTERM)  # SIGTERM even for Ctrl-C: a second SIGINT would not wait for the step
+                queue.clear()
+                forwarded = True
+            late = args.stop_after_min and time.time() - t0 > 60 * args.stop_after_min
+            while queue and len(running) < args.jobs and not late:
+                d, ratio, m, seed = queue.pop(0)
+                log = logs / f"{d}-{ratio.replace('/', 'of')}-{m}-s{seed}.log"
+                cmd = [sys.executable, __file__, *sys.argv[1:], "--jobs", "1", "--stop_after_min", "0", "--datasets", d,
+                       "--ratios", ratio, "--methods", m, "--seeds", str(seed), "--no_summary"]
+                with open(log, "w") as out:  # the child holds its own copy of the descriptor
+                    running[subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)] = log
+            if late and queue:
+                print(f"--stop_after_min {args.stop_after_min} reached: {len(queue)} runs not started", flush=True)
+                queue.clear()
+            time.sleep(1)
+            for proc in [p for p in running if p.poll() is not None]:
+                log = running.pop(proc)
+                lines = log.read_text().strip().splitlines()
+                last = lines[-1] if lines else ""
+                if proc.returncode == 0:
+                    status = last
+                elif proc.returncode in PAUSED_EXIT_CODES:
+                    status = f"paused, resumes when the same command runs again: {last}"
+                else:
+                    status = f"FAILED (exit {proc.returncode}), see {log}"
+                print(f"[{(time.time() - t0) / 60:.1f} min] {status}", flush=True)
+    return None if stop.signum is None else 128 + stop.signum
 
 
 def dataset_settings(dataset: str, args: argparse.Namespace) -> dict:
@@ -245,6 +271,15 @@ def plot(summary: List[dict], path: Path) -> None:
     cv2.imwrite(str(path), img)
 
 
+def write_summary(rows: List[dict], out: Path, t0: float) -> None:
+    """summary.csv, summary.md (table, target table, per-class table) and summary.png of the finished rows."""
+    summary = summarise(rows)
+    write_csv(out / "summary.csv", summary)
+    (out / "summary.md").write_text(print_table(summary) + "\n" + target_table(summary) + "\n" + class_table(summary) + "\n")
+    plot(summary, out / "summary.png")
+    print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["synthetic-driving", "synthetic-aerial"])
@@ -285,28 +320,31 @@ def main() -> None:
     t0 = time.time()
     todo = [(d, ratio, m, seed) for seed in args.seeds for ratio in args.ratios for d in args.datasets for m in args.methods]
     pending = [c for c in todo if (*c, recipe_tag(recipe(c[0], c[2], args))) not in done]
+    paused = None  # the exit code of a sweep paused by a signal
     if args.jobs > 1:
-        run_parallel(pending, args, rows_path)
+        paused = run_parallel(pending, args, rows_path)
         done.update(read_rows(rows_path))
     else:
         for d, ratio, m, seed in pending:
             if args.stop_after_min and time.time() - t0 > 60 * args.stop_after_min:
                 print(f"--stop_after_min {args.stop_after_min} reached: not starting {d} {ratio} {m} seed {seed}")
                 break
-            row = run_one(d, ratio, m, seed, args)
+            try:
+                row = run_one(d, ratio, m, seed, args)
+            except TrainingInterrupted as exc:
+                print(f"{d} {ratio} {m} seed {seed}: {exc}", flush=True)
+                paused = exc.exit_code
+                break
             done[(d, ratio, m, seed, recipe_tag(row["recipe"]))] = row
             with open(rows_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min); "
                   f"curve {row['curve']}", flush=True)
     rows = [done[k] for k in ((*c, recipe_tag(recipe(c[0], c[2], args))) for c in todo) if k in done]
-    if args.no_summary or not rows:
-        return
-    summary = summarise(rows)
-    write_csv(out / "summary.csv", summary)
-    (out / "summary.md").write_text(print_table(summary) + "\n" + target_table(summary) + "\n" + class_table(summary) + "\n")
-    plot(summary, out / "summary.png")
-    print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")
+    if rows and not args.no_summary:
+        write_summary(rows, out, t0)
+    if paused is not None:
+        sys.exit(paused)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,34 @@ def test_parallel_jobs_write_every_row_once(tmp_path):
     assert "| synthetic-driving | cutmix |" in (tmp_path / "summary.md").read_text()
 
 
+def test_sigterm_pauses_every_parallel_run_at_its_step(tmp_path):
+    """SIGTERM to a --jobs 2 sweep while both children train: the sweep exits 143, each child wrote last.pt at the
+    step it had reached (mid-run, not an evaluation: there is one at the end only) and no row is recorded."""
+    import signal
+    import subprocess
+    import time
+
+    from semiseg_sdk.engine import load_checkpoint
+
+    script = Path(le.__file__)
+    steps = 3000
+    cmd = [sys.executable, str(script), "--datasets", "synthetic-driving", "--ratios", "1/4", "--methods", "supervised",
+           "cutout", "--seeds", "0", "--steps", str(steps), "--batch_size", "2", "--crop_size", "32", "32", "--encoder",
+           "tiny", "--data_args", '{"synthetic-driving": {"length": 16, "val_length": 2, "size": [32, 64]}}',
+           "--workers", "0", "--cache_mb", "0", "--jobs", "2", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=script.parents[1])
+    deadline = time.time() + 240
+    while len(list(tmp_path.glob("runs/*/metrics.jsonl"))) < 2 and time.time() < deadline:  # both logged a step
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 143, out
+    assert out.count("paused, resumes when the same command runs again") == 2, out
+    lasts = [load_checkpoint(p)["step"] for p in sorted(tmp_path.glob("runs/*/last.pt"))]
+    assert len(lasts) == 2 and all(0 < s < steps for s in lasts), lasts
+    assert not (tmp_path / "runs.jsonl").exists()
+
+
 def test_committed_rows_keep_their_recipe_tag_and_val_split_changes_it():
     """The committed reference rows are reused by recipe tag: today's ``recipe()`` with the same flags must give
     the same tag (else every row would be trained again), and scoring on another split must give another."""
