@@ -51,7 +51,7 @@ def test_default_alternation_is_one_psmt_epoch_of_80():
 
 
 def test_target_is_the_softmax_of_the_teachers_mean_logits():
-    m = _method(warm_up=0.0)
+    m = _method(warm_up=0.0, teacher_batch_stats=False)  # eval-mode teachers: the formula alone
     _nudge(m.teacher2.net, 0.01)  # two different teachers
     img = torch.rand(2, 3, 32, 32)
     valid = torch.ones(2, 32, 32, dtype=torch.bool)
@@ -62,6 +62,41 @@ def test_target_is_the_softmax_of_the_teachers_mean_logits():
     assert not torch.allclose(l1, l2)
     assert torch.allclose(target.conf, prob.max(1).values, atol=1e-6)
     assert torch.equal(target.label, prob.argmax(1))
+
+
+def _corrupt_running_stats(net):
+    for mod in net.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.add_(3.0)
+            mod.running_var.mul_(50.0)
+
+
+@pytest.mark.parametrize("batch_stats", [True, False])
+def test_teachers_normalise_the_weak_batch_with_its_own_statistics(batch_stats):
+    """PS-MT predicts the target with the teachers in train mode: BatchNorm uses the batch's statistics, so the
+    target ignores the running statistics (which hold the strong views the student trains on); dropout stays off."""
+    m = _method(warm_up=0.0, teacher_batch_stats=batch_stats)
+    img = torch.rand(4, 3, 32, 32)
+    valid = torch.ones(4, 32, 32, dtype=torch.bool)
+    for t in (m.teacher1, m.teacher2):  # running statistics = those of img, a confident classifier
+        bns = [mod for mod in t.net.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+        for mod in bns:
+            mod.momentum = 1.0
+            mod.train()
+        with torch.no_grad():
+            t.net(img)
+            t.net.classifier.weight.mul_(100.0)
+        for mod in bns:
+            mod.momentum = 0.1
+            mod.eval()
+    before = m.teacher_target(img, valid, step=0)
+    assert before.conf.std() > 0.01
+    for t in (m.teacher1, m.teacher2):
+        _corrupt_running_stats(t.net)
+    after = m.teacher_target(img, valid, step=0)
+    same = torch.allclose(after.conf, before.conf, atol=1e-5) and torch.equal(after.label, before.label)
+    assert same == batch_stats
+    assert all(not mod.training for t in (m.teacher1, m.teacher2) for mod in t.net.modules())  # eval mode again
 
 
 def test_assist_keeps_the_topk_of_the_other_teacher():

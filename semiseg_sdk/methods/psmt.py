@@ -2,37 +2,52 @@
 
 One student, two EMA teachers (keep rate 0.996) updated in turn. On the weak view of the unlabelled batch the
 target is the teachers' ensemble ``softmax(gamma * l1 + (1 - gamma) * l2)`` (logits averaged, then softmax, as in
-``VocCode/train.py`` + ``Utils/losses.py semi_ce_loss``). The student sees the strong view, CutMixed together with
-the target; its decoder features carry T-VAT noise, the adversarial direction against the teachers' ensemble.
-The "strict" loss is the confidence-weighted CE ``CE(student, argmax target) * conf`` averaged over the valid pixels
-with ``conf >= 0.6``.
+``VocCode/train.py`` + ``Utils/losses.py semi_ce_loss``). The teachers predict it with their BatchNorm layers on
+the batch's own statistics (``teacher_batch_stats``): ``train.py _train_epoch`` puts the whole model, teachers
+included, in train mode before ``predict_with_out_grad``, and ``get_r_adv_t`` restores train mode after its search.
+The student only ever sees strong views, so the running statistics it hands to the teachers are those of strong
+views; eval-mode teachers would normalise the weak view with them. ``teacher_batch_stats=False`` = eval mode.
+The student sees the strong view, CutMixed together with the target; its decoder features carry T-VAT noise, the
+adversarial direction against the teachers' ensemble. The "strict" loss is the confidence-weighted CE
+``CE(student, argmax target) * conf`` averaged over the valid pixels with ``conf >= 0.6``.
 
-Step-based adaptation of PS-MT's epoch schedule (80 VOC epochs):
+Step-based adaptation of PS-MT's epoch schedule (80 epochs over the unlabelled set, ``iter_per_epoch =
+len(unsupervised_loader)`` in ``main.py``):
 
 * warm-up: the first ``warm_up`` (5/80) of the steps train the student on labels only. PS-MT instead trains the
-  student and both teachers, each on its own, for 5 passes over the labelled set; here the teachers are reset to
-  the warmed-up student when the warm-up ends (so neither starts from a random init).
+  student and both teachers, each on its own, for 5 passes over the *labelled* set (``base_trainer.py train`` +
+  ``train.py _warm_up``: ``len(self.supervised_loader)`` steps each), about 0.4 % of its iterations at VOC 1/16
+  (5 x 83 of 80 x 1240), not 5/80. Ours is longer on purpose: the teachers are reset to the warmed-up student
+  when it ends (neither starts from a random init), so it must be long enough to train that student.
 * teachers alternate every ``alternate_every`` steps (PS-MT: every epoch, teacher 1 on odd epochs). The default
-  ``None`` = ``total_steps / 80``, one epoch of PS-MT's 80-epoch schedule, the same ratio as the warm-up and the
-  ramp-up (4 steps at our 300-step benchmark, where one epoch, 600 unlabelled / batch 8, would be 75 steps).
+  ``None`` = ``total_steps / 80``, one epoch of PS-MT's 80-epoch schedule, the same ratio as the ramp-up (90 steps
+  at 7200; one epoch of the 1/16 benchmark, 1875 unlabelled / batch 8, would be 235). ``keep_rate`` stays a
+  per-step rate: in PS-MT a teacher's turn (1240 steps at VOC 1/16) spans ~5 EMA time constants (250 steps), so
+  it catches up with the student; a 90-step turn at 7200 steps spans 0.36, so each teacher lags ~500 steps.
 * the unsupervised weight 1.5 ramps up with PS-MT's cosine ramp (``main.py``: ``ramp_type="cosine_rampup"``) over
   ``ramp_up`` (12/80) of the steps, starting when the warm-up ends.
 * the "assist mask" of ``train.py`` (the non-current teacher keeps its top-7 class logits, the others come from the
   current teacher) is kept (``assist_topk``); with 7 classes or fewer it changes nothing.
 * T-VAT perturbs the decoder output (``model.decode``) and searches with the teachers' classifiers, at feature
   resolution, in float32 (PS-MT: the 304-channel decoder input and the teachers' last convs + classifier).
-  Like PS-MT it is applied to the labelled and the unlabelled student passes, never during the warm-up.
-* CutMix: one box of area U(0.25, 0.75) (PS-MT: ``1 - lam``, lam ~ Beta(4, 4)), partner = next image in the batch
-  (PS-MT: a random permutation); the supervised input is the strong view of the labelled batch, as in ``train.py``.
+  Like PS-MT it is applied to the labelled and the unlabelled student passes, never during the warm-up. The
+  direction is normalised scale-invariantly (:func:`~.cct.vat_noise`), so the noise has norm ``eps`` = 2 per
+  sample. PS-MT's ``_l2_normalize`` (``d / (norm + 1e-8)``) meets a gradient of norm ~1e-11 with ``xi`` = 1e-6
+  in float32 (the KL at ``xi * d`` is rounding noise), so its noise has norm ~0.003-0.06, not 2: in the official
+  code T-VAT is close to a no-op. ``eps=0`` turns ours off.
+* CutMix: one box of area U(0.25, 0.75) (PS-MT: ``1 - lam``, lam ~ Beta(4, 4), centre in [W/8, W) and clipped at
+  the border: mean area 0.36), partner = next image in the batch (PS-MT: a random permutation); the supervised
+  input is the strong view of the labelled batch, as in ``train.py``.
 
 Evaluation: PS-MT evaluates the average of the two teachers' predictions (``train.py _valid_epoch``), which no
 single plain network reproduces; ``inference_model()`` is the student, the network both teachers average over.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +77,20 @@ def strict_loss(logits: torch.Tensor, target: Target, thresh: float) -> torch.Te
     return (loss * keep).sum() / keep.sum().clamp(min=1)
 
 
+@contextlib.contextmanager
+def bn_batch_stats(*nets: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of ``nets`` in train mode (batch statistics; running statistics updated), others untouched."""
+    bns = [m for net in nets for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [m.training for m in bns]
+    for m in bns:
+        m.train()
+    try:
+        yield
+    finally:
+        for m, mode in zip(bns, modes):
+            m.train(mode)
+
+
 def assist(core: torch.Tensor, other: torch.Tensor, topk: int) -> torch.Tensor:
     """``other``'s logits on its ``topk`` classes per pixel, ``core``'s elsewhere (PS-MT ``assist_mask_calculate``)."""
     if topk <= 0 or topk >= other.shape[1]:
@@ -87,6 +116,7 @@ class PSMT(Method):
         xi: float = 1e-6                        # Model/Deeplabv3_plus/encoder_decoder.py get_r_adv_t(xi=1e-6)
         eps: float = 2.0                        # encoder_decoder.py get_r_adv_t(eps=2.0), 1 power iteration
         cutmix_area: Tuple[float, float] = (0.25, 0.75)  # train.py rand_bbox_1: area 1 - lam, lam ~ Beta(4, 4)
+        teacher_batch_stats: bool = True        # train.py _train_epoch: model.train() before predict_with_out_grad
 
         def __post_init__(self) -> None:
             if self.alternate_every is not None and self.alternate_every < 1:
@@ -118,8 +148,12 @@ class PSMT(Method):
     # -- pieces -----------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def teacher_target(self, image: torch.Tensor, valid: torch.Tensor, step: int) -> Target:
-        """Ensemble pseudo-label ``softmax(gamma * l1 + (1 - gamma) * l2)`` of the two teachers on ``image``."""
-        l1, l2 = self.teacher1(image).float(), self.teacher2(image).float()
+        """Ensemble pseudo-label ``softmax(gamma * l1 + (1 - gamma) * l2)`` of the two teachers on ``image``.
+
+        With ``teacher_batch_stats`` their BatchNorm layers use the statistics of ``image`` (dropout stays off)."""
+        nets = (self.teacher1.net, self.teacher2.net)
+        with bn_batch_stats(*nets) if self.cfg.teacher_batch_stats else contextlib.nullcontext():
+            l1, l2 = self.teacher1(image).float(), self.teacher2(image).float()
         if self.current_teacher(step) == 1:
             l2 = assist(l1, l2, self.cfg.assist_topk)
         else:
