@@ -148,6 +148,22 @@ def test_complexmix_mask_is_a_union_of_per_box_class_regions():
     assert split_seen
 
 
+def test_complexmix_box_with_one_class_comes_wholly_from_the_partner():
+    # ClassMix's floor rule per box ((n - n % 2) / 2 in trainSSL.py): 1 class -> 0 kept, 3 classes -> 1 kept.
+    # 8x8, complexity 2: top-left box is all class 0; top-right holds 1, 2, 3; the bottom boxes are all class 4.
+    labels = torch.full((1, 8, 8), 4)
+    labels[0, :4, :4] = 0
+    labels[0, :4, 4:] = torch.tensor([1, 1, 2, 2]).repeat(4, 1)
+    labels[0, :2, 4:] = 3
+    for seed in range(10):
+        torch.manual_seed(seed)
+        m = complexmix_masks(labels, 5, complexity=2)[0]
+        assert not m[:4, :4].any() and not m[4:].any()  # one-class boxes: nothing of the image itself
+        chosen = labels[0, :4, 4:][m[:4, 4:]].unique()
+        assert len(chosen) == 1 and torch.equal(m[:4, 4:], labels[0, :4, 4:] == chosen)
+        assert int(m.sum()) in (4, 8)  # class 3 covers 8 pixels of the box, classes 1 and 2 cover 4 each
+
+
 def test_complexmix_mask_on_sizes_not_divisible_by_the_complexity():
     labels = torch.randint(0, 4, (2, 10, 9))
     labels[1, :, 7:] = 255

@@ -17,6 +17,12 @@ is the teacher's prediction on the image that pixel came from. Official code:
   crop is cut into ``complexity x complexity`` equal boxes and ClassMix runs inside each box (half of the classes
   the teacher predicts in that box); complexity 1 is ClassMix. The loss, threshold and EMA follow ClassMix, on which
   the paper builds; the default complexity is our choice (the grid layout and its default are not verified).
+  What the stored paper text (abstract, Fig. 1) does confirm: a mean teacher whose student "attempts to match mixed
+  predictions from the teacher with its own predictions based on the mixed image input", and a mask that
+  "incorporates aspects of CutMix and ClassMix" with "the ability to control the complexity of the augmented data
+  while attempting to be semantically-correct". Complexity counts boxes per side, so a cell is ``H / complexity``
+  pixels: 24 px on a 96 px crop at the default 4, against 80 px (321x321 VOC crops) or 128x256 px (512x1024
+  Cityscapes frames) at the input sizes of ClassMix's configs, on which the paper builds.
 
 ``inference_model()`` is the EMA teacher for every mix. French et al. evaluate the teacher; ClassMix's script
 evaluates the student (``evaluate(model, ...)``): the teacher is used here for all four so they compare alike.
@@ -72,8 +78,9 @@ class Mixed(NamedTuple):
 def complexmix_masks(labels: torch.Tensor, num_classes: int, complexity: int) -> torch.Tensor:
     """ComplexMix mask: ``labels`` (B,H,W) cut into ``complexity x complexity`` equal boxes, ClassMix in each box.
 
-    Each box independently keeps half (``n // 2``) of the classes present in it, chosen at random; 255 is never
-    chosen. Returns bool (B,H,W), the union over boxes of the chosen class regions."""
+    Each box independently keeps half (``n // 2``, ClassMix's ``(n - n % 2) / 2`` in trainSSL.py) of the classes
+    present in it, chosen at random, so a box with one class comes wholly from the partner; 255 is never chosen.
+    Returns bool (B,H,W), the union over boxes of the chosen class regions."""
     b, h, w = labels.shape
     n = int(complexity)
     pad_h, pad_w = -h % n, -w % n
