@@ -81,3 +81,37 @@ def random_batch(b: int = 2, size: int = 32, seed: int = 0, unlabelled: bool = F
 def scalar(t: torch.Tensor) -> float:
     """A loss term as a Python float (detached)."""
     return float(t.detach())
+
+
+def fit_running_stats(net: nn.Module, image: torch.Tensor) -> None:
+    """Every BatchNorm of ``net`` gets the running statistics of ``image`` (one train-mode pass at momentum 1)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in bns:
+        m.momentum = 1.0
+        m.train()
+    with torch.no_grad():
+        net(image)
+    for m in bns:
+        m.momentum = 0.1
+        m.eval()
+
+
+def corrupt_running_stats(net: nn.Module) -> None:
+    """Running means + 3, running variances x 50: eval-mode outputs change, batch-statistics outputs do not."""
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.add_(3.0)
+            m.running_var.mul_(50.0)
+
+
+def teacher_targets(method: nn.Module, x: Batch, u: Batch, steps: int = 2) -> List[torch.Tensor]:
+    """Probabilities of ``method.teacher`` in each of ``steps`` training steps on (x, u); the running statistics are
+    those of the unlabelled batch, then corrupted after the first step."""
+    fit_running_stats(method.teacher.net, u["image"].float() / 255)
+    out: List[torch.Tensor] = []
+    hook = method.teacher.net.register_forward_hook(lambda mod, inp, logits: out.append(logits.float().softmax(dim=1)))
+    for _ in range(steps):
+        method.training_step(x, u, 0)
+        corrupt_running_stats(method.teacher.net)
+    hook.remove()
+    return out

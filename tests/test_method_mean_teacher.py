@@ -10,17 +10,19 @@ import math
 import pytest
 import torch
 
-from method_helpers import CE0, GREEN, GREY, RED, A, IdentityViews, PixelModel, colour_batch, scalar
+from method_helpers import (CE0, GREEN, GREY, RED, A, IdentityViews, PixelModel, colour_batch, random_batch, scalar,
+                            teacher_targets)
 from semiseg_sdk.augment import mix
 from semiseg_sdk.errors import ConfigError
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods import mean_teacher as mt_module
 from semiseg_sdk.methods.mean_teacher import complexmix_masks
+from semiseg_sdk.models import build_model
 
 
-def _method(name="mean-teacher", **cfg):
+def _method(name="mean-teacher", model=None, num_classes=3, **cfg):
     cls = get_method(name)
-    return cls(PixelModel(), 3, IdentityViews(), cls.make_config(cfg)).train()
+    return cls(model or PixelModel(), num_classes, IdentityViews(), cls.make_config(cfg)).train()
 
 
 def _left_half_box(monkeypatch):
@@ -187,6 +189,20 @@ def test_aliases_resolve_each_papers_recipe_and_teacher_is_the_inference_model()
         m.after_optimizer_step(0)
     assert float(cutmix.teacher.net.a) == pytest.approx(0.99 * A + 0.01 * 3.0)
     assert float(classmix.teacher.net.a) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("mix_name", mt_module.MIXES)
+def test_teacher_batchnorm_follows_each_official_code(mix_name):
+    """French et al. freeze BatchNorm (``--freeze_bn``: the teacher uses running statistics); ClassMix's EMA model stays
+    in train mode (the weak batch's own statistics), and ComplexMix follows ClassMix. So corrupting the teacher's
+    running statistics changes its target for CutMix/CutOut only; the teacher is in eval mode again after each step."""
+    batch_stats = mix_name in ("classmix", "complexmix")
+    torch.manual_seed(0)
+    m = _method(mix_name, model=build_model("deeplabv3plus", encoder="tiny", num_classes=4), num_classes=4)
+    assert m.cfg.teacher_batch_stats == batch_stats and m.teacher.batch_stats == batch_stats
+    before, after = teacher_targets(m, random_batch(seed=1), random_batch(seed=2, unlabelled=True))
+    assert torch.allclose(before, after, atol=1e-5) == batch_stats
+    assert not any(mod.training for mod in m.teacher.net.modules())
 
 
 def test_bad_mix_or_loss_is_refused_with_the_field_name():

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from method_helpers import random_batch
+from method_helpers import corrupt_running_stats, fit_running_stats, random_batch
 from semiseg_sdk.augment import ViewConfig, ViewMaker
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods.pseudo_labels import Target
@@ -64,13 +64,6 @@ def test_target_is_the_softmax_of_the_teachers_mean_logits():
     assert torch.equal(target.label, prob.argmax(1))
 
 
-def _corrupt_running_stats(net):
-    for mod in net.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_mean.add_(3.0)
-            mod.running_var.mul_(50.0)
-
-
 @pytest.mark.parametrize("batch_stats", [True, False])
 def test_teachers_normalise_the_weak_batch_with_its_own_statistics(batch_stats):
     """PS-MT predicts the target with the teachers in train mode: BatchNorm uses the batch's statistics, so the
@@ -79,20 +72,13 @@ def test_teachers_normalise_the_weak_batch_with_its_own_statistics(batch_stats):
     img = torch.rand(4, 3, 32, 32)
     valid = torch.ones(4, 32, 32, dtype=torch.bool)
     for t in (m.teacher1, m.teacher2):  # running statistics = those of img, a confident classifier
-        bns = [mod for mod in t.net.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
-        for mod in bns:
-            mod.momentum = 1.0
-            mod.train()
+        fit_running_stats(t.net, img)
         with torch.no_grad():
-            t.net(img)
             t.net.classifier.weight.mul_(100.0)
-        for mod in bns:
-            mod.momentum = 0.1
-            mod.eval()
     before = m.teacher_target(img, valid, step=0)
     assert before.conf.std() > 0.01
     for t in (m.teacher1, m.teacher2):
-        _corrupt_running_stats(t.net)
+        corrupt_running_stats(t.net)
     after = m.teacher_target(img, valid, step=0)
     same = torch.allclose(after.conf, before.conf, atol=1e-5) and torch.equal(after.label, before.label)
     assert same == batch_stats

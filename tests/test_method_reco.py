@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from method_helpers import IdentityViews, random_batch, teacher_targets
 from semiseg_sdk.augment import ViewConfig, ViewMaker
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods.reco import class_prototypes, reco_loss, sample_negative_indices
@@ -87,3 +88,18 @@ def test_inference_model_is_the_ema_teacher():
     out = method.training_step(x, u, 0)
     assert set(out) >= {"loss", "sup", "unsup", "reco"} and torch.isfinite(out["loss"])
     assert method.inference_model() is method.teacher.net  # ReCo evaluates and saves ema.model
+
+
+@pytest.mark.parametrize("batch_stats", [True, False])
+def test_teacher_pseudo_labels_use_the_batch_statistics(batch_stats):
+    """ReCo's train_semisup.py calls ``ema.model.train()`` before the pseudo-labels: BatchNorm normalises the weak
+    batch with its own statistics, so corrupting the teacher's running statistics leaves the target unchanged (with
+    ``teacher_batch_stats=False``, eval mode, it does not); the teacher is in eval mode again after the step."""
+    torch.manual_seed(0)
+    cls = get_method("reco")
+    assert cls.make_config({}).teacher_batch_stats  # the official default
+    cfg = cls.make_config({"num_queries": 16, "num_negatives": 8, "teacher_batch_stats": batch_stats})
+    method = cls(build_model("unet", encoder="tiny", num_classes=4), 4, IdentityViews(), cfg, total_steps=4)
+    before, after = teacher_targets(method, random_batch(seed=1), random_batch(seed=2, unlabelled=True))
+    assert torch.allclose(before, after, atol=1e-5) == batch_stats
+    assert not any(mod.training for mod in method.teacher.net.modules())

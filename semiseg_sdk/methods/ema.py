@@ -1,10 +1,26 @@
 """Exponential-moving-average teacher, shared by every teacher-based method (mean teacher, PS-MT, ReCo, ...)."""
 from __future__ import annotations
 
+import contextlib
 import copy
+from typing import Iterator
 
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def bn_batch_stats(*nets: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of ``nets`` in train mode (batch statistics; running statistics updated), others untouched."""
+    bns = [m for net in nets for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [m.training for m in bns]
+    for m in bns:
+        m.train()
+    try:
+        yield
+    finally:
+        for m, mode in zip(bns, modes):
+            m.train(mode)
 
 
 class EMATeacher(nn.Module):
@@ -12,10 +28,14 @@ class EMATeacher(nn.Module):
 
     ``warmup=True`` uses ``a_t = min(1 - 1 / (t + 1), momentum)`` (ClassMix, ReCo, UniMatch-V2), else a fixed ``a``
     (French et al. 0.99, PS-MT 0.996). Floating-point buffers (BN statistics) are averaged the same way (as
-    UniMatch-V2 does), integer buffers copied. The teacher never receives gradients and predicts in eval mode.
+    UniMatch-V2 and French et al. do; ClassMix and ReCo average parameters only), integer buffers copied. The
+    teacher never receives gradients and stays in eval mode; with ``batch_stats`` it predicts with its BatchNorm
+    layers on the batch's own statistics (:func:`bn_batch_stats`, as official codes that call ``ema_model.train()``
+    do), dropout staying off.
     """
 
-    def __init__(self, student: nn.Module, momentum: float = 0.99, warmup: bool = True) -> None:
+    def __init__(self, student: nn.Module, momentum: float = 0.99, warmup: bool = True,
+                 batch_stats: bool = False) -> None:
         super().__init__()
         self.net = copy.deepcopy(student)
         for p in self.net.parameters():
@@ -23,6 +43,7 @@ class EMATeacher(nn.Module):
         self.net.eval()
         self.momentum = float(momentum)
         self.warmup = warmup
+        self.batch_stats = batch_stats
 
     def train(self, mode: bool = True) -> "EMATeacher":
         """The teacher stays in eval mode whatever the method's mode."""
@@ -48,4 +69,5 @@ class EMATeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        with bn_batch_stats(self.net) if self.batch_stats else contextlib.nullcontext():
+            return self.net(x)

@@ -8,15 +8,22 @@ is the teacher's prediction on the image that pixel came from. Official code:
 * CutMix / CutOut: Britefury/cutmix-semisup-seg ``train_seg_semisup_mask_mt.py`` + ``run_pascal_aug_experiments.sh``:
   EMA 0.99 (fixed), squared difference of class probabilities ("var"), one box covering half the image (CutMix) or
   the outside of a box of area U(0, 1) zeroed, with its target ignored (CutOut); conf_thresh 0.97 applied as a
-  scalar weight = fraction of confident pixels (``conf_per_pixel`` off).
+  scalar weight = fraction of confident pixels (``conf_per_pixel`` off). The teacher predicts with BatchNorm on its
+  running statistics: ``teacher_net.train()`` then ``freeze_batchnorm()`` (l.268-275 at af6183a, ``--freeze_bn`` in
+  every ``run_*_experiments.sh``) puts every BN layer of their DeepLab-v2 in eval mode (of their DeepLab-v3+, only
+  the backbone's).
 * ClassMix: WilhelmT/ClassMix ``trainSSL.py`` + ``configs/*.json``: EMA ``min(1 - 1/(t+1), 0.99)``, half of the
   classes the teacher predicts on one image pasted onto another, CE to the argmax of the mixed teacher
-  probabilities weighted by the fraction of pixels with confidence >= 0.968 ("threshold_uniform").
+  probabilities weighted by the fraction of pixels with confidence >= 0.968 ("threshold_uniform"). The EMA model
+  predicts in train mode, BatchNorm on the weak batch's own statistics (``teacher_batch_stats``): ``main`` calls
+  ``ema_model.train()`` once (l.265 at f39df9a) and never ``eval()``; ``create_ema_model`` copies only parameters,
+  so its running statistics are never the student's.
 * ComplexMix has **no official code**; implemented from the paper (arXiv 2101.10156): the mask joins CutMix-style
   rectangles and ClassMix-style semantic regions, with a "complexity" that sets how many regions there are. Here the
   crop is cut into ``complexity x complexity`` equal boxes and ClassMix runs inside each box (half of the classes
-  the teacher predicts in that box); complexity 1 is ClassMix. The loss, threshold and EMA follow ClassMix, on which
-  the paper builds; the default complexity is our choice (the grid layout and its default are not verified).
+  the teacher predicts in that box); complexity 1 is ClassMix. The loss, threshold, EMA and teacher BatchNorm mode
+  follow ClassMix, on which the paper builds; the default complexity is our choice (the grid layout and its default
+  are not verified).
   What the stored paper text (abstract, Fig. 1) does confirm: a mean teacher whose student "attempts to match mixed
   predictions from the teacher with its own predictions based on the mixed image input", and a mask that
   "incorporates aspects of CutMix and ClassMix" with "the ability to control the complexity of the augmented data
@@ -54,12 +61,14 @@ LOSSES = ("mse", "ce")
 # The official recipe of each mix, used for every option left at None.
 OFFICIAL = {
     # Britefury/cutmix-semisup-seg: --cons_loss_fn var, --conf_thresh 0.97, EMAWeightOptimizer with fixed alpha
-    "cutmix": {"loss": "mse", "conf_thresh": 0.97, "ema_warmup": False},
-    "cutout": {"loss": "mse", "conf_thresh": 0.97, "ema_warmup": False},
-    # WilhelmT/ClassMix trainSSL.py: consistency_loss "CE", max_probs.ge(0.968), update_ema_variables warm-up
-    "classmix": {"loss": "ce", "conf_thresh": 0.968, "ema_warmup": True},
+    # and --freeze_bn: the teacher's BatchNorm on running statistics
+    "cutmix": {"loss": "mse", "conf_thresh": 0.97, "ema_warmup": False, "teacher_batch_stats": False},
+    "cutout": {"loss": "mse", "conf_thresh": 0.97, "ema_warmup": False, "teacher_batch_stats": False},
+    # WilhelmT/ClassMix trainSSL.py: consistency_loss "CE", max_probs.ge(0.968), update_ema_variables warm-up,
+    # ema_model.train(): the teacher's BatchNorm on batch statistics
+    "classmix": {"loss": "ce", "conf_thresh": 0.968, "ema_warmup": True, "teacher_batch_stats": True},
     # no official code: ClassMix's recipe assumed (unverified)
-    "complexmix": {"loss": "ce", "conf_thresh": 0.968, "ema_warmup": True},
+    "complexmix": {"loss": "ce", "conf_thresh": 0.968, "ema_warmup": True, "teacher_batch_stats": True},
 }
 
 
@@ -107,6 +116,7 @@ class MeanTeacher(Method):
         unsup_weight: float = 1.0  # French --cons_weight 1.0; ClassMix configs consistency_weight 1
         strong: bool = True  # French --aug_strong_colour (run_pascal_aug_experiments.sh); ClassMix Cityscapes jitter+blur
         complexity: int = 4  # ComplexMix boxes per side (paper only, value not verified)
+        teacher_batch_stats: Optional[bool] = None  # None = per mix: False (French --freeze_bn), True (ClassMix)
 
     def __init__(self, model: torch.nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
         super().__init__(model, num_classes, views, config, total_steps)
@@ -118,7 +128,7 @@ class MeanTeacher(Method):
             raise ConfigError(f"method '{self.name}': loss={cfg.loss!r} is not one of {list(LOSSES)}")
         if cfg.complexity < 1:
             raise ConfigError(f"method '{self.name}': complexity must be >= 1, got {cfg.complexity}")
-        self.teacher = EMATeacher(model, cfg.ema_momentum, cfg.ema_warmup)
+        self.teacher = EMATeacher(model, cfg.ema_momentum, cfg.ema_warmup, batch_stats=cfg.teacher_batch_stats)
 
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
         cfg = self.cfg

@@ -44,10 +44,9 @@ single plain network reproduces; ``inference_model()`` is the student, the netwo
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -75,20 +74,6 @@ def strict_loss(logits: torch.Tensor, target: Target, thresh: float) -> torch.Te
     keep = (target.conf >= thresh) & target.valid
     loss = pixel_cross_entropy(logits, target.label) * target.conf
     return (loss * keep).sum() / keep.sum().clamp(min=1)
-
-
-@contextlib.contextmanager
-def bn_batch_stats(*nets: nn.Module) -> Iterator[None]:
-    """BatchNorm layers of ``nets`` in train mode (batch statistics; running statistics updated), others untouched."""
-    bns = [m for net in nets for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    modes = [m.training for m in bns]
-    for m in bns:
-        m.train()
-    try:
-        yield
-    finally:
-        for m, mode in zip(bns, modes):
-            m.train(mode)
 
 
 def assist(core: torch.Tensor, other: torch.Tensor, topk: int) -> torch.Tensor:
@@ -128,8 +113,8 @@ class PSMT(Method):
     def __init__(self, model: nn.Module, num_classes: int, views, config=None, total_steps: int = 1) -> None:
         super().__init__(model, num_classes, views, config, total_steps)
         cfg = self.cfg
-        self.teacher1 = EMATeacher(model, momentum=cfg.keep_rate, warmup=False)
-        self.teacher2 = EMATeacher(model, momentum=cfg.keep_rate, warmup=False)
+        self.teacher1 = EMATeacher(model, cfg.keep_rate, warmup=False, batch_stats=cfg.teacher_batch_stats)
+        self.teacher2 = EMATeacher(model, cfg.keep_rate, warmup=False, batch_stats=cfg.teacher_batch_stats)
         self.warm_steps = int(cfg.warm_up * self.total_steps)
         self.ramp_steps = cfg.ramp_up * self.total_steps
         self.alternate_every = cfg.alternate_every or max(1, round(self.total_steps / 80))
@@ -151,9 +136,7 @@ class PSMT(Method):
         """Ensemble pseudo-label ``softmax(gamma * l1 + (1 - gamma) * l2)`` of the two teachers on ``image``.
 
         With ``teacher_batch_stats`` their BatchNorm layers use the statistics of ``image`` (dropout stays off)."""
-        nets = (self.teacher1.net, self.teacher2.net)
-        with bn_batch_stats(*nets) if self.cfg.teacher_batch_stats else contextlib.nullcontext():
-            l1, l2 = self.teacher1(image).float(), self.teacher2(image).float()
+        l1, l2 = self.teacher1(image).float(), self.teacher2(image).float()
         if self.current_teacher(step) == 1:
             l2 = assist(l1, l2, self.cfg.assist_topk)
         else:

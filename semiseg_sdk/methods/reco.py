@@ -9,13 +9,17 @@ pseudo-labels, each image weighted by the fraction of its pixels with confidence
 decoder features: hard queries of each class are pulled to the class prototype (mean representation) and pushed
 from negatives of other classes, drawn with the class-relation graph (:func:`sample_negative_indices`).
 
-Evaluation and export use the EMA teacher: ReCo evaluates and saves ``ema.model``.
+The teacher predicts the pseudo-labels with BatchNorm on the unlabelled batch's own statistics
+(``teacher_batch_stats``): ``train_semisup.py`` calls ``ema.model.train()`` at each epoch (l.64 at 3e856a3) before
+``ema.model(train_u_data)`` (l.78); its DeepLab-v3+ has no active dropout (``aspp.py``: ``# nn.Dropout(0.5)``).
+Its ``module_list.py EMA.update`` (l.20-24 at b70fcf8) averages parameters only; ours also averages BN buffers.
+Evaluation and export use the EMA teacher: ReCo evaluates and saves ``ema.model`` (in eval mode).
 
 Differences from the official code: DeepLab-v3+ -> any Segmentor (the representation head is a
 :class:`ProjectionHead` on ``model.decode`` features, at their resolution); the teacher predicts the weak (already
-scaled, cropped, flipped) view in eval mode instead of the raw image in train mode; padding pixels of the crop
-never count as valid or confident; negatives are scored by ``anchor @ keys.T`` then gathered (same values as
-gathering keys first, much less memory); ReCo's ``--apply_aug`` alternatives (cutout/cutmix) are not offered.
+scaled, cropped, flipped) view instead of the raw image; padding pixels of the crop never count as valid or
+confident; negatives are scored by ``anchor @ keys.T`` then gathered (same values as gathering keys first, much less
+memory); ReCo's ``--apply_aug`` alternatives (cutout/cutmix) are not offered.
 """
 from __future__ import annotations
 
@@ -108,11 +112,13 @@ class ReCo(Method):
         num_queries: int = 256           # lorenmt/reco train_semisup.py --num_queries
         num_negatives: int = 512         # lorenmt/reco train_semisup.py --num_negatives
         output_dim: int = 256            # lorenmt/reco train_semisup.py --output_dim (representation head)
+        teacher_batch_stats: bool = True  # lorenmt/reco train_semisup.py ema.model.train() before the pseudo-labels
 
     def __init__(self, model, num_classes, views, config=None, total_steps: int = 1) -> None:
         super().__init__(model, num_classes, views, config, total_steps)
-        self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True)
-        self.rep_head = ProjectionHead(model.decoder.out_channels, self.cfg.output_dim)
+        cfg = self.cfg
+        self.teacher = EMATeacher(model, cfg.ema_momentum, warmup=True, batch_stats=cfg.teacher_batch_stats)
+        self.rep_head = ProjectionHead(model.decoder.out_channels, cfg.output_dim)
 
     def _forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Student logits and representations, both at the decoder's resolution."""
