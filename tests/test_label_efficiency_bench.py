@@ -116,3 +116,10 @@ def test_committed_rows_keep_their_recipe_tag_and_val_split_changes_it():
     assert le.recipe(row["dataset"], row["method"], args) == rec
     args.val_split = "val+test"
     assert le.recipe_tag(le.recipe(row["dataset"], row["method"], args)) != le.recipe_tag(rec)
+    # a committed row of a method revised since (PS-MT's teachers) is not reused: same flags, another tag
+    psmt = next(r for r in map(json.loads, (Path(le.__file__).parent / "results" / "label_efficiency_h100_s5.jsonl")
+                               .read_text().splitlines()) if r["method"] == "psmt")
+    args.val_split = "val"
+    assert le.recipe("synthetic-driving", "cutmix", args)["method_args"] == psmt["recipe"]["method_args"] == {}
+    assert le.recipe_tag(le.recipe(psmt["dataset"], "psmt", args)) != le.recipe_tag(psmt["recipe"])
+    assert le.recipe_tag(le.recipe(psmt["dataset"], "cutmix", args)) == le.recipe_tag(psmt["recipe"])  # unrevised: same tag
