@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from method_helpers import CE0, GREEN, RED, IdentityViews, PixelModel, colour_batch, scalar, unlabelled_batch
+from semiseg_sdk.augment import box_masks, unimatch_box_masks
 from semiseg_sdk.methods import fixmatch as fixmatch_module
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods.pseudo_labels import Target, masked_cross_entropy
@@ -23,7 +24,7 @@ def _method(**cfg):
 def test_cutmix_target_comes_from_the_rolled_partner_and_unconfident_pixels_count_only_in_the_denominator(monkeypatch):
     box = torch.zeros(2, 8, 8, dtype=torch.bool)
     box[0, :, :4] = True  # sample 0 receives the left half of sample 1 (roll by one); sample 1 gets no box
-    monkeypatch.setattr(fixmatch_module, "box_masks", lambda b, size, p, device: box)
+    monkeypatch.setattr(fixmatch_module, "unimatch_box_masks", lambda b, size, p, device: box)
     out = _method().training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
     # valid after mixing: 64 (sample 0, its left half from sample 1's valid columns) + 48 (sample 1) = 112;
     # confident: all but sample 0's 4 grey top-row pixels outside the box -> 108
@@ -36,13 +37,13 @@ def test_cutmix_target_comes_from_the_rolled_partner_and_unconfident_pixels_coun
 
 def test_partner_image_and_partner_target_are_the_same_sample(monkeypatch):
     # three samples so that rolling forwards and backwards differ; every pixel confident
-    monkeypatch.setattr(fixmatch_module, "box_masks", lambda b, size, p, device: torch.ones(b, *size, dtype=torch.bool).tril())
+    monkeypatch.setattr(fixmatch_module, "unimatch_box_masks", lambda b, size, p, device: torch.ones(b, *size, dtype=torch.bool).tril())
     out = _method().training_step(colour_batch([RED, RED], [0, 0]), colour_batch([RED, GREEN, (0, 0, 255)]), 0)
     assert scalar(out["unsup"]) == pytest.approx(CE0, rel=1e-5)
 
 
 def test_without_cutmix_the_target_is_the_own_weak_prediction(monkeypatch):
-    monkeypatch.setattr(fixmatch_module, "box_masks", lambda b, size, p, device: torch.zeros(b, *size, dtype=torch.bool))
+    monkeypatch.setattr(fixmatch_module, "unimatch_box_masks", lambda b, size, p, device: torch.zeros(b, *size, dtype=torch.bool))
     out = _method().training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
     assert scalar(out["unsup"]) == pytest.approx(104 * CE0 / 112, rel=1e-5)
 
@@ -79,3 +80,61 @@ def test_real_model_step_runs_and_restores_train_mode():
     assert model.training  # the eval-mode partner prediction put the model back in train mode
     assert scalar(out["unsup"]) > 0  # threshold 0: every valid pixel is supervised
     assert all(p.grad is not None for p in model.classifier.parameters())
+
+
+def test_cutmix_box_follows_obtain_cutmix_box():
+    # LiheYoung/UniMatch dataset/transform.py: w = int(sqrt(a / r)), h = int(sqrt(a * r)), r = h / w ~ U(0.3, 1 / 0.3)
+    g = torch.Generator().manual_seed(0)
+    fixed = unimatch_box_masks(8, (16, 16), p=1.0, area=(0.25, 0.25), ratio=(2.0, 2.0), generator=g)
+    assert torch.equal(fixed.any(dim=2).sum(dim=1), torch.full((8,), 11))  # a = 64 px: h = int(sqrt(128)) = 11 rows
+    assert torch.equal(fixed.any(dim=1).sum(dim=1), torch.full((8,), 5))   # w = int(sqrt(32)) = 5 columns
+    m = unimatch_box_masks(4000, (96, 96), p=1.0, generator=g)
+    rows, cols = m.any(dim=2).sum(dim=1), m.any(dim=1).sum(dim=1)
+    assert torch.equal(rows * cols, m.flatten(1).sum(dim=1))  # one whole box, never clipped at the border
+    # r uniform: P(r > 1) = (1/0.3 - 1) / (1/0.3 - 0.3) = 0.77 before the fit test (0.73 after); a log-uniform r gives 0.5
+    assert 0.68 < float((rows > cols).float().mean()) < 0.78
+    assert 0.19 < float(m.float().mean()) < 0.22  # mean area ~ (0.02 + 0.4) / 2 less the int() truncation
+    old = box_masks(4000, (96, 96), p=1.0, generator=g)
+    assert abs(float((old.any(dim=2).sum(1) > old.any(dim=1).sum(1)).float().mean()) - 0.5) < 0.05
+    half = unimatch_box_masks(4000, (16, 16), generator=g).flatten(1).any(dim=1).float().mean()  # p = 0.5
+    assert abs(float(half) - 0.5) < 0.05
+
+
+def _same_images_batches(n=2, size=32, classes=4):
+    g = torch.Generator().manual_seed(0)
+    u = {"image": torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+         "mask": torch.full((n, size, size), 255), "valid": torch.ones(n, size, size, dtype=torch.bool)}
+    # labelled images = unlabelled ones: BatchNorm sees the same batch statistics in the weak and the strong forward
+    return {**u, "mask": torch.randint(0, classes, (n, size, size), generator=g)}, u
+
+
+def _undropped_mean_neg_log_conf(model, image):
+    """mean(-log max softmax) of ``model`` in train mode (BN batch statistics) with its dropout layers inactive."""
+    drops = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    for m in drops:
+        m.eval()
+    with torch.no_grad():
+        conf = model(image.float() / 255).float().softmax(dim=1).max(dim=1).values
+    for m in drops:
+        m.train()
+    return float(-conf.log().mean())
+
+
+@pytest.mark.parametrize("model_dropout", [False, True])
+def test_model_dropout_is_off_in_every_forward_by_default(monkeypatch, model_dropout):
+    # LiheYoung/UniMatch model/semseg/deeplabv3plus.py has no dropout; the SDK's has ASPP Dropout(0.5) + Dropout2d(0.1).
+    # Identity strong view, no box, threshold 0: without dropout the strong forward reproduces the weak one, so
+    # L_s = mean CE(p_w, argmax p_w) = mean(-log conf_w) exactly; with dropout the two forwards differ.
+    from semiseg_sdk.models import build_model
+
+    monkeypatch.setattr(fixmatch_module, "unimatch_box_masks", lambda b, size, p, device: torch.zeros(b, *size, dtype=torch.bool))
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", encoder="tiny", num_classes=4)
+    cls = get_method("fixmatch")
+    m = cls(model, 4, IdentityViews(), cls.make_config({"conf_thresh": 0.0, "model_dropout": model_dropout})).train()
+    x, u = _same_images_batches()
+    expected = _undropped_mean_neg_log_conf(model, u["image"])
+    out = m.training_step(x, u, 0)
+    assert (scalar(out["unsup"]) == pytest.approx(expected, rel=1e-4)) != model_dropout
+    drops = [d for d in model.modules() if isinstance(d, torch.nn.modules.dropout._DropoutNd)]
+    assert drops and all(d.training for d in drops)  # back in train mode after the step

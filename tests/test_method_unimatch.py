@@ -62,7 +62,7 @@ def test_each_strong_view_has_its_own_cutmix_target_and_losses_combine_as_stated
     boxes = [torch.zeros(2, 8, 8, dtype=torch.bool), torch.zeros(2, 8, 8, dtype=torch.bool)]
     boxes[0][0, :, :4] = True  # view 1: sample 0 takes the left half of sample 1; view 2: no box
     calls = iter(boxes)
-    monkeypatch.setattr(unimatch_module, "box_masks", lambda b, size, p, device: next(calls))
+    monkeypatch.setattr(unimatch_module, "unimatch_box_masks", lambda b, size, p, device: next(calls))
     cls = get_method("unimatch")
     m = cls(PixelModel(), 3, IdentityViews(), cls.make_config({"fp_dropout": 0.0})).train()
     out = m.training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
@@ -101,3 +101,26 @@ def test_threshold_one_gives_exactly_zero_unsupervised_losses():
     out = m.training_step(colour_batch([RED, RED], [0, 0]), unlabelled_batch(), 0)
     assert all(scalar(out[k]) == 0.0 for k in ("unsup", "unsup_s1", "unsup_s2", "unsup_fp"))
     assert scalar(out["loss"]) == pytest.approx(CE0 / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("model_dropout", [False, True])
+def test_model_dropout_is_off_in_every_forward_by_default(monkeypatch, model_dropout):
+    # LiheYoung/UniMatch model/semseg/deeplabv3plus.py has no dropout; the SDK's has ASPP Dropout(0.5) + Dropout2d(0.1).
+    # Identity strong views, no boxes, fp_dropout 0, labelled images = unlabelled ones, threshold 0: without model
+    # dropout every forward sees the same BN statistics and reproduces the weak one, so each unlabelled loss is
+    # mean CE(p_w, argmax p_w) = mean(-log conf_w) exactly; with it the forwards (and the two strong views) differ.
+    from test_method_fixmatch import _same_images_batches, _undropped_mean_neg_log_conf
+
+    monkeypatch.setattr(unimatch_module, "unimatch_box_masks", lambda b, size, p, device: torch.zeros(b, *size, dtype=torch.bool))
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus", encoder="tiny", num_classes=4)
+    cls = get_method("unimatch")
+    cfg = cls.make_config({"conf_thresh": 0.0, "fp_dropout": 0.0, "model_dropout": model_dropout})
+    m = cls(model, 4, IdentityViews(), cfg).train()
+    x, u = _same_images_batches()
+    expected = _undropped_mean_neg_log_conf(model, u["image"])
+    out = m.training_step(x, u, 0)
+    for k in ("unsup_s1", "unsup_s2", "unsup_fp"):
+        assert (scalar(out[k]) == pytest.approx(expected, rel=1e-4)) != model_dropout, k
+    assert (scalar(out["unsup_s1"]) == pytest.approx(scalar(out["unsup_s2"]), rel=1e-5)) != model_dropout
+    assert all(d.training for d in model.modules() if isinstance(d, torch.nn.modules.dropout._DropoutNd))

@@ -3,11 +3,12 @@
 The public entry points are timed as the "augmentation" phase by an active :class:`~semiseg_sdk.engine.phase_timer.PhaseTimer`.
 """
 from .geometry import View, sample_scale_crop_flip, warp_view
-from .mixing import box_masks, classmix_masks, cutout, mix
+from .mixing import box_masks, classmix_masks, cutout, mix, unimatch_box_masks
 from .photometric import StrongAugment, StrongConfig
 from .views import ViewConfig, ViewMaker
 
 __all__ = [
     "View", "ViewConfig", "ViewMaker", "StrongAugment", "StrongConfig",
     "sample_scale_crop_flip", "warp_view", "box_masks", "classmix_masks", "cutout", "mix",
+    "unimatch_box_masks",
 ]

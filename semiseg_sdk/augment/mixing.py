@@ -25,8 +25,9 @@ def box_masks(
     device: torch.device | str = "cpu",
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """Union of ``n_boxes`` random boxes per sample (area fraction U(area), aspect U(ratio)); a sample gets no
-    box with probability ``1 - p``. Defaults = UniMatch's ``obtain_cutmix_box`` (p=0.5 there)."""
+    """Union of ``n_boxes`` random boxes per sample (area fraction U(area), aspect w/h log-uniform in ``ratio``,
+    sides clipped to the image); a sample gets no box with probability ``1 - p``. The ranges are those of UniMatch's
+    ``obtain_cutmix_box``, not its law: :func:`unimatch_box_masks` is that law exactly."""
     h, w = int(size[0]), int(size[1])
     r = torch.rand(batch, n_boxes, 5, device=device, generator=generator)
     a = (area[0] + (area[1] - area[0]) * r[..., 0]) * h * w
@@ -44,6 +45,45 @@ def box_masks(
         & (xs >= x0[..., None, None]) & (xs < (x0 + bw)[..., None, None])
     )
     return (inside & on).any(dim=1)
+
+
+@timed("augmentation")
+def unimatch_box_masks(
+    batch: int,
+    size: Tuple[int, int],
+    p: float = 0.5,
+    area: Sequence[float] = (0.02, 0.4),
+    ratio: Sequence[float] = (0.3, 1 / 0.3),
+    device: torch.device | str = "cpu",
+    generator: Optional[torch.Generator] = None,
+    tries: int = 256,
+) -> torch.Tensor:
+    """One box per sample drawn as UniMatch's ``obtain_cutmix_box`` (``dataset/transform.py``) draws it; none with
+    probability ``1 - p``.
+
+    Area ``a ~ U(area) * h * w`` once, then, until the box fits: ``r ~ U(ratio)`` (uniform, so 3 in 4 boxes are
+    taller than wide), ``bw = int(sqrt(a / r))``, ``bh = int(sqrt(a * r))``, top-left ``x ~ {0..w-1}``,
+    ``y ~ {0..h-1}``, accepted if ``x + bw <= w`` and ``y + bh <= h``. The loop is ``tries`` candidates drawn at once
+    (the first that fits wins; none fits with probability < 1e-7 at the largest area); after that a square box."""
+    h, w = int(size[0]), int(size[1])
+    a = (area[0] + (area[1] - area[0]) * torch.rand(batch, 1, device=device, generator=generator)) * h * w
+    r = ratio[0] + (ratio[1] - ratio[0]) * torch.rand(batch, tries, device=device, generator=generator)
+    xy = torch.rand(batch, tries, 2, device=device, generator=generator)
+    bw, bh = torch.sqrt(a / r).floor(), torch.sqrt(a * r).floor()
+    x0, y0 = (xy[..., 0] * w).floor().clamp(max=w - 1), (xy[..., 1] * h).floor().clamp(max=h - 1)
+    fits = (x0 + bw <= w) & (y0 + bh <= h)
+    first, found = fits.float().argmax(dim=1, keepdim=True), fits.any(dim=1)
+    bw, bh, x0, y0 = (t.gather(1, first)[:, 0] for t in (bw, bh, x0, y0))
+    side = torch.sqrt(a[:, 0]).floor().clamp(max=min(h, w))
+    bw, bh = torch.where(found, bw, side), torch.where(found, bh, side)
+    x0 = torch.where(found, x0, (xy[:, 0, 0] * (w - side + 1)).floor())
+    y0 = torch.where(found, y0, (xy[:, 0, 1] * (h - side + 1)).floor())
+    on = torch.rand(batch, device=device, generator=generator) < p
+    ys = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1)
+    xs = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w)
+    inside = ((ys >= y0[:, None, None]) & (ys < (y0 + bh)[:, None, None])
+              & (xs >= x0[:, None, None]) & (xs < (x0 + bw)[:, None, None]))
+    return inside & on[:, None, None]
 
 
 @timed("augmentation")

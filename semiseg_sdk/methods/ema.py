@@ -1,26 +1,11 @@
 """Exponential-moving-average teacher, shared by every teacher-based method (mean teacher, PS-MT, ReCo, ...)."""
 from __future__ import annotations
 
-import contextlib
 import copy
-from typing import Iterator
-
 import torch
 from torch import nn
 
-
-@contextlib.contextmanager
-def bn_batch_stats(*nets: nn.Module) -> Iterator[None]:
-    """BatchNorm layers of ``nets`` in train mode (batch statistics; running statistics updated), others untouched."""
-    bns = [m for net in nets for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    modes = [m.training for m in bns]
-    for m in bns:
-        m.train()
-    try:
-        yield
-    finally:
-        for m, mode in zip(bns, modes):
-            m.train(mode)
+from .layer_modes import bn_batch_stats
 
 
 class EMATeacher(nn.Module):
@@ -69,5 +54,5 @@ class EMATeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with bn_batch_stats(self.net) if self.batch_stats else contextlib.nullcontext():
+        with bn_batch_stats(self.net, enabled=self.batch_stats):
             return self.net(x)

@@ -1,9 +1,14 @@
 """FixMatch for segmentation, as re-implemented in UniMatch (Yang et al., CVPR 2023; LiheYoung/UniMatch ``fixmatch.py``).
 
 Per step: the weak view of the unlabelled batch is predicted together with the labelled batch (one forward, so BN
-sees both); its argmax is the pseudo-label of a strong view (colour jitter, grayscale, blur, then CutMix with p=0.5);
-only pixels whose weak-view confidence reaches ``conf_thresh`` are supervised, and the unlabelled loss is divided by
-the number of valid (non-padding) pixels, not by the confident ones. Loss ``(L_x + L_s) / 2``.
+sees both); its argmax is the pseudo-label of a strong view (colour jitter, grayscale, blur, then CutMix with p=0.5,
+one box drawn exactly as ``obtain_cutmix_box``: area U(0.02, 0.4), height/width U(0.3, 1/0.3), so mostly tall
+boxes, see :func:`~semiseg_sdk.augment.unimatch_box_masks`); only pixels whose weak-view confidence reaches
+``conf_thresh`` are supervised, and the unlabelled loss is divided by the number of valid (non-padding) pixels, not
+by the confident ones. Loss ``(L_x + L_s) / 2``. Every forward runs with the model's dropout layers inactive and
+BatchNorm in train mode (``model_dropout=False``): UniMatch's DeepLab-v3+ has no dropout, so its pseudo-labels come
+from the undropped network, whereas the SDK's DeepLab-v3+ has ASPP ``Dropout(0.5)`` and ``Dropout2d(0.1)`` before
+the classifier, which would perturb the weak view's target itself.
 
 Differences from the official script:
 
@@ -23,8 +28,9 @@ from typing import Dict, Optional
 
 import torch
 
-from ..augment import box_masks, mix
+from ..augment import mix, unimatch_box_masks
 from .base import Method, MethodConfig
+from .layer_modes import dropout_off
 from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label
 from .registry import register_method
 
@@ -38,14 +44,20 @@ class FixMatch(Method):
         conf_thresh: float = 0.95  # LiheYoung/UniMatch configs/pascal.yaml (configs/cityscapes.yaml uses 0)
         cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5)
         partner_label: str = "weak"  # SDK: the CutMix partner is the rolled batch (see the module docstring)
+        model_dropout: bool = False  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: no dropout layer at all
 
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
+        """The step below, with the model's dropout layers inactive unless ``model_dropout``."""
+        with dropout_off(self.model, enabled=not self.cfg.model_dropout):
+            return self._step(x, u)
+
+    def _step(self, x: Dict[str, torch.Tensor], u: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         cfg = self.cfg
         v_x, v_u = self.views.weak(x), self.views.weak(u)
 
         img_u_s = self.views.strong(v_u.image)
         b, _, h, w = img_u_s.shape
-        box = box_masks(b, (h, w), p=cfg.cutmix_p, device=img_u_s.device)
+        box = unimatch_box_masks(b, (h, w), p=cfg.cutmix_p, device=img_u_s.device)
         img_u_s = mix(img_u_s, img_u_s.roll(1, dims=0), box)
 
         num_x = v_x.image.shape[0]

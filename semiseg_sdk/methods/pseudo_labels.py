@@ -72,15 +72,17 @@ class Target(NamedTuple):
 
 @torch.no_grad()
 def eval_pseudo_label(model: nn.Module, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(conf, label)`` of ``model`` on ``image`` predicted in eval mode (BN statistics, no dropout), mode restored.
+    """``(conf, label)`` of ``model`` on ``image`` predicted in eval mode (BN statistics, no dropout); every layer's
+    mode is restored (a layer a method had put in eval mode stays so).
 
     FixMatch/UniMatch predict their CutMix partner images this way (``model.eval()`` under ``torch.no_grad()``)."""
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         logits = model(image)
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
     return pseudo_label(logits)
 
 

@@ -1,10 +1,14 @@
 """UniMatch (Yang et al., "Revisiting Weak-to-Strong Consistency in Semi-Supervised Semantic Segmentation", CVPR 2023;
 official code LiheYoung/UniMatch ``unimatch.py``).
 
-FixMatch widened in two ways: two strong views of each unlabelled image (each with its own CutMix box, p=0.5) are
-both supervised by the weak view's pseudo-label, and a feature-perturbation (FP) stream decodes the weak view's
-encoder features after ``Dropout2d(0.5)``. Pixels below ``conf_thresh`` contribute nothing; unlabelled losses are
-divided by the number of valid (non-padding) pixels. Loss ``(L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp) / 2``.
+FixMatch widened in two ways: two strong views of each unlabelled image (each with its own CutMix box, p=0.5, drawn
+exactly as ``obtain_cutmix_box``: :func:`~semiseg_sdk.augment.unimatch_box_masks`) are both supervised by the weak
+view's pseudo-label, and a feature-perturbation (FP) stream decodes the weak view's encoder features after
+``Dropout2d(0.5)``. Pixels below ``conf_thresh`` contribute nothing; unlabelled losses are divided by the number of
+valid (non-padding) pixels. Loss ``(L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp) / 2``. As in FixMatch, every forward
+runs with the model's own dropout layers inactive and BatchNorm in train mode (``model_dropout=False``; UniMatch's
+DeepLab-v3+ has no dropout), so the weak target is not perturbed; the FP stream's ``Dropout2d`` is the method's and
+always on.
 
 Differences from the official script:
 
@@ -26,8 +30,9 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..augment import box_masks, mix
+from ..augment import mix, unimatch_box_masks
 from .base import Method, MethodConfig
+from .layer_modes import dropout_off
 from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label
 from .registry import register_method
 
@@ -42,6 +47,7 @@ class UniMatch(Method):
         cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5) for each strong view
         fp_dropout: float = 0.5  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: nn.Dropout2d(0.5)
         partner_label: str = "weak"  # SDK: the CutMix partner is the rolled batch (see the module docstring)
+        model_dropout: bool = False  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: no dropout layer at all
 
     def forward_with_fp(self, img_x: torch.Tensor, img_u_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One encoder pass over ``[x; u_w]``; the decoder sees the clean features and a Dropout2d copy of ``u_w``'s.
@@ -55,13 +61,18 @@ class UniMatch(Method):
         return pred_x, pred_u_w, pred_u_w_fp
 
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
+        """The step below, with the model's dropout layers inactive unless ``model_dropout`` (FP dropout stays)."""
+        with dropout_off(self.model, enabled=not self.cfg.model_dropout):
+            return self._step(x, u)
+
+    def _step(self, x: Dict[str, torch.Tensor], u: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         cfg = self.cfg
         v_x, v_u = self.views.weak(x), self.views.weak(u)
 
         b, _, h, w = v_u.image.shape
         img_u_s1, img_u_s2 = self.views.strong(v_u.image), self.views.strong(v_u.image)
-        box1 = box_masks(b, (h, w), p=cfg.cutmix_p, device=v_u.image.device)
-        box2 = box_masks(b, (h, w), p=cfg.cutmix_p, device=v_u.image.device)
+        box1 = unimatch_box_masks(b, (h, w), p=cfg.cutmix_p, device=v_u.image.device)
+        box2 = unimatch_box_masks(b, (h, w), p=cfg.cutmix_p, device=v_u.image.device)
         img_u_s1 = mix(img_u_s1, img_u_s1.roll(1, dims=0), box1)
         img_u_s2 = mix(img_u_s2, img_u_s2.roll(1, dims=0), box2)
 

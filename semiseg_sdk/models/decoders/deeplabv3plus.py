@@ -1,10 +1,10 @@
 """DeepLabV3+ decoder (Chen et al. 2018): ASPP on the last feature + a low-level skip from stride 4.
 
-ASPP: a 1x1 branch, three 3x3 atrous branches (rates 6/12/18 at output stride 16, doubled at 8, halved at 32)
-and an image-pooling branch (global mean -> 1x1 conv -> ReLU, broadcast back), projected to ``channels`` with
-dropout 0.5 (as in UniMatch's and torchvision's ASPP). The pooling branch has no BatchNorm so that a batch of one
-image trains. The decoder reduces the stride-4 feature to 48 channels, concatenates the upsampled ASPP output and
-applies two 3x3 ConvBNReLU.
+ASPP: a 1x1 branch, three 3x3 atrous branches (rates 6/12/18 at output stride 16, doubled at 8, halved at 32) and an
+image-pooling branch (global mean -> 1x1 conv -> ReLU, broadcast back), projected to ``channels`` with dropout 0.5
+(as in torchvision's ASPP; ST++'s uses ``Dropout2d(0.5)``, UniMatch's DeepLab-v3+ has no dropout layer). The pooling
+branch has no BatchNorm so that a batch of one image trains. The decoder reduces the stride-4 feature to 48
+channels, concatenates the upsampled ASPP output and applies two 3x3 ConvBNReLU.
 """
 from __future__ import annotations
 
