@@ -112,3 +112,27 @@ def test_config_errors_and_inference_model_is_plain():
     m = _method()
     assert m.inference_model() is m.model
     assert not any("aux" in k for k in m.inference_model().state_dict())
+
+
+@pytest.mark.parametrize("unlabelled_dropout", [False, True])
+def test_unlabelled_forward_has_no_dropout(monkeypatch, unlabelled_dropout):
+    # CCT's encoder/PSP has no dropout: the target and every auxiliary decoder's input come from a dropout-free
+    # train-mode forward. With the ASPP dropout at p=1, a forward with dropout on would see no ASPP features at all.
+    counts = dict(vat=0, drop=0, cutout=0, context_masking=0, object_masking=0, feature_drop=0, feature_noise=1)
+    m = _method(unlabelled_dropout=unlabelled_dropout, **counts)
+    m.train()
+    aspp_drop = m.model.decoder.aspp.project[1]
+    aspp_drop.p = 1.0
+    made, weak = [], m.views.weak
+    monkeypatch.setattr(m.views, "weak", lambda batch: made.append(weak(batch)) or made[-1])
+    seen, perturb = [], m.perturb
+    monkeypatch.setattr(m, "perturb", lambda kind, f, head, pred: seen.append(f.detach()) or perturb(kind, f, head, pred))
+    m.training_step(random_batch(seed=1), random_batch(seed=2), step=0)
+    assert aspp_drop.training and m.model.dropout.training  # modes restored after the step
+    img_u = made[1].image  # the unlabelled weak view
+    with torch.no_grad():
+        with_dropout = m.model.decode(m.model.encode(img_u))  # ASPP output zeroed; BatchNorm on batch statistics
+        aspp_drop.eval()
+        without = m.model.decode(m.model.encode(img_u))
+    assert (with_dropout - without).abs().max() > 1e-2
+    assert torch.allclose(seen[0], with_dropout if unlabelled_dropout else without, atol=1e-6)

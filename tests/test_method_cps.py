@@ -125,3 +125,37 @@ def test_second_branch_init_optimizer_groups_and_inference_model():
     assert {id(p) for p in m.model2.classifier.parameters()} <= ids["head"] and groups["head"]["lr"] == pytest.approx(0.1)
     assert sum(len(v) for v in ids.values()) == sum(1 for p in m.parameters())  # every parameter, once
     assert m.inference_model() is m.model
+
+
+@pytest.mark.parametrize("target_dropout", [False, True])
+def test_cutmix_targets_are_predicted_without_dropout_on_batch_statistics(monkeypatch, target_dropout):
+    # TorchSemiSeg predicts its CutMix targets with model.train() and a DeepLab-v3+ without dropout. With the
+    # classifier's dropout at p=1, a target predicted with dropout on would be the bias's argmax (class 3) everywhere.
+    m = _method(target_dropout=target_dropout)
+    m.train()
+    for net in (m.model, m.model2):
+        with torch.no_grad():
+            net.classifier.weight.mul_(1000)
+            net.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 1.0]))
+        net.dropout.p = 1.0
+    monkeypatch.setattr(m, "mix_mask", lambda b, size, device: torch.zeros(b, *size, dtype=torch.bool))  # no mixing
+    seen = {}
+    monkeypatch.setattr(m, "cps_loss", lambda p1, p2, t1, t2: seen.update(target1=t1) or p1.sum() * 0)
+    made, weak = [], m.views.weak
+    monkeypatch.setattr(m.views, "weak", lambda batch: made.append(weak(batch)) or made[-1])
+    m.training_step(random_batch(seed=1), random_batch(seed=2, unlabelled=True), step=0)
+    img_u = made[1].image  # the unlabelled weak view
+    drops = [mod for mod in m.modules() if isinstance(mod, torch.nn.modules.dropout._DropoutNd)]
+    assert len(drops) >= 4 and all(mod.training for mod in drops)  # dropout modes restored after the step
+    if target_dropout:
+        assert torch.equal(seen["target1"], torch.full_like(seen["target1"], 3))
+        return
+    for mod in drops:
+        mod.eval()
+    with torch.no_grad():
+        expected = m.model(img_u).argmax(1)  # dropout off, BatchNorm on the batch's statistics
+        m.model.eval()
+        running = m.model(img_u).argmax(1)  # BatchNorm on running statistics (eval mode)
+    assert len(expected.unique()) > 1
+    assert torch.equal(seen["target1"], expected)
+    assert not torch.equal(seen["target1"], running)

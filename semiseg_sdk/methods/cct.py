@@ -16,7 +16,11 @@ What differs from the official code (ResNet-50 + PSP module, ``models/model.py``
 * G-Cutout, context and object masking use the main prediction's foreground (class != ``background_class``; CCT
   assumes VOC's background 0). G-Cutout erases ``erase`` (40 %) of the height and width of the bounding box of
   each predicted foreground *class* per image, on the device; CCT boxes each external OpenCV contour (> 50 points).
-* The main prediction that serves as target skips the classifier's dropout (CCT's main decoder has none).
+* Dropout. CCT's encoder (ResNet + PSP module) and main decoder have none, so its target and the features the
+  auxiliary decoders perturb come from a dropout-free train-mode forward. Ours do too: the unlabelled forward runs
+  with every dropout layer of the model off (e.g. DeepLabV3+'s ASPP dropout 0.5), BatchNorm still on the batch's
+  statistics, and the target skips the classifier's dropout; the labelled forward keeps the model's dropout.
+  ``unlabelled_dropout=True`` keeps the decoder's dropout on in the unlabelled forward (the SDK's behaviour before).
 * I-VAT, as in CCT, searches the direction against each VAT head's own clean prediction, in float32 with
   autocast off (``xi`` = 1e-6 would vanish in bf16), at feature resolution. The direction is normalised
   scale-invariantly, so the noise has norm ``eps`` even where the gradient is far below CCT's 1e-8 epsilon
@@ -35,6 +39,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..models.heads import ClassifierHead
 from .base import Method, MethodConfig
+from .layer_modes import dropout_off
 from .registry import register_method
 
 PERTURBATIONS = ("vat", "drop", "cutout", "context_masking", "object_masking", "feature_drop", "feature_noise")
@@ -125,6 +130,7 @@ class CCT(Method):
         feature_noise: int = 6              # config.json "feature_noise"
         uniform_range: float = 0.3          # config.json "uniform_range"
         background_class: int = 0           # decoders.py guided_cutout/guided_masking: argmax > 0 is an object (VOC)
+        unlabelled_dropout: bool = False    # decoder dropout in the unlabelled forward (CCT's encoder/PSP has none)
 
         def __post_init__(self) -> None:
             counts = {k: getattr(self, k) for k in PERTURBATIONS}
@@ -178,7 +184,8 @@ class CCT(Method):
 
         v_u = self.views.weak(u)
         size = v_u.image.shape[-2:]
-        dec_u = self.model.decode(self.model.encode(v_u.image))
+        with dropout_off(self.model, enabled=not self.cfg.unlabelled_dropout):
+            dec_u = self.model.decode(self.model.encode(v_u.image))
         with torch.no_grad():  # the main decoder's prediction, without the classifier's dropout
             logits_u = F.interpolate(self.model.classifier(dec_u), size=size, mode="bilinear", align_corners=False)
             prob_u = logits_u.float().softmax(dim=1)

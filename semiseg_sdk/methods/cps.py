@@ -8,9 +8,14 @@ Variants (``cutmix``):
 * ``cutmix=True`` (default), CPS + CutMix (``exp.voc/voc8.res50v3+.CPS+CutMix/train.py``): both nets predict the
   *unmixed* unlabelled images under ``no_grad``; their predictions are mixed with the same box mask as the images
   (3 boxes, each of area U(0.25, 0.5) / 3, French et al.'s generator) and the argmax supervises the other net on the
-  mixed image. ``cps_weight`` 1.0 (that folder's ``config.py``). This is the default because it is the variant that
-  reproduces the paper (TorchSemiSeg#14: plain CPS gives 71.6-71.7 at VOC 1/8 instead of 73.2; CutMix 73.9).
+  mixed image. Those target forwards run as TorchSemiSeg's (``model.train()``, no dropout in its DeepLab-v3+):
+  BatchNorm on the batch's statistics, every dropout layer of our nets off (ASPP 0.5, classifier 0.1);
+  ``target_dropout=True`` keeps dropout on in them (the SDK's behaviour before). ``cps_weight`` 1.0 (that
+  folder's ``config.py``). This is the default because it is the variant that reproduces the paper
+  (TorchSemiSeg#14: plain CPS gives 71.6-71.7 at VOC 1/8 instead of 73.2; CutMix 73.9).
 * ``cutmix=False``, plain CPS: on the weak views of the labelled and the unlabelled images; ``cps_weight`` 1.5 (VOC).
+  As in TorchSemiSeg the targets are the argmax of the very forwards being trained, so here they carry the
+  model's dropout (TorchSemiSeg's network has none).
 
 What differs from the official code:
 
@@ -43,6 +48,7 @@ from ..data.base import IGNORE_INDEX
 from ..errors import ConfigError
 from ..models import build_model
 from .base import Method, MethodConfig
+from .layer_modes import dropout_off
 from .registry import register_method
 
 
@@ -80,6 +86,7 @@ class CPS(Method):
         n_boxes: int = 3                        # CPS+CutMix/config.py cutmix_boxmask_n_boxes
         prop_range: Tuple[float, float] = (0.25, 0.5)  # CPS+CutMix/config.py cutmix_mask_prop_range (area of all boxes)
         share_encoder_init: bool = True         # both branches load the same pretrained backbone (CPS+CutMix/train.py)
+        target_dropout: bool = False            # CutMix targets with dropout on (TorchSemiSeg's network has no dropout)
 
         def __post_init__(self) -> None:
             lo, hi = self.prop_range
@@ -107,6 +114,12 @@ class CPS(Method):
         n, (lo, hi) = self.cfg.n_boxes, self.cfg.prop_range
         return box_masks(batch, size, n_boxes=n, area=(lo / n, hi / n), p=1.0, device=device)
 
+    def predict_targets(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Both nets' logits on ``image`` under ``no_grad``, BatchNorm as the nets are (train mode in training: batch
+        statistics, as TorchSemiSeg), dropout off unless ``target_dropout``."""
+        with torch.no_grad(), dropout_off(self.model, self.model2, enabled=not self.cfg.target_dropout):
+            return self.model(image), self.model2(image)
+
     def cps_loss(self, pred1: torch.Tensor, pred2: torch.Tensor, target1: torch.Tensor, target2: torch.Tensor) -> torch.Tensor:
         """``CE(pred1, target2) + CE(pred2, target1)``: each net learns from the other's pseudo-label."""
         return ce(pred1, target2) + ce(pred2, target1)
@@ -118,8 +131,7 @@ class CPS(Method):
 
         v_u = self.views.weak(u)
         if self.cfg.cutmix:
-            with torch.no_grad():  # pseudo-labels from the unmixed images
-                logits1_u, logits2_u = self.model(v_u.image), self.model2(v_u.image)
+            logits1_u, logits2_u = self.predict_targets(v_u.image)  # pseudo-labels from the unmixed images
             m = self.mix_mask(v_u.image.shape[0], v_u.image.shape[-2:], v_u.image.device)
             img_mix = mix(v_u.image, v_u.image.roll(1, dims=0), m)
             valid_mix = mix(v_u.valid, v_u.valid.roll(1, dims=0), m)
