@@ -107,3 +107,42 @@ def test_unsupervised_term_starts_after_warm_up_fraction():
     late["loss"].backward()
     assert method.projector.net[0].weight.grad.abs().sum() > 0
     assert method.inference_model() is method.model
+
+
+@pytest.mark.parametrize("pair_scale_range,lowest", [((0.8, 2.0), 0.8), (None, 0.5)])
+def test_crop_pairs_are_drawn_at_the_official_pair_scales(monkeypatch, pair_scale_range, lowest):
+    # dataloaders/voc.py PairVOCDataset: long side U(0.8, 2.0) x base_size (the labelled loader: U(0.5, 2.0))
+    from semiseg_sdk.methods import cac as cac_module
+
+    seen = {"scales": [], "ranges": [], "valid": []}
+
+    def spy_crops(sizes, crop, scale_range, *args):
+        seen["ranges"].append(tuple(scale_range))
+        m1, m2 = sample_overlapping_crops(sizes, crop, scale_range, *args)
+        seen["scales"].append(m1[:, 1, 1])
+        return m1, m2
+
+    def spy_warp(*args):
+        view = warp_view(*args)
+        seen["valid"].append(view.valid)
+        return view
+
+    monkeypatch.setattr(cac_module, "sample_overlapping_crops", spy_crops)
+    monkeypatch.setattr(cac_module, "warp_view", spy_warp)
+    torch.manual_seed(0)
+    cls = get_method("cac")
+    model = build_model("deeplabv3plus", encoder="tiny", num_classes=4)
+    views = ViewMaker(ViewConfig(crop_size=(32, 32), scale_range=(0.5, 2.0)))
+    method = cls(model, 4, views, cls.make_config({"pair_scale_range": pair_scale_range}), total_steps=1)
+    x = {"image": torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8), "mask": torch.randint(0, 4, (2, 40, 40)),
+         "valid": torch.ones(2, 40, 40, dtype=torch.bool)}
+    u = {"image": torch.randint(0, 256, (16, 3, 40, 40), dtype=torch.uint8), "mask": torch.full((16, 40, 40), 255),
+         "valid": torch.ones(16, 40, 40, dtype=torch.bool)}
+    for step in range(4):
+        method.training_step(x, u, step)
+    assert seen["ranges"] == [(lowest, 2.0)] * 4
+    scales = torch.cat(seen["scales"])
+    assert scales.min() >= lowest and scales.max() <= 2.0
+    # a 40 px source at scale >= 0.8 is >= 32 px: no crop of a pair is padded; at the views' 0.5 some are
+    padded = any(not bool(v.all()) for v in seen["valid"])
+    assert padded == (lowest < 0.8)

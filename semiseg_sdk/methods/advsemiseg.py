@@ -16,7 +16,10 @@ Differences from the official code: DeepLab-v2 -> any Segmentor; iteration thres
 ``total_steps`` (README command: 5000 of 20000 -> 0.25); the one-hot "real" maps are the labelled batch's own
 masks (the official code draws them from a second loader over the same labelled images); padding pixels of the
 unlabelled crop (``valid == False``) are left out of every unlabelled term; the unlabelled adversarial term is
-always back-propagated (the official code skips it in the rare steps where no pixel passes ``mask_t``).
+always back-propagated (the official code skips it in the rare steps where no pixel passes ``mask_t``); every
+batch is the run's weak view (random scale and flip by default), while the README command passes neither
+``--random-scale`` nor ``--random-mirror`` (both off by default in ``train.py``), so the official model trains
+on plain random crops.
 """
 from __future__ import annotations
 

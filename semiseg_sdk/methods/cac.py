@@ -1,21 +1,24 @@
 """CAC: semi-supervised segmentation with directional context-aware consistency (Lai et al., CVPR 2021).
 
 Official code: dvlab-research/Context-Aware-Consistency (``models/model.py``, ``dataloaders/voc.py``). Each
-unlabelled image gives two crops at one shared scale whose windows overlap (crop IoU in ``iou_bound``), each
-flipped and photometrically augmented on its own, so the overlap is seen in two contexts. On the overlap the
-directional contrastive loss pulls the L2-normalised 128-d projection of a pixel towards the same pixel in the other
-crop (stop-gradient on that target) only when the other crop is more confident there (and above ``pos_thresh``),
-against negatives sampled from both crops whose pseudo-label differs from the anchor's.
-``L = CE_sup + weight_unsup * (L_1 + L_2)``, the unlabelled term from ``unsup_start`` of training.
+unlabelled image gives two crops at one shared scale ~ U(``pair_scale_range``) (0.8-2.0: the official pair loader
+draws the long side from [0.8, 2.0] x base size, where the labelled loader uses [0.5, 2.0]; ``None`` = the views'
+range) whose windows overlap (crop IoU in ``iou_bound``), each flipped and photometrically augmented on its own, so
+the overlap is seen in two contexts. On the overlap the directional contrastive loss pulls the L2-normalised 128-d
+projection of a pixel towards the same pixel in the other crop (stop-gradient on that target) only when the other
+crop is more confident there (and above ``pos_thresh``), against negatives sampled from both crops whose
+pseudo-label differs from the anchor's. ``L = CE_sup + weight_unsup * (L_1 + L_2)``, the unlabelled term from
+``unsup_start`` of training.
 
 Differences from the official code: DeepLab-v3+ -> any Segmentor (decoder features avg-pooled 2x, projector =
 :class:`ProjectionHead`, which has a BatchNorm the official projector lacks); crops are affine warps on the device
 (:func:`sample_overlapping_crops`) and the overlap correspondence is computed from their matrices
-(:func:`match_features`) instead of from crop corners; the strong view is the SDK's (ColorJitter 0.5/0.5/0.5/0.25
-instead of 0.4/0.4/0.4/0.1); one process, so no all_gather and no feature bank of the previous step
-(``step_save``): negatives are this step's ``selected_num`` pixels per crop (fewer when a crop has fewer);
-``epoch_start_unsup = 5`` of 80 epochs -> ``unsup_start = 5 / 80`` of ``total_steps``; padding pixels are
-never anchors nor negatives.
+(:func:`match_features`) instead of from crop corners; scales are relative to the source image (the official ones
+to ``base_size``, 400 for 320 crops on VOC); the strong view is the SDK's (ColorJitter 0.5/0.5/0.5/0.25 instead of
+0.4/0.4/0.4/0.1, and blur sigma U(0.1, 2) after jitter and grayscale instead of a 5x5 blur before them); one
+process, so no all_gather and no feature bank of the previous step (``step_save``): negatives are this step's
+``selected_num`` pixels per crop (fewer when a crop has fewer); ``epoch_start_unsup = 5`` of 80 epochs ->
+``unsup_start = 5 / 80`` of ``total_steps``; padding pixels are never anchors nor negatives.
 """
 from __future__ import annotations
 
@@ -162,6 +165,7 @@ class CAC(Method):
         proj_dim: int = 128              # configs/voc_cac_*.json "proj_final_dim"
         downsample: bool = True          # configs/voc_cac_*.json "downsample": avg-pool features 2x
         iou_bound: tuple = (0.1, 1.0)    # configs/voc_cac_*.json "iou_bound"
+        pair_scale_range: Optional[tuple] = (0.8, 2.0)  # dataloaders/voc.py Pair*Dataset: longside U(0.8, 2.0) x base
         stride: int = 8                  # configs/voc_cac_*.json "stride": crop offsets differ by multiples of it
         unsup_start: float = 5 / 80      # configs/voc_cac_*.json "epoch_start_unsup" 5 of "epochs" 80
         neg_chunk: int = 8000            # models/model.py: negatives processed 8000 at a time (checkpointed)
@@ -189,7 +193,8 @@ class CAC(Method):
             return {"loss": sup, "sup": sup, "unsup": zero, "loss_1": zero, "loss_2": zero}
 
         crop, valid = tuple(self.views.cfg.crop_size), u["valid"]
-        m1, m2 = sample_overlapping_crops(valid_sizes(valid), crop, self.views.cfg.scale_range, cfg.iou_bound, cfg.stride,
+        scale_range = cfg.pair_scale_range if cfg.pair_scale_range is not None else self.views.cfg.scale_range
+        m1, m2 = sample_overlapping_crops(valid_sizes(valid), crop, scale_range, cfg.iou_bound, cfg.stride,
                                           self.views.cfg.flip_p)
         with torch.no_grad():
             image = u["image"].float().div_(255.0)
