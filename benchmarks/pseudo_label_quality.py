@@ -6,6 +6,10 @@ precision of those pixels, and per true class the share of its pixels that are c
 predicted correctly. A class whose confident pixels are mostly wrong is taught its own errors by any
 threshold-based pseudo-labelling method.
 
+``--mode`` sets how the network predicts: ``eval`` (running BatchNorm statistics, no dropout: an EMA teacher in eval
+mode), ``train`` (BatchNorm on the batch's statistics, the model's dropout active: FixMatch/UniMatch's weak forward
+before session 8) or ``train-nodropout`` (batch statistics, dropout off: the official networks, which have none).
+
     python benchmarks/pseudo_label_quality.py bench/sup_long/runs/synthetic-driving-1of16-supervised-s0 \
         bench/sup_long/runs/synthetic-driving-1of16-fixmatch-s0 --images 200 --threshold 0.95
 """
@@ -22,9 +26,23 @@ from semiseg_sdk.data import build_dataset
 from semiseg_sdk.data.splits import load_split
 from semiseg_sdk.engine import load_inference_model
 from semiseg_sdk.evaluate_api import run_config, run_dataset_kwargs
+from semiseg_sdk.methods.layer_modes import dropout_off
+
+MODES = ("eval", "train", "train-nodropout")
 
 
-def quality(run: Path, threshold: float, images: int, batch: int = 20) -> Dict[str, object]:
+def predict(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Softmax of ``model`` on ``x`` in one of :data:`MODES` (the model's modes are restored)."""
+    was = model.training
+    model.train(mode != "eval")
+    try:
+        with dropout_off(model, enabled=mode == "train-nodropout"):
+            return model(x).softmax(1)
+    finally:
+        model.train(was)
+
+
+def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str = "eval") -> Dict[str, object]:
     """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``."""
     model, ckpt = load_inference_model(run / "best.pt" if (run / "best.pt").is_file() else run)
     cfg = run_config(ckpt)
@@ -40,7 +58,7 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20) -> Dict[s
             items = [ds[i] for i in chosen[s : s + batch]]
             x = torch.stack([it["image"] for it in items]).float() / 255
             y = torch.stack([it["mask"] for it in items]).long()
-            conf, pred = model(x).softmax(1).max(1)
+            conf, pred = predict(model, x, mode).max(1)
             sure = conf >= threshold
             for k in range(c):
                 is_k = y == k
@@ -48,7 +66,7 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20) -> Dict[s
                 confident[k] += (sure & is_k).sum()
                 correct[k] += (sure & is_k & (pred == k)).sum()
     return {
-        "run": run.name, "mask_ratio": float(confident.sum() / total.sum()),
+        "run": run.name, "mode": mode, "mask_ratio": float(confident.sum() / total.sum()),
         "precision": float(correct.sum() / confident.sum().clamp(min=1)),
         "classes": {ds.info.classes[k]: (float(confident[k] / total[k].clamp(min=1)), float(correct[k] / confident[k].clamp(min=1)))
                     for k in range(c)},
@@ -60,16 +78,18 @@ def main() -> None:
     p.add_argument("runs", nargs="+", help="run folders (with best.pt or last.pt, config.json and split.json)")
     p.add_argument("--threshold", type=float, default=0.95)
     p.add_argument("--images", type=int, default=200, help="unlabelled images to score")
+    p.add_argument("--mode", nargs="+", default=["eval"], choices=MODES, help="how the network predicts (one row each)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
-    results = [quality(Path(r), args.threshold, args.images) for r in args.runs]
+    torch.manual_seed(0)  # the dropout draws of --mode train
+    results = [quality(Path(r), args.threshold, args.images, mode=m) for r in args.runs for m in args.mode]
     classes = list(results[0]["classes"])
     print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
-    print("| run | mask ratio | precision | " + " | ".join(classes) + " |")
-    print("|---|---|---|" + "---|" * len(classes))
+    print("| run | mode | mask ratio | precision | " + " | ".join(classes) + " |")
+    print("|---|---|---|---|" + "---|" * len(classes))
     for r in results:
         cells = " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b in r["classes"].values())
-        print(f"| {r['run']} | {100 * r['mask_ratio']:.0f} % | {100 * r['precision']:.1f} % | {cells} |")
+        print(f"| {r['run']} | {r['mode']} | {100 * r['mask_ratio']:.0f} % | {100 * r['precision']:.1f} % | {cells} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
