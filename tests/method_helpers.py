@@ -115,3 +115,24 @@ def teacher_targets(method: nn.Module, x: Batch, u: Batch, steps: int = 2) -> Li
         corrupt_running_stats(method.teacher.net)
     hook.remove()
     return out
+
+
+def same_images_batches(n: int = 2, size: int = 32, classes: int = 4) -> Tuple[Batch, Batch]:
+    """A labelled and an unlabelled batch of the same random images (random labels on the labelled one)."""
+    g = torch.Generator().manual_seed(0)
+    u = {"image": torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+         "mask": torch.full((n, size, size), 255), "valid": torch.ones(n, size, size, dtype=torch.bool)}
+    # labelled images = unlabelled ones: BatchNorm sees the same batch statistics in the weak and the strong forward
+    return {**u, "mask": torch.randint(0, classes, (n, size, size), generator=g)}, u
+
+
+def undropped_mean_neg_log_conf(model: nn.Module, image: torch.Tensor) -> float:
+    """mean(-log max softmax) of ``model`` in train mode (BN batch statistics) with its dropout layers inactive."""
+    drops = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    for m in drops:
+        m.eval()
+    with torch.no_grad():
+        conf = model(image.float() / 255).float().softmax(dim=1).max(dim=1).values
+    for m in drops:
+        m.train()
+    return float(-conf.log().mean())

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from method_helpers import CE0, GREEN, RED, IdentityViews, PixelModel, colour_batch, scalar, unlabelled_batch
+from method_helpers import (CE0, GREEN, RED, IdentityViews, PixelModel, colour_batch, same_images_batches, scalar,
+                            undropped_mean_neg_log_conf, unlabelled_batch)
 from semiseg_sdk.augment import box_masks, unimatch_box_masks
 from semiseg_sdk.methods import fixmatch as fixmatch_module
 from semiseg_sdk.methods import get_method
@@ -100,26 +101,6 @@ def test_cutmix_box_follows_obtain_cutmix_box():
     assert abs(float(half) - 0.5) < 0.05
 
 
-def _same_images_batches(n=2, size=32, classes=4):
-    g = torch.Generator().manual_seed(0)
-    u = {"image": torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
-         "mask": torch.full((n, size, size), 255), "valid": torch.ones(n, size, size, dtype=torch.bool)}
-    # labelled images = unlabelled ones: BatchNorm sees the same batch statistics in the weak and the strong forward
-    return {**u, "mask": torch.randint(0, classes, (n, size, size), generator=g)}, u
-
-
-def _undropped_mean_neg_log_conf(model, image):
-    """mean(-log max softmax) of ``model`` in train mode (BN batch statistics) with its dropout layers inactive."""
-    drops = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
-    for m in drops:
-        m.eval()
-    with torch.no_grad():
-        conf = model(image.float() / 255).float().softmax(dim=1).max(dim=1).values
-    for m in drops:
-        m.train()
-    return float(-conf.log().mean())
-
-
 @pytest.mark.parametrize("model_dropout", [False, True])
 def test_model_dropout_is_off_in_every_forward_by_default(monkeypatch, model_dropout):
     # LiheYoung/UniMatch model/semseg/deeplabv3plus.py has no dropout; the SDK's has ASPP Dropout(0.5) + Dropout2d(0.1).
@@ -132,8 +113,8 @@ def test_model_dropout_is_off_in_every_forward_by_default(monkeypatch, model_dro
     model = build_model("deeplabv3plus", encoder="tiny", num_classes=4)
     cls = get_method("fixmatch")
     m = cls(model, 4, IdentityViews(), cls.make_config({"conf_thresh": 0.0, "model_dropout": model_dropout})).train()
-    x, u = _same_images_batches()
-    expected = _undropped_mean_neg_log_conf(model, u["image"])
+    x, u = same_images_batches()
+    expected = undropped_mean_neg_log_conf(model, u["image"])
     out = m.training_step(x, u, 0)
     assert (scalar(out["unsup"]) == pytest.approx(expected, rel=1e-4)) != model_dropout
     drops = [d for d in model.modules() if isinstance(d, torch.nn.modules.dropout._DropoutNd)]

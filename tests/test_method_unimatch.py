@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from method_helpers import CE0, RED, IdentityViews, PixelModel, colour_batch, scalar, unlabelled_batch
+from method_helpers import (CE0, RED, IdentityViews, PixelModel, colour_batch, same_images_batches, scalar,
+                            undropped_mean_neg_log_conf, unlabelled_batch)
 from semiseg_sdk.methods import get_method
 from semiseg_sdk.methods import unimatch as unimatch_module
 from semiseg_sdk.models import build_model
@@ -109,16 +110,14 @@ def test_model_dropout_is_off_in_every_forward_by_default(monkeypatch, model_dro
     # Identity strong views, no boxes, fp_dropout 0, labelled images = unlabelled ones, threshold 0: without model
     # dropout every forward sees the same BN statistics and reproduces the weak one, so each unlabelled loss is
     # mean CE(p_w, argmax p_w) = mean(-log conf_w) exactly; with it the forwards (and the two strong views) differ.
-    from test_method_fixmatch import _same_images_batches, _undropped_mean_neg_log_conf
-
     monkeypatch.setattr(unimatch_module, "unimatch_box_masks", lambda b, size, p, device: torch.zeros(b, *size, dtype=torch.bool))
     torch.manual_seed(0)
     model = build_model("deeplabv3plus", encoder="tiny", num_classes=4)
     cls = get_method("unimatch")
     cfg = cls.make_config({"conf_thresh": 0.0, "fp_dropout": 0.0, "model_dropout": model_dropout})
     m = cls(model, 4, IdentityViews(), cfg).train()
-    x, u = _same_images_batches()
-    expected = _undropped_mean_neg_log_conf(model, u["image"])
+    x, u = same_images_batches()
+    expected = undropped_mean_neg_log_conf(model, u["image"])
     out = m.training_step(x, u, 0)
     for k in ("unsup_s1", "unsup_s2", "unsup_fp"):
         assert (scalar(out[k]) == pytest.approx(expected, rel=1e-4)) != model_dropout, k
