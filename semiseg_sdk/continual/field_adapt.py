@@ -54,7 +54,7 @@ class FieldAdapt(Method):
         conf_thresh: float = 0.9       # FixMatch/UniMatch use 0.95 in-domain; under shift confidences drop (above)
         ema_momentum: float = 0.999    # qinenergy/cotta cfg MODEL.ADAPTATION mt_alpha 0.999
         teacher_flip: bool = True      # average teacher probabilities over the horizontal flip
-        cutmix_p: float = 0.5          # LiheYoung/UniMatch obtain_cutmix_box(p=0.5)
+        cutmix_p: float = 0.5          # LiheYoung/UniMatch obtain_cutmix_box(p=0.5); box law: box_masks, not theirs
         replay_weight: float = 1.0     # weight of the labelled replay loss
         unsup_weight: float = 1.0      # weight of the pseudo-label loss
         restore_p: float = 0.0         # qinenergy/cotta rst_m 0.01; 0 = off (above)
