@@ -72,8 +72,9 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             "model": args.model, "encoder": args.encoder, "pretrained": args.pretrained,
             "model_args": json.loads(args.model_args), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             **({"method_revision": METHOD_REVISIONS[method]} if METHOD_REVISIONS.get(method, 1) > 1 else {}),
-            # only when not the default, so that rows scored on "val" keep the tag they were written with
-            **({"val_split": args.val_split} if args.val_split != "val" else {})}
+            # only when not the default, so that rows written before these options keep the tag they were written with
+            **({"val_split": args.val_split} if args.val_split != "val" else {}),
+            **({"strong_aug": json.loads(args.strong_aug)} if json.loads(args.strong_aug) else {})}
 
 
 def recipe_tag(rec: Dict[str, object]) -> str:
@@ -90,7 +91,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
         data=dataset, data_root=args.data_root, data_args=ds["data_args"], labelled=ratio, method=method,
         method_args=rec["method_args"], sup_loss=args.sup_loss, ohem_min_kept=args.ohem_min_kept, model=args.model,
         encoder=args.encoder, pretrained=args.pretrained, model_args=rec["model_args"],
-        steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
+        strong_aug=rec.get("strong_aug", {}), steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
         eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
         val_split=args.val_split,
@@ -301,6 +302,8 @@ def main() -> None:
     p.add_argument("--model", default="deeplabv3plus")
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--model_args", default="{}", help='JSON, e.g. \'{"channels": 64}\' for the light DeepLabV3+')
+    p.add_argument("--strong_aug", default="{}", help='JSON, strong-view overrides for every method, e.g. '
+                   '\'{"blur_sigma": [0.03, 0.6], "blur_kernel": 5}\' (semiseg_sdk.augment.StrongConfig)')
     p.add_argument("--method_args", default="{}", help='JSON per method, e.g. \'{"fixmatch": {"conf_thresh": 0.0}}\'')
     p.add_argument("--sup_loss", default="ce", choices=["ce", "ohem"], help="labelled loss of every method")
     p.add_argument("--ohem_min_kept", type=int, default=200000, help="OHEM: pixels kept at least per batch (official "

@@ -43,6 +43,7 @@ class TrainConfig:
     crop_size: Tuple[int, int] = (128, 128)
     scale_range: Tuple[float, float] = (0.5, 2.0)
     flip_p: float = 0.5                       # horizontal flip probability of the weak view
+    strong_aug: Dict[str, Any] = field(default_factory=dict)  # strong-view overrides, e.g. {"blur_sigma": [0.1, 0.6]} (StrongConfig)
     optimizer: str = "sgd"                    # "sgd" or "adamw"
     lr: float = 0.01
     head_lr_mult: float = 10.0
@@ -92,6 +93,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "log_every"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not isinstance(self.strong_aug, Mapping):
+            raise ConfigError(f"strong_aug must be a mapping of strong-view settings, got {self.strong_aug!r}")
         object.__setattr__(self, "labelled", str(self.labelled))
 
     def run_name(self) -> str:

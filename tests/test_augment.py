@@ -1,10 +1,13 @@
 """On-device augmentation: geometry shared by image and mask, ids preserved, mixing masks correct."""
 import math
 
+import kornia
 import pytest
 import torch
 
-from semiseg_sdk.augment import ViewConfig, ViewMaker, box_masks, classmix_masks, cutout, mix, sample_scale_crop_flip, warp_view
+from semiseg_sdk.augment import (StrongAugment, StrongConfig, ViewConfig, ViewMaker, box_masks, classmix_masks, cutout, mix,
+                                 sample_scale_crop_flip, strong_config, warp_view)
+from semiseg_sdk.errors import ConfigError
 
 
 def _coded_batch(b=3, h=40, w=56, classes=5):
@@ -85,6 +88,22 @@ def test_strong_view_changes_pixels_not_shape():
     s = vm.strong(x)
     assert s.shape == x.shape and s.min() >= 0 and s.max() <= 1
     assert not torch.allclose(s, x)
+
+
+def test_strong_config_overrides_reach_the_ops_and_bad_ones_name_themselves():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    off = strong_config({"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0})
+    assert torch.equal(StrongAugment(off)(x), x)  # every op switched off: the image passes unchanged
+    # blur only, always on, with a fixed sigma: equals kornia's 5x5 Gaussian of that sigma (reflect border)
+    blur = strong_config({"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 1.0, "blur_sigma": [0.6, 0.6], "blur_kernel": 5})
+    expected = kornia.filters.gaussian_blur2d(x, (5, 5), (0.6, 0.6), border_type="reflect")
+    assert torch.allclose(StrongAugment(blur)(x), expected, atol=1e-5)
+    assert blur.blur_sigma == (0.6, 0.6) and StrongConfig().blur_kernel == 9  # the default is untouched
+    for bad, field in (({"blurr_p": 0.1}, "blurr_p"), ({"blur_kernel": 4}, "blur_kernel"), ({"blur_p": 1.5}, "blur_p"),
+                       ({"blur_sigma": [2.0, 1.0]}, "blur_sigma"), ({"hue": 0.7}, "hue"), ({"contrast": "x"}, "contrast")):
+        with pytest.raises(ConfigError, match=field):
+            strong_config(bad)
 
 
 def test_box_masks_area_and_probability():

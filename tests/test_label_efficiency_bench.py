@@ -101,7 +101,7 @@ def test_sigterm_pauses_every_parallel_run_at_its_step(tmp_path):
     assert not (tmp_path / "runs.jsonl").exists()
 
 
-def test_committed_rows_keep_their_recipe_tag_and_val_split_changes_it():
+def test_committed_rows_keep_their_recipe_tag_and_val_split_or_strong_aug_change_it():
     """The committed reference rows are reused by recipe tag: today's ``recipe()`` with the same flags must give
     the same tag (else every row would be trained again), and scoring on another split must give another."""
     import argparse
@@ -112,10 +112,14 @@ def test_committed_rows_keep_their_recipe_tag_and_val_split_changes_it():
         data_root=rec["data_root"], data_args="{}", crop_size=None, method_args="{}", sup_loss=rec["sup_loss"],
         ohem_min_kept=200000, model=rec["model"], encoder=rec["encoder"], pretrained=rec["pretrained"],
         model_args=json.dumps(rec["model_args"]), steps=rec["steps"], batch_size=rec["batch_size"], lr=rec["lr"],
-        val_split="val")
+        val_split="val", strong_aug="{}")
     assert le.recipe(row["dataset"], row["method"], args) == rec
     args.val_split = "val+test"
     assert le.recipe_tag(le.recipe(row["dataset"], row["method"], args)) != le.recipe_tag(rec)
+    args.val_split, args.strong_aug = "val", '{"blur_p": 0.0}'  # another strong view: another recipe
+    assert le.recipe(row["dataset"], row["method"], args)["strong_aug"] == {"blur_p": 0.0}
+    assert le.recipe_tag(le.recipe(row["dataset"], row["method"], args)) != le.recipe_tag(rec)
+    args.strong_aug = "{}"
     # a committed row of a method revised since (PS-MT's teachers) is not reused: same flags, another tag
     psmt = next(r for r in map(json.loads, (Path(le.__file__).parent / "results" / "label_efficiency_h100_s5.jsonl")
                                .read_text().splitlines()) if r["method"] == "psmt")

@@ -147,6 +147,15 @@ def test_save_every_writes_last_pt_between_evaluations(tmp_path, monkeypatch):
         tiny_cfg(tmp_path, save_every=-1)
 
 
+def test_strong_aug_reaches_the_views_and_a_bad_key_fails_before_the_run_folder(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="blur_kernal"):
+        Trainer(tiny_cfg(tmp_path, method="fixmatch", strong_aug={"blur_kernal": 5}))
+    assert not (tmp_path / "run").exists()
+    trainer = Trainer(tiny_cfg(tmp_path, method="fixmatch", strong_aug={"blur_p": 0.0, "blur_sigma": [0.1, 0.5]}))
+    strong = trainer.method.views.cfg.strong
+    assert strong.blur_p == 0.0 and strong.blur_sigma == (0.1, 0.5) and strong.jitter_p == 0.8
+
+
 def test_existing_run_needs_resume_flag(tmp_path, monkeypatch):
     _val_small(monkeypatch)
     train(tiny_cfg(tmp_path, steps=2, eval_every=2))

@@ -4,11 +4,11 @@ The public entry points are timed as the "augmentation" phase by an active :clas
 """
 from .geometry import View, sample_scale_crop_flip, warp_view
 from .mixing import box_masks, classmix_masks, cutout, mix, unimatch_box_masks
-from .photometric import StrongAugment, StrongConfig
+from .photometric import StrongAugment, StrongConfig, strong_config
 from .views import ViewConfig, ViewMaker
 
 __all__ = [
-    "View", "ViewConfig", "ViewMaker", "StrongAugment", "StrongConfig",
+    "View", "ViewConfig", "ViewMaker", "StrongAugment", "StrongConfig", "strong_config",
     "sample_scale_crop_flip", "warp_view", "box_masks", "classmix_masks", "cutout", "mix",
     "unimatch_box_masks",
 ]

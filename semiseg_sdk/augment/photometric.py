@@ -5,11 +5,15 @@ RandomGrayscale p=0.2, Gaussian blur sigma U(0.1, 2.0) p=0.5. Masks are never to
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import kornia.augmentation as K
 import torch
 from torch import nn
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,33 @@ class StrongConfig:
     blur_p: float = 0.5
     blur_sigma: tuple = (0.1, 2.0)
     blur_kernel: int = 9
+
+
+def strong_config(overrides: Mapping[str, Any]) -> StrongConfig:
+    """:class:`StrongConfig` with ``overrides`` applied (``TrainConfig.strong_aug``); a bad key or value names itself.
+
+    Example: ``{"blur_sigma": [0.03, 0.6], "blur_kernel": 5}`` scales the blur of 321-px official crops to 96-px ones.
+    """
+    names = {f.name for f in dataclasses.fields(StrongConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"strong_aug: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    values = dict(overrides)
+    for key, value in values.items():
+        if key == "blur_sigma":
+            if not (isinstance(value, (list, tuple)) and len(value) == 2 and 0 < float(value[0]) <= float(value[1])):
+                raise ConfigError(f"strong_aug.blur_sigma must be [low, high] with 0 < low <= high, got {value!r}")
+            values[key] = (float(value[0]), float(value[1]))
+        elif key == "blur_kernel":
+            if not (isinstance(value, int) and value >= 3 and value % 2 == 1):
+                raise ConfigError(f"strong_aug.blur_kernel must be an odd integer >= 3, got {value!r}")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"strong_aug.{key} must be a non-negative number, got {value!r}")
+        elif key.endswith("_p") and value > 1:
+            raise ConfigError(f"strong_aug.{key} is a probability in [0, 1], got {value!r}")
+        elif key == "hue" and value > 0.5:
+            raise ConfigError(f"strong_aug.hue must be in [0, 0.5], got {value!r}")
+    return dataclasses.replace(StrongConfig(), **values)
 
 
 class StrongAugment(nn.Module):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 from tqdm import tqdm
 
-from ..augment import ViewConfig, ViewMaker
+from ..augment import ViewConfig, ViewMaker, strong_config
 from ..config import TrainConfig
 from ..errors import CheckpointError, ConfigError
 from ..data.loader import to_device
@@ -40,6 +40,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: Optional[TrainData] = None) -> None:
         """``data`` replaces the datasets/split built from ``cfg`` (staged methods train on pseudo-labelled sets)."""
         self.cfg = cfg
+        strong = strong_config(cfg.strong_aug)  # a bad strong-view setting fails before anything is written
         self.dist, self.device = setup_distributed(cfg.device)
         self.run = RunFolder(Path(cfg.out) / cfg.run_name(), enabled=self.dist.is_main)
         if self.run.last.exists() and not cfg.resume:
@@ -49,7 +50,7 @@ class Trainer:
         info = self.data.info
         self.model = build_model(cfg.model, encoder=cfg.encoder, num_classes=info.num_classes,
                                  output_stride=cfg.output_stride, pretrained=cfg.pretrained, **cfg.model_args)
-        views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, flip_p=cfg.flip_p))
+        views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, flip_p=cfg.flip_p, strong=strong))
         method_cls = get_method(cfg.method)
         self.method = method_cls(self.model, info.num_classes, views, method_cls.make_config(cfg.method_args), total_steps=cfg.steps)
         self.method.set_labelled_loss(build_labelled_loss(cfg.sup_loss, cfg.ohem_thresh, cfg.ohem_min_kept))
