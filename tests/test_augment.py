@@ -101,7 +101,8 @@ def test_strong_config_overrides_reach_the_ops_and_bad_ones_name_themselves():
     assert torch.allclose(StrongAugment(blur)(x), expected, atol=1e-5)
     assert blur.blur_sigma == (0.6, 0.6) and StrongConfig().blur_kernel == 9  # the default is untouched
     for bad, field in (({"blurr_p": 0.1}, "blurr_p"), ({"blur_kernel": 4}, "blur_kernel"), ({"blur_p": 1.5}, "blur_p"),
-                       ({"blur_sigma": [2.0, 1.0]}, "blur_sigma"), ({"hue": 0.7}, "hue"), ({"contrast": "x"}, "contrast")):
+                       ({"blur_sigma": [2.0, 1.0]}, "blur_sigma"), ({"blur_sigma": ["a", 1]}, "blur_sigma"),
+                       ({"hue": 0.7}, "hue"), ({"contrast": "x"}, "contrast")):
         with pytest.raises(ConfigError, match=field):
             strong_config(bad)
 

@@ -43,7 +43,9 @@ def strong_config(overrides: Mapping[str, Any]) -> StrongConfig:
     values = dict(overrides)
     for key, value in values.items():
         if key == "blur_sigma":
-            if not (isinstance(value, (list, tuple)) and len(value) == 2 and 0 < float(value[0]) <= float(value[1])):
+            numbers = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            if not (numbers and 0 < value[0] <= value[1]):
                 raise ConfigError(f"strong_aug.blur_sigma must be [low, high] with 0 < low <= high, got {value!r}")
             values[key] = (float(value[0]), float(value[1]))
         elif key == "blur_kernel":
