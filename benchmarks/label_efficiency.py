@@ -66,6 +66,7 @@ METHOD_REVISIONS: Dict[str, int] = {m: 2 for m in ("psmt", "classmix", "complexm
 def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, object]:
     """Everything besides ratio and seed that decides a run's result; runs are reused only when it matches."""
     ds = dataset_settings(dataset, args)
+    strong_aug = json.loads(args.strong_aug)
     return {"data_root": args.data_root, "data_args": ds["data_args"], "crop_size": list(ds["crop_size"]),
             "method_args": {**BENCH_METHOD_ARGS.get(method, {}), **json.loads(args.method_args).get(method, {})},
             "sup_loss": args.sup_loss, "ohem_min_kept": args.ohem_min_kept if args.sup_loss == "ohem" else None,
@@ -74,7 +75,7 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             **({"method_revision": METHOD_REVISIONS[method]} if METHOD_REVISIONS.get(method, 1) > 1 else {}),
             # only when not the default, so that rows written before these options keep the tag they were written with
             **({"val_split": args.val_split} if args.val_split != "val" else {}),
-            **({"strong_aug": json.loads(args.strong_aug)} if json.loads(args.strong_aug) else {})}
+            **({"strong_aug": strong_aug} if strong_aug else {})}
 
 
 def recipe_tag(rec: Dict[str, object]) -> str:
