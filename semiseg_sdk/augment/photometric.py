@@ -31,6 +31,10 @@ class StrongConfig:
     blur_kernel: int = 9
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def strong_config(overrides: Mapping[str, Any]) -> StrongConfig:
     """:class:`StrongConfig` with ``overrides`` applied (``TrainConfig.strong_aug``); a bad key or value names itself.
 
@@ -43,15 +47,14 @@ def strong_config(overrides: Mapping[str, Any]) -> StrongConfig:
     values = dict(overrides)
     for key, value in values.items():
         if key == "blur_sigma":
-            numbers = isinstance(value, (list, tuple)) and len(value) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-            if not (numbers and 0 < value[0] <= value[1]):
+            pair = isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_number, value))
+            if not (pair and 0 < value[0] <= value[1]):
                 raise ConfigError(f"strong_aug.blur_sigma must be [low, high] with 0 < low <= high, got {value!r}")
             values[key] = (float(value[0]), float(value[1]))
         elif key == "blur_kernel":
             if not (isinstance(value, int) and value >= 3 and value % 2 == 1):
                 raise ConfigError(f"strong_aug.blur_kernel must be an odd integer >= 3, got {value!r}")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        elif not _is_number(value) or value < 0:
             raise ConfigError(f"strong_aug.{key} must be a non-negative number, got {value!r}")
         elif key.endswith("_p") and value > 1:
             raise ConfigError(f"strong_aug.{key} is a probability in [0, 1], got {value!r}")
