@@ -10,6 +10,11 @@ threshold-based pseudo-labelling method.
 mode), ``train`` (BatchNorm on the batch's statistics, the model's dropout active: FixMatch/UniMatch's weak forward
 before session 8) or ``train-nodropout`` (batch statistics, dropout off: the official networks, which have none).
 
+``--dist_align`` adds a row per run and mode with the probabilities distribution-aligned first (ReMixMatch, Berthelot
+et al. ICLR 2020: ``p * prior / mean(p)``, renormalised; ``prior`` = the class frequencies of the run's labelled
+images, ``mean(p)`` = the network's mean probability over the scored pixels): what class-aware pseudo-labelling by
+alignment would change in the confident set, measured before anyone trains with it.
+
     python benchmarks/pseudo_label_quality.py bench/sup_long/runs/synthetic-driving-1of16-supervised-s0 \
         bench/sup_long/runs/synthetic-driving-1of16-fixmatch-s0 --images 200 --threshold 0.95
 """
@@ -42,8 +47,25 @@ def predict(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
         model.train(was)
 
 
-def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str = "eval") -> Dict[str, object]:
-    """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``."""
+def class_frequencies(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Share of each class among the labelled pixels of ``masks`` (any shape; 255 and other out-of-range values skipped)."""
+    m = masks[(masks >= 0) & (masks < num_classes)]
+    counts = torch.bincount(m.flatten(), minlength=num_classes).float()
+    return counts / counts.sum().clamp(min=1)
+
+
+def distribution_align(probs: torch.Tensor, prior: torch.Tensor, pred_mean: torch.Tensor) -> torch.Tensor:
+    """ReMixMatch's distribution alignment of (B,C,H,W) ``probs``: scale class c by ``prior[c] / pred_mean[c]``, renormalise."""
+    scaled = probs * (prior / pred_mean.clamp(min=1e-8)).view(1, -1, 1, 1)
+    return scaled / scaled.sum(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str = "eval",
+            dist_align: bool = False) -> Dict[str, object]:
+    """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``.
+
+    With ``dist_align`` the probabilities are first aligned to the labelled images' class frequencies
+    (:func:`distribution_align`, the network's mean taken over the scored pixels)."""
     model, ckpt = load_inference_model(run / "best.pt" if (run / "best.pt").is_file() else run)
     cfg = run_config(ckpt)
     ds = build_dataset(cfg["data"], split="train", **run_dataset_kwargs(cfg))
@@ -52,21 +74,28 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str
     index = {n: i for i, n in enumerate(names)}
     chosen = [index[n] for n in split.unlabelled[:images]]
     c = ds.info.num_classes
-    total, confident, correct = torch.zeros(c), torch.zeros(c), torch.zeros(c)
+    probs, truth = [], []
     with torch.no_grad():
         for s in range(0, len(chosen), batch):
             items = [ds[i] for i in chosen[s : s + batch]]
             x = torch.stack([it["image"] for it in items]).float() / 255
-            y = torch.stack([it["mask"] for it in items]).long()
-            conf, pred = predict(model, x, mode).max(1)
-            sure = conf >= threshold
-            for k in range(c):
-                is_k = y == k
-                total[k] += is_k.sum()
-                confident[k] += (sure & is_k).sum()
-                correct[k] += (sure & is_k & (pred == k)).sum()
+            truth.append(torch.stack([it["mask"] for it in items]).long())
+            probs.append(predict(model, x, mode))
+    if dist_align:
+        prior = class_frequencies(torch.stack([ds[index[n]]["mask"].long() for n in split.labelled]), c)
+        pred_mean = torch.cat(probs).mean(dim=(0, 2, 3))
+        probs = [distribution_align(p, prior, pred_mean) for p in probs]
+    total, confident, correct = torch.zeros(c), torch.zeros(c), torch.zeros(c)
+    for p, y in zip(probs, truth):
+        conf, pred = p.max(1)
+        sure = conf >= threshold
+        for k in range(c):
+            is_k = y == k
+            total[k] += is_k.sum()
+            confident[k] += (sure & is_k).sum()
+            correct[k] += (sure & is_k & (pred == k)).sum()
     return {
-        "run": run.name, "mode": mode, "mask_ratio": float(confident.sum() / total.sum()),
+        "run": run.name, "mode": mode + ("+DA" if dist_align else ""), "mask_ratio": float(confident.sum() / total.sum()),
         "precision": float(correct.sum() / confident.sum().clamp(min=1)),
         "classes": {ds.info.classes[k]: (float(confident[k] / total[k].clamp(min=1)), float(correct[k] / confident[k].clamp(min=1)))
                     for k in range(c)},
@@ -79,10 +108,16 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=0.95)
     p.add_argument("--images", type=int, default=200, help="unlabelled images to score")
     p.add_argument("--mode", nargs="+", default=["eval"], choices=MODES, help="how the network predicts (one row each)")
+    p.add_argument("--dist_align", action="store_true", help="also score each run and mode with distribution alignment")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
-    torch.manual_seed(0)  # the dropout draws of --mode train
-    results = [quality(Path(r), args.threshold, args.images, mode=m) for r in args.runs for m in args.mode]
+    aligns = (False, True) if args.dist_align else (False,)
+    results = []
+    for r in args.runs:
+        for m in args.mode:
+            for da in aligns:
+                torch.manual_seed(0)  # the dropout draws of --mode train: the aligned row scores the same draws
+                results.append(quality(Path(r), args.threshold, args.images, mode=m, dist_align=da))
     classes = list(results[0]["classes"])
     print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
     print("| run | mode | mask ratio | precision | " + " | ".join(classes) + " |")

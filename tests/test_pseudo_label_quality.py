@@ -28,3 +28,19 @@ def test_modes_differ_as_their_layers_say_and_restore_the_model():
     drop = [plq.predict(net, x, "train") for _ in range(2)]
     assert not torch.allclose(drop[0], drop[1])  # dropout 0.9 is active
     assert not net.training and not net[2].training  # modes restored
+
+
+def test_distribution_alignment_by_hand():
+    # two classes, labelled prior 50/50, the network predicts class 0 at 0.8 on average: class 0 is scaled by
+    # 0.5 / 0.8, class 1 by 0.5 / 0.2; a pixel at (0.96, 0.04) becomes (0.6, 0.1) / 0.7, below a 0.95 threshold
+    probs = torch.tensor([0.96, 0.04]).view(1, 2, 1, 1)
+    out = plq.distribution_align(probs, torch.tensor([0.5, 0.5]), torch.tensor([0.8, 0.2]))
+    assert torch.allclose(out.flatten(), torch.tensor([0.6 / 0.7, 0.1 / 0.7]))
+    same = torch.softmax(torch.randn(2, 3, 4, 4), dim=1)
+    mean = same.mean(dim=(0, 2, 3))
+    assert torch.allclose(plq.distribution_align(same, mean, mean), same, atol=1e-6)  # prior = mean: unchanged
+
+
+def test_class_frequencies_skip_ignored_pixels():
+    masks = torch.tensor([[0, 0, 1, 255], [2, 255, 0, 1]])
+    assert torch.allclose(plq.class_frequencies(masks, 3), torch.tensor([3, 2, 1]) / 6.0)
