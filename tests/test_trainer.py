@@ -132,6 +132,31 @@ def test_sigterm_checkpoints_the_step_and_resume_reproduces_the_run(tmp_path, mo
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
 
 
+def test_a_stop_signal_sent_to_the_whole_process_group_still_checkpoints_the_step(tmp_path, monkeypatch):
+    """``kill -- -PGID``, ``pkill -f`` or a cluster scheduler's cancel signal the loader workers too. A worker killed
+    by SIGTERM made the main process die of torch's SIGCHLD check before it could write last.pt; the workers now
+    leave stop signals to the main process, which stops after the step and checkpoints it."""
+    import multiprocessing
+    import time
+
+    _val_small(monkeypatch)
+
+    def signal_everyone(trainer):
+        if trainer.step == 3:
+            workers = multiprocessing.active_children()
+            assert workers  # num_workers=1: the labelled and unlabelled loaders' workers
+            for w in workers:
+                os.kill(w.pid, signal.SIGTERM)
+            time.sleep(1.0)  # time for a worker that dies of it to be noticed by the SIGCHLD check
+            assert all(w.is_alive() for w in workers)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run = Trainer(tiny_cfg(tmp_path, num_workers=1))
+    with pytest.raises(TrainingInterrupted, match=r"stopped at step 3 of 8 by SIGTERM"):
+        run.fit(on_step=signal_everyone)
+    assert load_checkpoint(Path(run.run.root) / "last.pt")["step"] == 3
+
+
 def test_save_every_writes_last_pt_between_evaluations(tmp_path, monkeypatch):
     """save_every 3 with one evaluation at the end: before step 7's checks last.pt holds step 6, and no evaluation
     ran before the end."""

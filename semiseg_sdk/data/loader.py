@@ -5,6 +5,9 @@ slicing (no resampling), so a batch never holds whole 2000x1500 tiles; everythin
 """
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -70,6 +73,29 @@ class PatchedDataset(Dataset):
         return item
 
 
+WORKER_STOP_GRACE_S = 10.0  # how long a loader worker keeps serving after a stop signal
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a SIGTERM or SIGINT ends the worker only ``WORKER_STOP_GRACE_S`` later, cleanly.
+
+    A signal sent to the whole process group (Ctrl-C, ``kill -- -PGID``, ``pkill -f``, a scheduler cancelling a job)
+    reaches the workers too. Killed at once, a worker made the main process fail torch's check on its children (or
+    its wait for the batch under way) before the trainer could finish the step and checkpoint it. Here the worker
+    goes on serving for the grace period, then exits with status 0, which that check accepts. Ignoring the signal
+    outright would not do: at interpreter exit ``multiprocessing`` stops leftover workers with SIGTERM and joins them.
+    """
+    def deferred_exit(signum: int, frame: object) -> None:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)  # one timer per worker
+        timer = threading.Timer(WORKER_STOP_GRACE_S, os._exit, args=(0,))
+        timer.daemon = True
+        timer.start()
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, deferred_exit)
+
+
 def pad_collate(items: List[Dict[str, object]]) -> Dict[str, object]:
     """Stack items padded at the bottom/right to the largest size: image 0, mask 255, ``valid`` False."""
     h = max(int(it["image"].shape[-2]) for it in items)
@@ -109,6 +135,7 @@ def infinite_loader(
     loader = DataLoader(
         wrapped, batch_size=batch_size, sampler=sampler, collate_fn=pad_collate, num_workers=num_workers,
         pin_memory=pin_memory, drop_last=True, persistent_workers=num_workers > 0,
+        worker_init_fn=leave_stop_signals_to_the_main_process if num_workers > 0 else None,
     )
     return iter(loader)
 

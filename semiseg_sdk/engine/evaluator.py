@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..data.loader import pad_collate
+from ..data.loader import leave_stop_signals_to_the_main_process, pad_collate
 from .metrics import ConfusionMatrix
 from .sliding_window import predict_sliding, predict_whole
 
@@ -41,7 +41,8 @@ def evaluate(
     divisor = int(getattr(model, "size_divisor", 32))
     cm = ConfusionMatrix(num_classes, device)
     bs = 1 if mode == "slide" else batch_size
-    loader = DataLoader(dataset, batch_size=bs, shuffle=False, collate_fn=pad_collate, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=bs, shuffle=False, collate_fn=pad_collate, num_workers=num_workers,
+                        worker_init_fn=leave_stop_signals_to_the_main_process if num_workers > 0 else None)
     win = tuple(window or (512, 512))
     st = tuple(stride or (max(1, win[0] * 2 // 3), max(1, win[1] * 2 // 3)))
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
