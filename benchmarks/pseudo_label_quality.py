@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import torch
 
@@ -61,11 +61,11 @@ def distribution_align(probs: torch.Tensor, prior: torch.Tensor, pred_mean: torc
 
 
 def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str = "eval",
-            dist_align: bool = False) -> Dict[str, object]:
+            dist_align: bool = False) -> List[Dict[str, object]]:
     """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``.
 
-    With ``dist_align`` the probabilities are first aligned to the labelled images' class frequencies
-    (:func:`distribution_align`, the network's mean taken over the scored pixels)."""
+    One row; with ``dist_align`` a second one (mode ``<mode>+DA``) scores the same predictions aligned to the labelled
+    images' class frequencies (:func:`distribution_align`, the network's mean taken over the scored pixels)."""
     model, ckpt = load_inference_model(run / "best.pt" if (run / "best.pt").is_file() else run)
     cfg = run_config(ckpt)
     ds = build_dataset(cfg["data"], split="train", **run_dataset_kwargs(cfg))
@@ -81,10 +81,19 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str
             x = torch.stack([it["image"] for it in items]).float() / 255
             truth.append(torch.stack([it["mask"] for it in items]).long())
             probs.append(predict(model, x, mode))
+    rows = [_score(probs, truth, threshold, list(ds.info.classes), run.name, mode)]
     if dist_align:
         prior = class_frequencies(torch.stack([ds[index[n]]["mask"].long() for n in split.labelled]), c)
         pred_mean = torch.cat(probs).mean(dim=(0, 2, 3))
-        probs = [distribution_align(p, prior, pred_mean) for p in probs]
+        aligned = [distribution_align(p, prior, pred_mean) for p in probs]
+        rows.append(_score(aligned, truth, threshold, list(ds.info.classes), run.name, mode + "+DA"))
+    return rows
+
+
+def _score(probs: List[torch.Tensor], truth: List[torch.Tensor], threshold: float, classes: List[str], run: str,
+           mode: str) -> Dict[str, object]:
+    """The row of :func:`quality` for per-batch (B,C,H,W) probabilities against their (B,H,W) true masks."""
+    c = len(classes)
     total, confident, correct = torch.zeros(c), torch.zeros(c), torch.zeros(c)
     for p, y in zip(probs, truth):
         conf, pred = p.max(1)
@@ -95,9 +104,9 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str
             confident[k] += (sure & is_k).sum()
             correct[k] += (sure & is_k & (pred == k)).sum()
     return {
-        "run": run.name, "mode": mode + ("+DA" if dist_align else ""), "mask_ratio": float(confident.sum() / total.sum()),
+        "run": run, "mode": mode, "mask_ratio": float(confident.sum() / total.sum()),
         "precision": float(correct.sum() / confident.sum().clamp(min=1)),
-        "classes": {ds.info.classes[k]: (float(confident[k] / total[k].clamp(min=1)), float(correct[k] / confident[k].clamp(min=1)))
+        "classes": {classes[k]: (float(confident[k] / total[k].clamp(min=1)), float(correct[k] / confident[k].clamp(min=1)))
                     for k in range(c)},
     }
 
@@ -111,13 +120,11 @@ def main() -> None:
     p.add_argument("--dist_align", action="store_true", help="also score each run and mode with distribution alignment")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
-    aligns = (False, True) if args.dist_align else (False,)
     results = []
     for r in args.runs:
         for m in args.mode:
-            for da in aligns:
-                torch.manual_seed(0)  # the dropout draws of --mode train: the aligned row scores the same draws
-                results.append(quality(Path(r), args.threshold, args.images, mode=m, dist_align=da))
+            torch.manual_seed(0)  # the dropout draws of --mode train
+            results += quality(Path(r), args.threshold, args.images, mode=m, dist_align=args.dist_align)
     classes = list(results[0]["classes"])
     print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
     print("| run | mode | mask ratio | precision | " + " | ".join(classes) + " |")

@@ -135,7 +135,7 @@ def infinite_loader(
     loader = DataLoader(
         wrapped, batch_size=batch_size, sampler=sampler, collate_fn=pad_collate, num_workers=num_workers,
         pin_memory=pin_memory, drop_last=True, persistent_workers=num_workers > 0,
-        worker_init_fn=leave_stop_signals_to_the_main_process if num_workers > 0 else None,
+        worker_init_fn=leave_stop_signals_to_the_main_process,
     )
     return iter(loader)
 

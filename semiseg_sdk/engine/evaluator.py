@@ -42,7 +42,7 @@ def evaluate(
     cm = ConfusionMatrix(num_classes, device)
     bs = 1 if mode == "slide" else batch_size
     loader = DataLoader(dataset, batch_size=bs, shuffle=False, collate_fn=pad_collate, num_workers=num_workers,
-                        worker_init_fn=leave_stop_signals_to_the_main_process if num_workers > 0 else None)
+                        worker_init_fn=leave_stop_signals_to_the_main_process)
     win = tuple(window or (512, 512))
     st = tuple(stride or (max(1, win[0] * 2 // 3), max(1, win[1] * 2 // 3)))
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
