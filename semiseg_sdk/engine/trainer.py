@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -19,7 +20,7 @@ from ..errors import CheckpointError, ConfigError
 from ..data.loader import to_device
 from ..methods import get_method
 from ..methods.labelled_loss import build_labelled_loss
-from ..models import build_model
+from ..models import AtrousPaddingWarning, atrous_padding_warning, build_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .confusion_plot import save_confusion
 from .data_setup import TrainData, build_train_data, make_loaders
@@ -50,6 +51,11 @@ class Trainer:
         info = self.data.info
         self.model = build_model(cfg.model, encoder=cfg.encoder, num_classes=info.num_classes,
                                  output_stride=cfg.output_stride, pretrained=cfg.pretrained, **cfg.model_args)
+        padding_warning = atrous_padding_warning(self.model, cfg.crop_size)
+        if padding_warning:
+            self.run.info(f"warning: {padding_warning}")
+            if self.dist.is_main:
+                warnings.warn(padding_warning, AtrousPaddingWarning, stacklevel=2)
         views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, flip_p=cfg.flip_p, strong=strong))
         method_cls = get_method(cfg.method)
         self.method = method_cls(self.model, info.num_classes, views, method_cls.make_config(cfg.method_args), total_steps=cfg.steps)
