@@ -74,8 +74,10 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             "model_args": json.loads(args.model_args), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             **({"method_revision": METHOD_REVISIONS[method]} if METHOD_REVISIONS.get(method, 1) > 1 else {}),
             # only when not the default, so that rows written before these options keep the tag they were written with
-            **({"val_split": args.val_split} if args.val_split != "val" else {}),
-            **({"strong_aug": strong_aug} if strong_aug else {})}
+            **({"val_split": ds["val_split"]} if ds["val_split"] != "val" else {}),
+            **({"strong_aug": strong_aug} if strong_aug else {}),
+            **({"patch_size": ds["patch_size"], "patch_overlap": ds.get("patch_overlap", 0)} if ds.get("patch_size") else {}),
+}
 
 
 def recipe_tag(rec: Dict[str, object]) -> str:
@@ -95,7 +97,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
         strong_aug=rec.get("strong_aug", {}), steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
         eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
-        val_split=args.val_split,
+        val_split=ds["val_split"], patch_size=ds.get("patch_size"), patch_overlap=ds.get("patch_overlap", 0),
         out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
         progress=False,
     )
@@ -178,11 +180,15 @@ def run_parallel(configs: List[tuple], args: argparse.Namespace, rows_path: Path
 
 
 def dataset_settings(dataset: str, args: argparse.Namespace) -> dict:
-    """``DATASET_ARGS`` of ``dataset`` with the command line's ``--data_args`` (per dataset) and ``--crop_size`` applied."""
+    """``DATASET_ARGS`` of ``dataset``, then the ``--protocol``'s settings for it, then the command line's
+    ``--data_args`` (per dataset), ``--crop_size`` and ``--val_split``."""
     ds = dict(DATASET_ARGS.get(dataset, DATASET_ARGS["folder"]))
-    ds["data_args"] = {**ds["data_args"], **json.loads(args.data_args).get(dataset, {})}
+    proto = dict(PROTOCOLS[args.protocol]["datasets"].get(dataset, {})) if getattr(args, "protocol", None) else {}
+    ds["data_args"] = {**ds["data_args"], **proto.pop("data_args", {}), **json.loads(args.data_args).get(dataset, {})}
+    ds.update(proto)
     if args.crop_size:
         ds["crop_size"] = tuple(args.crop_size)
+    ds["val_split"] = args.val_split or ds.get("val_split", "val")
     return ds
 
 
@@ -232,24 +238,31 @@ def class_table(summary: List[dict]) -> str:
 
 
 def target_table(summary: List[dict]) -> str:
-    """The methods issue's target, per dataset and ratio below ``all``: each method's mIoU minus ``supervised`` at the
-    same ratio, and the share of the gap between ``supervised`` at that ratio and with all labels it recovers."""
-    mean = {(s["dataset"], s["ratio"], s["method"]): s["miou_mean"] for s in summary}
+    """The label-efficiency target, per dataset and ratio below ``all``: each method's mIoU (mean +- std over seeds)
+    minus ``supervised`` at the same ratio, whether that gain exceeds supervised's own seed std, and the share of the
+    gap between ``supervised`` at that ratio and with all labels it recovers."""
+    stat = {(s["dataset"], s["ratio"], s["method"]): (s["miou_mean"], s["miou_std"], s["seeds"]) for s in summary}
     lines = []
     for d in dict.fromkeys(s["dataset"] for s in summary):
-        full = mean.get((d, "all", "supervised"))
+        full = stat.get((d, "all", "supervised"))
         for ratio in dict.fromkeys(s["ratio"] for s in summary if s["dataset"] == d and s["ratio"] != "all"):
-            base = mean.get((d, ratio, "supervised"))
-            others = [(m, v) for (dd, r, m), v in mean.items() if (dd, r) == (d, ratio) and m != "supervised"]
-            if base is None or not others:
+            sup = stat.get((d, ratio, "supervised"))
+            others = [(m, v) for (dd, r, m), v in stat.items() if (dd, r) == (d, ratio) and m != "supervised"]
+            if sup is None or not others:
                 continue
-            gap = None if full is None else full - base
-            lines += [f"\n{d} {ratio}: vs supervised {base:.1f}" + ("" if gap is None else f" (all labels {full:.1f}, gap {gap:+.1f})"),
-                      "| method | mIoU | vs supervised | gap recovered |", "|---|---|---|---|"]
-            for m, v in sorted(others, key=lambda mv: -mv[1]):
+            base, base_std, base_n = sup
+            gap = None if full is None else full[0] - base
+            lines += [f"\n{d} {ratio}: vs supervised {base:.1f} ± {base_std:.1f} ({base_n} seeds)"
+                      + ("" if gap is None else f" (all labels {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f})"),
+                      "| method | mIoU | seeds | vs supervised | beyond its std | gap recovered |", "|---|---|---|---|---|---|"]
+            beats = 0
+            for m, (v, sd, n) in sorted(others, key=lambda mv: -mv[1][0]):
                 share = "-" if not gap or gap <= 0 else f"{100 * (v - base) / gap:.0f} %"
-                lines.append(f"| {m} | {v:.1f} | {v - base:+.1f} | {share} |")
-            lines.append(f"beats supervised: {sum(v > base for _, v in others)} of {len(others)}")
+                beyond = v - base > base_std
+                beats += beyond
+                lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {v - base:+.1f} | {'yes' if beyond else 'no'} | {share} |")
+            lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {len(others)}"
+                         + (" (one seed: no std, the claim needs >= 3)" if base_n < 3 else ""))
     text = "\n".join(lines)
     print(text)
     return text
@@ -290,6 +303,14 @@ def write_summary(rows: List[dict], out: Path, t0: float) -> None:
     print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse ``argv``; with ``--protocol NAME`` that protocol's ``defaults`` replace the parser's before flags apply."""
+    known, _ = parser.parse_known_args(argv)
+    if known.protocol:
+        parser.set_defaults(**PROTOCOLS[known.protocol]["defaults"])
+    return parser.parse_args(argv)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["synthetic-driving", "synthetic-aerial"])
@@ -311,8 +332,8 @@ def main() -> None:
                    "200000 of 2 x 801^2; the same 15.6 %% of batch 8 x 96^2 is 11500)")
     p.add_argument("--data_args", default="{}", help='JSON per dataset, merged into DATASET_ARGS, e.g. '
                    '\'{"synthetic-driving": {"size": [192, 384]}}\'')
-    p.add_argument("--val_split", default="val", help="split every run is scored on; folder sets join splits with "
-                   "'+' (e.g. val+test: more images, a steadier score on a small real set)")
+    p.add_argument("--val_split", default=None, help="split every run is scored on (default: the protocol's or val); "
+                   "folder sets join splits with '+' (e.g. val+test: more images, a steadier score on a small real set)")
     p.add_argument("--crop_size", type=int, nargs=2, default=None, help="training crop (H W) instead of the dataset's")
     p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")
@@ -324,7 +345,10 @@ def main() -> None:
     p.add_argument("--stop_after_min", type=float, default=0, help="start no new run after this many minutes "
                    "(runs under way finish; 0 = no limit)")
     p.add_argument("--no_summary", action="store_true", help="write no summary files (used by --jobs children)")
-    args = p.parse_args()
+    p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS), help="a named benchmark protocol: its "
+                   "datasets, label counts, methods, seeds, budget, model and per-dataset settings become the defaults "
+                   "(flags given on the command line still win); see PROTOCOLS and docs/benchmarks.md")
+    args = parse_args(p)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "runs.jsonl"

@@ -24,6 +24,8 @@ class TrainConfig:
     unlabelled_root: Optional[str] = None     # extra unlabelled images (any folder of images), added to the unlabelled stream
     split_file: Optional[str] = None          # reuse this split (JSON); default: <run>/split.json
     val_split: str = "val"
+    patch_size: Optional[int] = None          # cut training images into a grid of patches this size (large tiles); val stays whole
+    patch_overlap: int = 0                    # pixels shared by neighbouring patches (at least)
     # model
     model: str = "deeplabv3plus"
     encoder: str = "resnet18"
@@ -88,6 +90,12 @@ class TrainConfig:
             raise ConfigError(f"eval_mode must be auto/whole/slide, got {self.eval_mode!r}")
         if int(self.save_every) < 0:
             raise ConfigError(f"save_every must be >= 0 (0 = at evaluations only), got {self.save_every!r}")
+        if self.patch_size is not None and (isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int)
+                                            or self.patch_size < 1):
+            raise ConfigError(f"patch_size must be a positive integer (pixels) or None, got {self.patch_size!r}")
+        if isinstance(self.patch_overlap, bool) or not isinstance(self.patch_overlap, int) or not (
+                0 <= self.patch_overlap < (self.patch_size or 2**31)):
+            raise ConfigError(f"patch_overlap must be an integer in [0, patch_size), got {self.patch_overlap!r}")
         if int(self.data_cache_mb) < 0:
             raise ConfigError(f"data_cache_mb must be >= 0, got {self.data_cache_mb!r}")
         for name in ("steps", "batch_size", "eval_every", "log_every"):

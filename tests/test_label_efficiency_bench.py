@@ -48,10 +48,20 @@ def test_target_table_reports_gain_and_share_of_the_gap():
         ("a", "1/16", "supervised", 0.60), ("a", "all", "supervised", 0.64), ("a", "1/16", "good", 0.625),
         ("a", "1/16", "bad", 0.59), ("b", "1/8", "supervised", 0.50), ("b", "1/8", "good", 0.52)]]
     text = le.target_table(le.summarise(rows))
-    assert "a 1/16: vs supervised 60.0 (all labels 64.0, gap +4.0)" in text
-    assert "| good | 62.5 | +2.5 | 62 % |" in text and "| bad | 59.0 | -1.0 | -25 % |" in text
-    assert "beats supervised: 1 of 2" in text
-    assert "| good | 52.0 | +2.0 | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
+    assert "a 1/16: vs supervised 60.0 ± 0.0 (1 seeds) (all labels 64.0 ± 0.0, gap +4.0)" in text
+    assert "| good | 62.5 ± 0.0 | 1 | +2.5 | yes | 62 % |" in text and "| bad | 59.0 ± 0.0 | 1 | -1.0 | no | -25 % |" in text
+    assert "beats supervised by more than its std (0.0): 1 of 2 (one seed" in text
+    assert "| good | 52.0 ± 0.0 | 1 | +2.0 | yes | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
+
+
+def test_a_gain_within_supervised_seed_spread_does_not_count():
+    """supervised 60 +- 2 over three seeds: a method at +1.5 is within the spread, one at +2.5 beyond it."""
+    rows = [{"dataset": "a", "ratio": "1/16", "method": m, "seed": s, "miou": v} for m, vals in [
+        ("supervised", (0.58, 0.60, 0.62)), ("near", (0.595, 0.615, 0.635)), ("far", (0.605, 0.625, 0.645))]
+        for s, v in enumerate(vals)]
+    text = le.target_table(le.summarise(rows))
+    assert "| near | 61.5 ± 2.0 | 3 | +1.5 | no |" in text and "| far | 62.5 ± 2.0 | 3 | +2.5 | yes |" in text
+    assert "beats supervised by more than its std (2.0): 1 of 2" in text and "one seed" not in text
 
 
 def test_parallel_jobs_write_every_row_once(tmp_path):

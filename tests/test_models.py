@@ -297,3 +297,46 @@ def test_vnet_forward_backward_and_spec():
     two = build_model("vnet", num_classes=2, in_channels=3, base_channels=4)  # 3 does not divide 4: projection
     assert two(torch.rand(1, 3, 16, 32, 16)).shape == (1, 2, 16, 32, 16)
     assert math.isfinite(logits.sum().item())
+
+
+# ---------------------------------------------------------------- ASPP rates against the training crop
+
+def test_fitted_aspp_rates_by_hand():
+    from semiseg_sdk.models import fitted_aspp_rates
+    # map side ceil(crop / 16): 6 -> 6/12/18 * 6/33 = 1.1, 2.2, 3.3; 21 -> 3.8, 7.6, 11.5; 33 -> the official rates
+    assert fitted_aspp_rates((96, 96)) == [1, 2, 3]
+    assert fitted_aspp_rates((321, 321)) == [4, 8, 11]
+    assert fitted_aspp_rates((513, 513)) == [6, 12, 18]
+    assert fitted_aspp_rates((64, 200)) == [1, 2, 3]  # the smaller side decides; strictly increasing even on a 4x4 map
+    assert fitted_aspp_rates((96, 96), output_stride=8) == [2, 4, 7]  # 12x12 map: 2.2, 4.4, 6.5
+
+
+def test_aspp_rates_and_dropout_are_built_and_kept_in_the_spec():
+    model = _tiny("deeplabv3plus", aspp_rates=[1, 2, 3], aspp_dropout=0.0, dropout=0.0)
+    convs = [b[0] for b in model.decoder.aspp.branches[1:]]
+    assert [c.dilation for c in convs] == [(1, 1), (2, 2), (3, 3)]
+    assert not any(isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d)) for m in model.modules())
+    assert build_model(**model.spec).spec == model.spec
+    default = _tiny("deeplabv3plus", output_stride=8)
+    assert default.spec["aspp_rates"] == [12, 24, 36] and default.spec["aspp_dropout"] == 0.5
+    with pytest.raises(ConfigError, match="aspp_rates"):
+        _tiny("deeplabv3plus", aspp_rates=[0, 2])
+
+
+def test_atrous_padding_warning_names_the_rates_that_only_see_padding():
+    from semiseg_sdk.models import atrous_padding_warning
+    model = _tiny("deeplabv3plus")  # 6/12/18 at stride 16
+    msg = atrous_padding_warning(model, (96, 96))  # 6x6 map: every rate >= 6 has no off-centre tap inside
+    assert "[6, 12, 18]" in msg and "6x6" in msg and '"aspp_rates": "fit"' in msg and "rates [1, 2, 3]" in msg
+    assert "[12, 18]" in atrous_padding_warning(model, (160, 192))  # 10x12 map: rate 6 reaches pixels
+    assert atrous_padding_warning(model, (321, 321)) is None
+    assert atrous_padding_warning(_tiny("deeplabv3plus", aspp_rates=[1, 2, 3]), (96, 96)) is None
+    assert atrous_padding_warning(_tiny("unet"), (32, 32)) is None
+
+
+def test_an_atrous_tap_beyond_the_map_gets_no_gradient():
+    """What the warning is about: rate >= map side leaves the off-centre weights of the 3x3 kernel untouched."""
+    conv = torch.nn.Conv2d(1, 1, 3, padding=6, dilation=6, bias=False)
+    conv(torch.rand(1, 1, 6, 6)).sum().backward()
+    grad = conv.weight.grad[0, 0]
+    assert grad[1, 1] != 0 and torch.count_nonzero(grad) == 1

@@ -319,3 +319,19 @@ def test_evaluate_defaults_to_the_folder_set_a_run_trained_on(tmp_path):
     with pytest.raises(ConfigError, match="--data"):
         evaluate_checkpoint(str(lone), split="test", device="cpu")
     assert evaluate_checkpoint(str(lone), data="folder", data_root=str(root), split="val", device="cpu")["images"] == 2
+
+
+def test_a_crop_too_small_for_the_aspp_rates_warns_and_fitted_rates_do_not(tmp_path, monkeypatch):
+    import warnings
+
+    from semiseg_sdk.models import AtrousPaddingWarning
+
+    _val_small(monkeypatch)
+    with pytest.warns(AtrousPaddingWarning, match=r"\[6, 12, 18\].*2x2"):
+        Trainer(tiny_cfg(tmp_path, name="small"))
+    assert "ASPP rates" in (tmp_path / "small" / "train.log").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AtrousPaddingWarning)
+        Trainer(tiny_cfg(tmp_path, name="fitted", crop_size=(64, 64), model_args={"aspp_rates": [1, 2, 3]}))  # 4x4 map
+        fit = Trainer(tiny_cfg(tmp_path, name="fit", crop_size=(64, 64), model_args={"aspp_rates": "fit"}))
+    assert fit.model.spec["aspp_rates"] == [1, 2, 3]  # resolved for the crop; the checkpoint's spec holds the rates

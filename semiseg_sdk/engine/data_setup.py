@@ -12,6 +12,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from ..data.base import SegmentationDataset
 from ..data.folder import image_folder_dataset
 from ..data.item_cache import CachedDataset
+from ..data.patches import PatchGridDataset
 from ..data.loader import infinite_loader
 from ..data.splits import resolve_split
 from ..errors import DataError
@@ -51,6 +52,8 @@ def build_train_data(cfg: TrainConfig, split_path: Path) -> TrainData:
     """Build train/val datasets and the labelled/unlabelled split (reused from ``split_path`` when it exists)."""
     kw = dataset_kwargs(cfg)
     train = build_dataset(cfg.data, split="train", **kw)
+    if cfg.patch_size:
+        train = PatchGridDataset(train, cfg.patch_size, cfg.patch_overlap)
     val = build_dataset(cfg.data, split=cfg.val_split, **kw)
     if len(train) == 0:
         raise DataError(f"dataset '{cfg.data}' has no training images")

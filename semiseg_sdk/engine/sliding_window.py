@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.patches import grid_starts
+
 
 def pad_to_multiple(x: torch.Tensor, divisor: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Zero-pad (B,C,H,W) at the bottom/right so H and W are multiples of ``divisor``; returns the original size."""
@@ -25,14 +27,6 @@ def predict_whole(model: nn.Module, image: torch.Tensor, divisor: int = 32) -> t
     return model(x)[..., :h, :w]
 
 
-def _starts(length: int, window: int, stride: int) -> list:
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window, stride))
-    starts.append(length - window)
-    return starts
-
-
 @torch.no_grad()
 def predict_sliding(
     model: nn.Module, image: torch.Tensor, num_classes: int, window: Tuple[int, int], stride: Tuple[int, int], divisor: int = 32
@@ -45,8 +39,8 @@ def predict_sliding(
     wh, ww = min(window[0], h), min(window[1], w)
     probs = torch.zeros(b, num_classes, h, w, device=image.device)
     count = torch.zeros(1, 1, h, w, device=image.device)
-    for y in _starts(h, wh, stride[0]):
-        for x in _starts(w, ww, stride[1]):
+    for y in grid_starts(h, wh, stride[0]):
+        for x in grid_starts(w, ww, stride[1]):
             crop = image[..., y : y + wh, x : x + ww]
             probs[..., y : y + wh, x : x + ww] += predict_whole(model, crop, divisor).float().softmax(1)
             count[..., y : y + wh, x : x + ww] += 1

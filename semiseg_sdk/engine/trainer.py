@@ -20,7 +20,7 @@ from ..errors import CheckpointError, ConfigError
 from ..data.loader import to_device
 from ..methods import get_method
 from ..methods.labelled_loss import build_labelled_loss
-from ..models import AtrousPaddingWarning, atrous_padding_warning, build_model
+from ..models import AtrousPaddingWarning, atrous_padding_warning, build_model, fit_aspp_rates_to_crop
 from .checkpoint import load_checkpoint, save_checkpoint
 from .confusion_plot import save_confusion
 from .data_setup import TrainData, build_train_data, make_loaders
@@ -50,7 +50,8 @@ class Trainer:
         self.data = data or self._build_data()
         info = self.data.info
         self.model = build_model(cfg.model, encoder=cfg.encoder, num_classes=info.num_classes,
-                                 output_stride=cfg.output_stride, pretrained=cfg.pretrained, **cfg.model_args)
+                                 output_stride=cfg.output_stride, pretrained=cfg.pretrained,
+                                 **fit_aspp_rates_to_crop(cfg.model_args, cfg.crop_size, cfg.output_stride))
         padding_warning = atrous_padding_warning(self.model, cfg.crop_size)
         if padding_warning:
             self.run.info(f"warning: {padding_warning}")

@@ -15,7 +15,7 @@ channels, concatenates the upsampled ASPP output and applies two 3x3 ConvBNReLU.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +70,8 @@ class ASPP(nn.Module):
             [ConvBNReLU(in_channels, channels, 1)] + [ConvBNReLU(in_channels, channels, 3, dilation=r) for r in rates]
         )
         self.image_pool = nn.Sequential(nn.Conv2d(in_channels, channels, 1, bias=True), nn.ReLU(inplace=True))
-        self.project = nn.Sequential(ConvBNReLU(channels * (len(rates) + 2), channels, 1), nn.Dropout(dropout))
+        self.project = nn.Sequential(ConvBNReLU(channels * (len(rates) + 2), channels, 1),
+                                     nn.Dropout(dropout) if dropout > 0 else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [branch(x) for branch in self.branches]
@@ -104,15 +105,24 @@ def deeplabv3plus(num_classes: int = 19, encoder: str = "resnet18", output_strid
     """DeepLabV3+; ``size_divisor`` = output stride.
 
     aspp_rates: the three atrous rates (None = 6/12/18 scaled by 16 / output_stride; see :func:`fitted_aspp_rates` for
-    small crops); aspp_dropout: dropout after the ASPP projection; dropout: Dropout2d before the classifier.
+    small crops; a training config may say ``"fit"``, which the trainer resolves for its crop); aspp_dropout: dropout
+    after the ASPP projection; dropout: Dropout2d before the classifier.
     """
     check_num_classes(num_classes)
-    if aspp_rates is not None and (len(aspp_rates) == 0 or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in aspp_rates)):
+    if aspp_rates is not None and (isinstance(aspp_rates, str) or len(aspp_rates) == 0
+                                   or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in aspp_rates)):
         raise ConfigError(f"model deeplabv3plus: aspp_rates must be a list of positive integers, got {aspp_rates!r}")
     enc = build_encoder(encoder, output_stride, pretrained)
     dec = DeepLabV3PlusDecoder(enc.out_channels, output_stride, channels, rates=aspp_rates, aspp_dropout=aspp_dropout)
     return assemble_segmentor("deeplabv3plus", encoder, enc, dec, num_classes, output_stride, dropout,
                               {"channels": channels, "aspp_rates": dec.rates, "aspp_dropout": aspp_dropout})
+
+
+def fit_aspp_rates_to_crop(model_args: Dict[str, Any], crop_size: Sequence[int], output_stride: Optional[int]) -> Dict[str, Any]:
+    """``model_args`` with ``"aspp_rates": "fit"`` replaced by :func:`fitted_aspp_rates` of the training crop."""
+    if model_args.get("aspp_rates") != "fit":
+        return dict(model_args)
+    return {**model_args, "aspp_rates": fitted_aspp_rates(crop_size, output_stride or 16)}
 
 
 class AtrousPaddingWarning(UserWarning):
@@ -135,4 +145,5 @@ def atrous_padding_warning(model: nn.Module, crop_size: Sequence[int]) -> Option
     side = feature_map_size(crop_size, stride)
     return (f"ASPP rates {padded} exceed the {side}x{side} feature map of {tuple(crop_size)} crops at output stride "
             f"{stride}: their off-centre taps see only padding while training and real pixels at evaluation; use "
-            f"--model_args '{{\"aspp_rates\": {fitted_aspp_rates(crop_size, stride)}}}' or a larger crop")
+            f"--model_args '{{\"aspp_rates\": \"fit\"}}' (rates {fitted_aspp_rates(crop_size, stride)} for this crop) "
+            "or a larger crop")
