@@ -43,6 +43,7 @@ from bench_io import write_csv
 from semiseg_sdk.config import TrainConfig
 from semiseg_sdk.engine import train
 from semiseg_sdk.engine.graceful_stop import TrainingInterrupted, stop_requests
+from semiseg_sdk.models import fit_aspp_rates_to_crop
 
 # Dataset-specific settings for a CPU-sized benchmark (synthetic sets are generated at a small size).
 DATASET_ARGS: Dict[str, dict] = {
@@ -63,6 +64,23 @@ METHOD_REVISIONS: Dict[str, int] = {m: 2 for m in ("psmt", "classmix", "complexm
                                                    "cps", "cct", "cac")}
 
 
+# Named protocols: a protocol's "defaults" replace the command line's defaults (flags still win), its "datasets" entry
+# refines DATASET_ARGS per dataset. docs/benchmarks.md says how each value was chosen and what a sweep costs.
+# One network for every method: the light DeepLabV3+ without dropout layers (UniMatch's network has none; FixMatch and
+# UniMatch already switch ours off) and with ASPP rates fitted to the crop (6/12/18 leave a 96-px crop's 6x6 map).
+PROTOCOL_NET = {"channels": 64, "aspp_rates": "fit", "aspp_dropout": 0.0, "dropout": 0.0}
+PROTOCOLS: Dict[str, dict] = {
+    "converge-cpu": {
+        "defaults": {"datasets": ["synthetic-driving", "synthetic-aerial", "folder"], "ratios": ["1/64", "all"],
+                     "methods": ["supervised", "fixmatch", "unimatch", "cutmix", "cps", "cac"], "seeds": [0, 1, 2],
+                     "steps": 4800, "eval_every": 800, "encoder": "efficientnet_lite0", "pretrained": "imagenet",
+                     "model_args": json.dumps(PROTOCOL_NET), "lr": 0.01, "workers": 1},
+        "datasets": {"folder": {"patch_size": 256, "patch_overlap": 32, "crop_size": (192, 192), "val_split": "val+test",
+                                "eval_mode": "slide", "eval_window": (384, 384)}},
+    },
+}
+
+
 def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, object]:
     """Everything besides ratio and seed that decides a run's result; runs are reused only when it matches."""
     ds = dataset_settings(dataset, args)
@@ -71,7 +89,7 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             "method_args": {**BENCH_METHOD_ARGS.get(method, {}), **json.loads(args.method_args).get(method, {})},
             "sup_loss": args.sup_loss, "ohem_min_kept": args.ohem_min_kept if args.sup_loss == "ohem" else None,
             "model": args.model, "encoder": args.encoder, "pretrained": args.pretrained,
-            "model_args": json.loads(args.model_args), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+            "model_args": fit_aspp_rates_to_crop(json.loads(args.model_args), ds["crop_size"], None), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             **({"method_revision": METHOD_REVISIONS[method]} if METHOD_REVISIONS.get(method, 1) > 1 else {}),
             # only when not the default, so that rows written before these options keep the tag they were written with
             **({"val_split": ds["val_split"]} if ds["val_split"] != "val" else {}),
@@ -311,7 +329,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]] = None
     return parser.parse_args(argv)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["synthetic-driving", "synthetic-aerial"])
     p.add_argument("--data_root", default=None, help="root of a real dataset (with --datasets folder|voc|cityscapes|camvid)")
@@ -348,7 +367,12 @@ def main() -> None:
     p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS), help="a named benchmark protocol: its "
                    "datasets, label counts, methods, seeds, budget, model and per-dataset settings become the defaults "
                    "(flags given on the command line still win); see PROTOCOLS and docs/benchmarks.md")
-    args = parse_args(p)
+    p.add_argument("--plan", action="store_true", help="print the runs still to do (with their recipe tags) and exit")
+    return p
+
+
+def main() -> None:
+    args = parse_args(build_parser())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "runs.jsonl"
@@ -356,6 +380,12 @@ def main() -> None:
     t0 = time.time()
     todo = [(d, ratio, m, seed) for seed in args.seeds for ratio in args.ratios for d in args.datasets for m in args.methods]
     pending = [c for c in todo if (*c, recipe_tag(recipe(c[0], c[2], args))) not in done]
+    if args.plan:
+        for d, ratio, m, seed in todo:
+            tag = recipe_tag(recipe(d, m, args))
+            print(f"{'done' if (d, ratio, m, seed, tag) in done else 'todo'} {d} {ratio} {m} seed {seed} [{tag}]")
+        print(f"{len(pending)} of {len(todo)} runs to do")
+        return
     paused = None  # the exit code of a sweep paused by a signal
     if args.jobs > 1:
         paused = run_parallel(pending, args, rows_path)

@@ -137,3 +137,17 @@ def test_committed_rows_keep_their_recipe_tag_and_val_split_or_strong_aug_change
     assert le.recipe("synthetic-driving", "cutmix", args)["method_args"] == psmt["recipe"]["method_args"] == {}
     assert le.recipe_tag(le.recipe(psmt["dataset"], "psmt", args)) != le.recipe_tag(psmt["recipe"])
     assert le.recipe_tag(le.recipe(psmt["dataset"], "cutmix", args)) == le.recipe_tag(psmt["recipe"])  # unrevised: same tag
+
+
+def test_a_protocol_sets_the_defaults_flags_still_win_and_fitted_rates_enter_the_recipe():
+    args = le.parse_args(le.build_parser(), ["--protocol", "converge-cpu", "--steps", "10"])
+    proto = le.PROTOCOLS["converge-cpu"]["defaults"]
+    assert args.steps == 10 and args.seeds == proto["seeds"] and args.ratios == proto["ratios"]
+    assert json.loads(args.model_args)["aspp_rates"] == "fit"
+    assert le.parse_args(le.build_parser(), []).steps == 1000  # without --protocol: the parser's own defaults
+    driving, aerial = le.dataset_settings("synthetic-driving", args), le.dataset_settings("folder", args)
+    assert driving["val_split"] == "val" and aerial["val_split"] == "val+test" and aerial["patch_size"] == 256
+    # the recipe holds the rates the run trains with: 96-px crops -> [1, 2, 3], the real set's 192-px crops -> [2, 4, 7]
+    assert le.recipe("synthetic-driving", "supervised", args)["model_args"]["aspp_rates"] == [1, 2, 3]
+    rec = le.recipe("folder", "supervised", args)
+    assert rec["model_args"]["aspp_rates"] == [2, 4, 7] and (rec["patch_size"], rec["patch_overlap"]) == (256, 32)
