@@ -119,3 +119,27 @@ def test_model_dropout_is_off_in_every_forward_by_default(monkeypatch, model_dro
     assert (scalar(out["unsup"]) == pytest.approx(expected, rel=1e-4)) != model_dropout
     drops = [d for d in model.modules() if isinstance(d, torch.nn.modules.dropout._DropoutNd)]
     assert drops and all(d.training for d in drops)  # back in train mode after the step
+
+
+@pytest.mark.parametrize("name", ["fixmatch", "unimatch"])
+def test_ema_teacher_lever_takes_the_pseudo_labels_from_the_teacher_and_follows_the_student(name):
+    cls = get_method(name)
+    method = cls(PixelModel(), 3, IdentityViews(), cls.make_config({"ema_teacher": True})).train()
+    assert get_method(name)(PixelModel(), 3, IdentityViews()).teacher is None  # off by default: the official recipe
+    x, u = colour_batch([RED, RED], [0, 0]), colour_batch([RED, GREEN])
+    assert scalar(method.training_step(x, u, 0)["unsup"]) > 0  # teacher = copy of the confident student
+    with torch.no_grad():
+        method.teacher.net.a.fill_(0.0)  # a teacher that is never confident (every class 1/3)...
+    assert scalar(method.training_step(x, u, 0)["unsup"]) == 0.0  # ... gives no target, whatever the student says
+    # EMA law of UniMatch-V2: a_t = min(1 - 1 / (t + 1), 0.996): step 0 copies the student, step 1 averages halfway
+    with torch.no_grad():
+        method.model.a.fill_(4.0)
+    method.after_optimizer_step(0)
+    assert method.teacher.net.a.item() == pytest.approx(4.0)
+    with torch.no_grad():
+        method.model.a.fill_(2.0)
+    method.after_optimizer_step(1)
+    assert method.teacher.net.a.item() == pytest.approx(3.0)
+    method.after_optimizer_step(10**6)
+    assert method.teacher.net.a.item() == pytest.approx(0.996 * 3.0 + 0.004 * 2.0)
+    assert "teacher.net.a" in method.state_dict()  # checkpointed with the method: --resume continues the teacher

@@ -20,18 +20,24 @@ Differences from the official script:
   saves a second unlabelled batch per step (loading, weak view, one forward) at the cost of pairing images within
   one batch.
 * DeepLab-v3+ ResNet -> any Segmentor; CE (no OHEM) for the labelled loss.
+Opt-in lever (off by default): ``ema_teacher=True`` takes the pseudo-labels (and the CutMix partner's) from an EMA of
+the student predicting in eval mode, updated after every optimiser step with ``min(1 - 1 / (t + 1), ema_momentum)``
+(0.996), as UniMatch V2's code does; the student still makes every prediction that is trained, and is what is
+evaluated and exported.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
-from ..augment import mix, unimatch_box_masks
+from ..augment import ViewMaker, mix, unimatch_box_masks
 from .base import Method, MethodConfig
+from .ema import EMATeacher
 from .layer_modes import dropout_off
-from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label
+from .pseudo_labels import (Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label,
+                            weak_logits)
 from .registry import register_method
 
 
@@ -45,6 +51,19 @@ class FixMatch(Method):
         cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5)
         partner_label: str = "weak"  # SDK: the CutMix partner is the rolled batch (see the module docstring)
         model_dropout: bool = False  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: no dropout layer at all
+        # opt-in lever, not UniMatch V1's recipe: pseudo-labels from an EMA of the student in eval mode, as
+        # LiheYoung/UniMatch-V2 fixmatch.py / unimatch_v2.py (ema_ratio = min(1 - 1 / (iters + 1), 0.996))
+        ema_teacher: bool = False
+        ema_momentum: float = 0.996
+
+    def __init__(self, model: torch.nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
+        super().__init__(model, num_classes, views, config, total_steps)
+        self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True) if self.cfg.ema_teacher else None
+
+    def after_optimizer_step(self, step: int) -> None:
+        """With ``ema_teacher``: move the teacher towards the student."""
+        if self.teacher is not None:
+            self.teacher.update(self.model, step)
 
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
         """The step below, with the model's dropout layers inactive unless ``model_dropout``."""
@@ -64,9 +83,10 @@ class FixMatch(Method):
         pred_x, pred_u_w = self.model(torch.cat([v_x.image, v_u.image])).split([num_x, b])
         pred_u_s = self.model(img_u_s)
 
-        conf_u_w, mask_u_w = pseudo_label(pred_u_w)
+        conf_u_w, mask_u_w = pseudo_label(weak_logits(self.teacher, v_u.image, pred_u_w))
         weak = Target(mask_u_w, conf_u_w, v_u.valid)
-        target = weak.mixed(cutmix_partner(self.model, v_u.image, weak, cfg.partner_label), box)
+        target = weak.mixed(cutmix_partner(self.teacher.net if self.teacher else self.model, v_u.image, weak,
+                                           cfg.partner_label), box)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
         loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, cfg.conf_thresh, target.valid)

@@ -6,7 +6,7 @@ its denominator (UniMatch divides by the number of non-padding pixels, its ``ign
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +87,15 @@ def eval_pseudo_label(model: nn.Module, image: torch.Tensor) -> Tuple[torch.Tens
 
 
 PARTNER_LABELS = ("weak", "eval")
+
+
+def weak_logits(teacher: Optional[nn.Module], image: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """The logits a weak view's pseudo-label comes from: ``teacher(image)`` when a teacher is given (an EMA teacher
+    lever of FixMatch/UniMatch), else the student's own prediction ``student_logits``."""
+    if teacher is None:
+        return student_logits
+    with torch.no_grad():
+        return teacher(image)
 
 
 def cutmix_partner(model: nn.Module, image: torch.Tensor, weak: Target, mode: str) -> Target:

@@ -21,19 +21,25 @@ Differences from the official script:
   those same images, rolled (``partner_label="weak"``, no extra forward; ``"eval"`` predicts them again in eval
   mode as the official code does for its partner batch).
 * DeepLab-v3+ ResNet -> any Segmentor (through ``model.encode / decode / classify``); CE (no OHEM) for ``L_x``.
+Opt-in lever (off by default): ``ema_teacher=True`` takes the pseudo-labels (and the CutMix partner's) from an EMA of
+the student predicting in eval mode, updated after every optimiser step with ``min(1 - 1 / (t + 1), ema_momentum)``
+(0.996), as UniMatch V2's code does; the student still makes every prediction that is trained, and is what is
+evaluated and exported.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..augment import mix, unimatch_box_masks
+from ..augment import ViewMaker, mix, unimatch_box_masks
 from .base import Method, MethodConfig
+from .ema import EMATeacher
 from .layer_modes import dropout_off
-from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label
+from .pseudo_labels import (Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label,
+                            weak_logits)
 from .registry import register_method
 
 
@@ -48,6 +54,19 @@ class UniMatch(Method):
         fp_dropout: float = 0.5  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: nn.Dropout2d(0.5)
         partner_label: str = "weak"  # SDK: the CutMix partner is the rolled batch (see the module docstring)
         model_dropout: bool = False  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: no dropout layer at all
+        # opt-in lever, not UniMatch V1's recipe: pseudo-labels from an EMA of the student in eval mode, as
+        # LiheYoung/UniMatch-V2 fixmatch.py / unimatch_v2.py (ema_ratio = min(1 - 1 / (iters + 1), 0.996))
+        ema_teacher: bool = False
+        ema_momentum: float = 0.996
+
+    def __init__(self, model: torch.nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
+        super().__init__(model, num_classes, views, config, total_steps)
+        self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True) if self.cfg.ema_teacher else None
+
+    def after_optimizer_step(self, step: int) -> None:
+        """With ``ema_teacher``: move the teacher towards the student."""
+        if self.teacher is not None:
+            self.teacher.update(self.model, step)
 
     def forward_with_fp(self, img_x: torch.Tensor, img_u_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One encoder pass over ``[x; u_w]``; the decoder sees the clean features and a Dropout2d copy of ``u_w``'s.
@@ -79,9 +98,9 @@ class UniMatch(Method):
         pred_x, pred_u_w, pred_u_w_fp = self.forward_with_fp(v_x.image, v_u.image)
         pred_u_s1, pred_u_s2 = self.model(torch.cat([img_u_s1, img_u_s2])).chunk(2)
 
-        conf_u_w, mask_u_w = pseudo_label(pred_u_w)
+        conf_u_w, mask_u_w = pseudo_label(weak_logits(self.teacher, v_u.image, pred_u_w))
         target = Target(mask_u_w, conf_u_w, v_u.valid)
-        target_mix = cutmix_partner(self.model, v_u.image, target, cfg.partner_label)
+        target_mix = cutmix_partner(self.teacher.net if self.teacher else self.model, v_u.image, target, cfg.partner_label)
         target1, target2 = target.mixed(target_mix, box1), target.mixed(target_mix, box2)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
