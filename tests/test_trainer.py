@@ -335,3 +335,5 @@ def test_a_crop_too_small_for_the_aspp_rates_warns_and_fitted_rates_do_not(tmp_p
         Trainer(tiny_cfg(tmp_path, name="fitted", crop_size=(64, 64), model_args={"aspp_rates": [1, 2, 3]}))  # 4x4 map
         fit = Trainer(tiny_cfg(tmp_path, name="fit", crop_size=(64, 64), model_args={"aspp_rates": "fit"}))
     assert fit.model.spec["aspp_rates"] == [1, 2, 3]  # resolved for the crop; the checkpoint's spec holds the rates
+    resolved = json.loads((tmp_path / "fit" / "config.json").read_text())["resolved"]
+    assert resolved["model_spec"]["aspp_rates"] == [1, 2, 3]  # and config.json says what "fit" became

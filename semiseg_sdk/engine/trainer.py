@@ -85,7 +85,8 @@ class Trainer:
         self.run.write_config({**cfg.to_dict(), "resolved": {"device": str(self.device), "amp": str(self.amp_dtype),
                                "torch": torch.__version__, "num_classes": info.num_classes, "classes": list(info.classes),
                                "labelled_images": len(self.data.labelled_idx), "unlabelled_images": len(self.data.unlabelled_source()[1]),
-                               "method_config": _asdict(self.method.cfg)}})
+                               "method_config": _asdict(self.method.cfg),
+                               "model_spec": dict(getattr(self.model, "spec", {}))}})
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _payload(self, metrics: Dict[str, Any], with_state: bool) -> Dict[str, Any]:
