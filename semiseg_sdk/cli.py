@@ -30,7 +30,8 @@ class SemisegCLI:
         --labelled 1/16|1/8|all|COUNT, --method NAME (see `semiseg methods`), --model NAME --encoder NAME
         (see `semiseg models`), --steps N, --batch_size N, --crop_size H,W, --lr F, --device auto|cpu|cuda,
         --out runs --name NAME, --resume, --seed N, --method_args '{"conf_thresh": 0.95}',
-        --data_args '{"length": 1000, "domain": "fog"}', --strong_aug '{"blur_sigma": [0.03, 0.6], "blur_kernel": 5}'
+        --data_args '{"length": 1000, "domain": "fog"}', --recipe NAME (measured settings, see `semiseg recipes`;
+        the config file and flags still win), --strong_aug '{"blur_sigma": [0.03, 0.6], "blur_kernel": 5}'
         (the strong view's colour jitter / grayscale / blur, see semiseg_sdk.augment.StrongConfig). A JSON or TOML file given by --config sets defaults
         that flags override. The run folder gets config.json, metrics.jsonl, train.log, best.pt, last.pt.
         """
@@ -122,6 +123,12 @@ class SemisegCLI:
         from .methods import list_methods
 
         return list_methods()
+
+    def recipes(self) -> Dict[str, Dict[str, Any]]:
+        """Named training recipes (`semiseg train --recipe NAME`): what each sets and the measurement behind it."""
+        from .recipes import RECIPES
+
+        return {r.name: {"summary": r.summary, "sets": r.values, "evidence": r.evidence} for r in RECIPES.values()}
 
 
 def _train_signature() -> inspect.Signature:

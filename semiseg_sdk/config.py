@@ -16,6 +16,7 @@ SUP_LOSSES = ("ce", "ohem")  # labelled losses (semiseg_sdk.methods.labelled_los
 class TrainConfig:
     """Everything a training run depends on; written to ``config.json`` in the run folder."""
 
+    recipe: Optional[str] = None              # a named recipe applied beneath the config file and flags (`semiseg recipes`)
     # data
     data: str = "synthetic-driving"          # registered dataset name (see `semiseg datasets`)
     data_root: Optional[str] = None           # folder of a real dataset (folder/voc/cityscapes/camvid layouts)
@@ -132,9 +133,14 @@ def load_config_file(path: str | Path) -> Dict[str, Any]:
 
 
 def resolve_config(file: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> TrainConfig:
-    """Defaults <- ``file`` <- ``overrides`` (None values in overrides mean 'not given'); unknown keys are refused."""
+    """Defaults <- recipe <- ``file`` <- ``overrides`` (None values in overrides mean 'not given'); unknown keys are
+    refused. The recipe is the one ``recipe`` names in the file or the overrides (see :mod:`semiseg_sdk.recipes`)."""
     values: Dict[str, Any] = dict(load_config_file(file)) if file else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if values.get("recipe") is not None:
+        from .recipes import apply_recipe
+
+        values = apply_recipe(str(values["recipe"]), values)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:

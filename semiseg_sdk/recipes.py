@@ -1,0 +1,60 @@
+"""Named training recipes: measured settings that one flag applies (``semiseg train --recipe few-labels``).
+
+A recipe is a set of :class:`~semiseg_sdk.config.TrainConfig` values laid between the defaults and the user's own
+config file and flags: ``defaults <- recipe <- --config file <- flags``. ``model_args`` and ``method_args`` merge
+key by key, so ``--recipe few-labels --model_args '{"channels": 128}'`` keeps the recipe's other model settings.
+Each recipe names the benchmark evidence behind it (docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping
+
+from .errors import ConfigError
+
+MERGED_FIELDS = ("model_args", "method_args")  # dict-valued settings that merge key by key
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of TrainConfig values and the measurement that chose them."""
+
+    name: str
+    summary: str
+    values: Dict[str, Any] = field(default_factory=dict)
+    evidence: str = ""
+
+
+RECIPES: Dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Add ``recipe`` to :data:`RECIPES` (names are unique)."""
+    if recipe.name in RECIPES:
+        raise ValueError(f"recipe {recipe.name!r} is already registered")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def list_recipes() -> List[str]:
+    """Names of the registered recipes."""
+    return sorted(RECIPES)
+
+
+def recipe_values(name: str) -> Dict[str, Any]:
+    """The TrainConfig values of recipe ``name`` (a copy); ConfigError naming the known recipes otherwise."""
+    if name not in RECIPES:
+        raise ConfigError(f"recipe: unknown recipe {name!r}; known: {', '.join(list_recipes()) or 'none'}")
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in RECIPES[name].values.items()}
+
+
+def apply_recipe(name: str, values: Mapping[str, Any]) -> Dict[str, Any]:
+    """``values`` (from a config file and flags) laid over recipe ``name``; ``MERGED_FIELDS`` merge key by key."""
+    out = recipe_values(name)
+    for key, value in values.items():
+        if key in MERGED_FIELDS and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    out["recipe"] = name
+    return out
