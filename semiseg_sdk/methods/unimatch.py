@@ -29,44 +29,28 @@ evaluated and exported.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..augment import ViewMaker, mix, unimatch_box_masks
-from .base import Method, MethodConfig
-from .ema import EMATeacher
-from .layer_modes import dropout_off
+from ..augment import mix, unimatch_box_masks
+from .fixmatch import FixMatch
 from .pseudo_labels import (Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label,
                             weak_logits)
 from .registry import register_method
 
 
 @register_method("unimatch")
-class UniMatch(Method):
-    """Dual strong views + feature perturbation on top of FixMatch's thresholded weak-to-strong pseudo-labels."""
+class UniMatch(FixMatch):
+    """Dual strong views + feature perturbation on top of FixMatch's thresholded weak-to-strong pseudo-labels.
+
+    Shares FixMatch's settings (threshold, CutMix p and box law, partner label, model dropout, the EMA teacher lever)
+    and its step wrapper; adds the FP stream's dropout."""
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
-        conf_thresh: float = 0.95  # LiheYoung/UniMatch configs/pascal.yaml (configs/cityscapes.yaml uses 0)
-        cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5) for each strong view
+    class Config(FixMatch.Config):
         fp_dropout: float = 0.5  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: nn.Dropout2d(0.5)
-        partner_label: str = "weak"  # SDK: the CutMix partner is the rolled batch (see the module docstring)
-        model_dropout: bool = False  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: no dropout layer at all
-        # opt-in lever, not UniMatch V1's recipe: pseudo-labels from an EMA of the student in eval mode, as
-        # LiheYoung/UniMatch-V2 fixmatch.py / unimatch_v2.py (ema_ratio = min(1 - 1 / (iters + 1), 0.996))
-        ema_teacher: bool = False
-        ema_momentum: float = 0.996
-
-    def __init__(self, model: torch.nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
-        super().__init__(model, num_classes, views, config, total_steps)
-        self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True) if self.cfg.ema_teacher else None
-
-    def after_optimizer_step(self, step: int) -> None:
-        """With ``ema_teacher``: move the teacher towards the student."""
-        if self.teacher is not None:
-            self.teacher.update(self.model, step)
 
     def forward_with_fp(self, img_x: torch.Tensor, img_u_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One encoder pass over ``[x; u_w]``; the decoder sees the clean features and a Dropout2d copy of ``u_w``'s.
@@ -78,11 +62,6 @@ class UniMatch(Method):
         logits = self.model.classify(self.model.decode(feats), img_x.shape[-2:])
         pred_x, pred_u_w, pred_u_w_fp = logits.split([num_x, num_u, num_u])
         return pred_x, pred_u_w, pred_u_w_fp
-
-    def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
-        """The step below, with the model's dropout layers inactive unless ``model_dropout`` (FP dropout stays)."""
-        with dropout_off(self.model, enabled=not self.cfg.model_dropout):
-            return self._step(x, u)
 
     def _step(self, x: Dict[str, torch.Tensor], u: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         cfg = self.cfg
