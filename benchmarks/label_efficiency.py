@@ -10,7 +10,7 @@ its run name, so one ``--out`` folder can hold several recipes and a row is reus
     python benchmarks/label_efficiency.py --datasets synthetic-driving synthetic-aerial --ratios 1/16 1/8 all \
         --methods supervised fixmatch unimatch --seeds 0 1 --steps 1000 --out bench/label_eff
     # a real dataset in a supported layout:
-    python benchmarks/label_efficiency.py --datasets folder --data_root ../shared/data/dubai_aerial --ratios 1/8 all
+    python benchmarks/label_efficiency.py --datasets folder --data_root dubai_aerial --ratios 1/8 all
     # another frame size or crop than DATASET_ARGS:
     python benchmarks/label_efficiency.py --datasets synthetic-driving \
         --data_args '{"synthetic-driving": {"size": [192, 384]}}' --crop_size 192 192
@@ -89,7 +89,8 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             "method_args": {**BENCH_METHOD_ARGS.get(method, {}), **json.loads(args.method_args).get(method, {})},
             "sup_loss": args.sup_loss, "ohem_min_kept": args.ohem_min_kept if args.sup_loss == "ohem" else None,
             "model": args.model, "encoder": args.encoder, "pretrained": args.pretrained,
-            "model_args": fit_aspp_rates_to_crop(json.loads(args.model_args), ds["crop_size"], None), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+            "model_args": fit_aspp_rates_to_crop(json.loads(args.model_args), ds["crop_size"], None),
+            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             **({"method_revision": METHOD_REVISIONS[method]} if METHOD_REVISIONS.get(method, 1) > 1 else {}),
             # only when not the default, so that rows written before these options keep the tag they were written with
             **({"val_split": ds["val_split"]} if ds["val_split"] != "val" else {}),

@@ -13,7 +13,7 @@ augment entry point (also those called inside a method's step), forward+backward
 the backward pass, optimiser = optimiser step, scaler and after-step hooks (EMA updates). Phase shares are of the mean
 step time; the remainder is bookkeeping (learning rate, loss read-back). Not run by the test suite.
 
-Targets (issue #7): augmentation <= 10 % of a step; a UniMatch step <= 3.5x a supervised step at the same batch.
+Targets: augmentation <= 10 % of a step; a UniMatch step <= 3.5x a supervised step at the same batch.
 """
 from __future__ import annotations
 

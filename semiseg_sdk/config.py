@@ -12,6 +12,14 @@ from .errors import ConfigError
 SUP_LOSSES = ("ce", "ohem")  # labelled losses (semiseg_sdk.methods.labelled_loss builds them); here: no torch import
 
 
+def check_patch_settings(size: Any, overlap: Any) -> None:
+    """Raise ConfigError unless ``size`` is a positive integer and ``overlap`` an integer in [0, size)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"patch_size must be a positive integer (pixels), got {size!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < size:
+        raise ConfigError(f"patch_overlap must be an integer in [0, patch_size={size}), got {overlap!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; written to ``config.json`` in the run folder."""
@@ -91,12 +99,8 @@ class TrainConfig:
             raise ConfigError(f"eval_mode must be auto/whole/slide, got {self.eval_mode!r}")
         if int(self.save_every) < 0:
             raise ConfigError(f"save_every must be >= 0 (0 = at evaluations only), got {self.save_every!r}")
-        if self.patch_size is not None and (isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int)
-                                            or self.patch_size < 1):
-            raise ConfigError(f"patch_size must be a positive integer (pixels) or None, got {self.patch_size!r}")
-        if isinstance(self.patch_overlap, bool) or not isinstance(self.patch_overlap, int) or not (
-                0 <= self.patch_overlap < (self.patch_size or 2**31)):
-            raise ConfigError(f"patch_overlap must be an integer in [0, patch_size), got {self.patch_overlap!r}")
+        if self.patch_size is not None:
+            check_patch_settings(self.patch_size, self.patch_overlap)
         if int(self.data_cache_mb) < 0:
             raise ConfigError(f"data_cache_mb must be >= 0, got {self.data_cache_mb!r}")
         for name in ("steps", "batch_size", "eval_every", "log_every"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-from ..errors import ConfigError
+from ..config import check_patch_settings
 from .base import SegmentationDataset
 
 
@@ -40,10 +40,7 @@ class PatchGridDataset(SegmentationDataset):
     """
 
     def __init__(self, base: SegmentationDataset, size: int, overlap: int = 0) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"patch_size must be a positive integer, got {size!r}")
-        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < size:
-            raise ConfigError(f"patch_overlap must be an integer in [0, patch_size={size}), got {overlap!r}")
+        check_patch_settings(size, overlap)
         self.base, self.size, self.overlap = base, size, overlap
         self.info, self.labelled = base.info, base.labelled
         tile_names = base.names()

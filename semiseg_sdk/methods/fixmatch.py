@@ -60,6 +60,11 @@ class FixMatch(Method):
         super().__init__(model, num_classes, views, config, total_steps)
         self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True) if self.cfg.ema_teacher else None
 
+    @property
+    def target_net(self) -> torch.nn.Module:
+        """The network whose predictions are the pseudo-labels: the EMA teacher's with ``ema_teacher``, else the student."""
+        return self.teacher.net if self.teacher is not None else self.model
+
     def after_optimizer_step(self, step: int) -> None:
         """With ``ema_teacher``: move the teacher towards the student."""
         if self.teacher is not None:
@@ -85,8 +90,7 @@ class FixMatch(Method):
 
         conf_u_w, mask_u_w = pseudo_label(weak_logits(self.teacher, v_u.image, pred_u_w))
         weak = Target(mask_u_w, conf_u_w, v_u.valid)
-        target = weak.mixed(cutmix_partner(self.teacher.net if self.teacher else self.model, v_u.image, weak,
-                                           cfg.partner_label), box)
+        target = weak.mixed(cutmix_partner(self.target_net, v_u.image, weak, cfg.partner_label), box)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
         loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, cfg.conf_thresh, target.valid)

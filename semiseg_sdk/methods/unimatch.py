@@ -79,7 +79,7 @@ class UniMatch(FixMatch):
 
         conf_u_w, mask_u_w = pseudo_label(weak_logits(self.teacher, v_u.image, pred_u_w))
         target = Target(mask_u_w, conf_u_w, v_u.valid)
-        target_mix = cutmix_partner(self.teacher.net if self.teacher else self.model, v_u.image, target, cfg.partner_label)
+        target_mix = cutmix_partner(self.target_net, v_u.image, target, cfg.partner_label)
         target1, target2 = target.mixed(target_mix, box1), target.mixed(target_mix, box2)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
