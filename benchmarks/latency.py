@@ -119,7 +119,7 @@ def load_model(args: argparse.Namespace) -> Tuple[nn.Module, Optional[Dict[str, 
     from semiseg_sdk.models import build_model
 
     if args.checkpoint:
-        from semiseg_sdk.engine.checkpoint import load_inference_model
+        from semiseg_sdk.models.checkpoint import load_inference_model
 
         return load_inference_model(args.checkpoint)
     torch.manual_seed(0)

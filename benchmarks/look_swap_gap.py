@@ -23,8 +23,9 @@ from semiseg_sdk.data import build_dataset
 from semiseg_sdk.data.splits import load_split
 from semiseg_sdk.data.synthetic import driving_ground
 from semiseg_sdk.data.synthetic.driving_looks import DRIVING_INFO, MIMICS
-from semiseg_sdk.engine import load_inference_model
-from semiseg_sdk.evaluate_api import run_config, run_dataset_kwargs
+from semiseg_sdk.models.checkpoint import load_inference_model
+from semiseg_sdk.data import run_dataset_kwargs
+from semiseg_sdk.models.checkpoint import run_config
 
 KINDS = list(MIMICS)
 

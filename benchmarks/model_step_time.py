@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from semiseg_sdk.engine.phase_timer import synchronize  # noqa: E402
+from semiseg_sdk.utils.phase_timer import synchronize  # noqa: E402
 from semiseg_sdk.models import build_model, list_models  # noqa: E402
 from bench_io import write_csv  # noqa: E402
 

@@ -29,8 +29,9 @@ import torch
 
 from semiseg_sdk.data import build_dataset
 from semiseg_sdk.data.splits import load_split
-from semiseg_sdk.engine import load_inference_model
-from semiseg_sdk.evaluate_api import run_config, run_dataset_kwargs
+from semiseg_sdk.models.checkpoint import load_inference_model
+from semiseg_sdk.data import run_dataset_kwargs
+from semiseg_sdk.models.checkpoint import run_config
 from semiseg_sdk.methods.layer_modes import dropout_off
 
 MODES = ("eval", "train", "train-nodropout")

@@ -6,7 +6,7 @@
     python benchmarks/train_throughput.py --device cpu --steps 3 --warmup 1 --crop 64 --model_args '{"channels": 64}'
 
 Each method trains deeplabv3plus + efficientnet_lite0 (random weights) on synthetic-driving (256 train images of
-128x256) through the SDK's own Trainer.train_step, at ``--batch`` labelled + ``--unlabelled_batch`` unlabelled
+128x256) through the SDK's own Trainer.run_step, at ``--batch`` labelled + ``--unlabelled_batch`` unlabelled
 images (supervised uses only the labelled ones). After ``--warmup`` untimed steps, ``--steps`` steps are timed
 (CUDA synchronised) with a PhaseTimer: data = waiting for the loaders + host-to-device copy, augmentation = every
 augment entry point (also those called inside a method's step), forward+backward = the rest of the method's step and
@@ -32,8 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from semiseg_sdk.config import TrainConfig  # noqa: E402
 from semiseg_sdk.engine import Trainer  # noqa: E402
-from semiseg_sdk.engine.phase_timer import PhaseTimer, synchronize  # noqa: E402
-from semiseg_sdk.engine.precision import resolve_device  # noqa: E402
+from semiseg_sdk.utils.phase_timer import PhaseTimer, synchronize  # noqa: E402
+from semiseg_sdk.utils.precision import resolve_device  # noqa: E402
 from bench_io import write_csv  # noqa: E402
 
 PHASES = {"data": "data %", "augmentation": "aug %", "forward_backward": "fwd+bwd %", "optimizer": "optim %"}
@@ -50,13 +50,13 @@ def measure(method: str, args: argparse.Namespace, out: str) -> Dict[str, object
                       log_every=10**9, num_workers=args.workers, device=args.device, out=out, name=method, progress=False)
     trainer = Trainer(cfg)
     for _ in range(args.warmup):
-        trainer.train_step()
+        trainer.run_step()
     timer, times = PhaseTimer(trainer.device), []
     with timer.activate():
         for _ in range(args.steps):
             synchronize(trainer.device)
             start = time.perf_counter()
-            trainer.train_step()
+            trainer.run_step()
             synchronize(trainer.device)
             times.append(time.perf_counter() - start)
     images = args.batch + (args.unlabelled_batch if trainer.u_iter is not None else 0)

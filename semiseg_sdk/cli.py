@@ -51,7 +51,7 @@ class SemisegCLI:
         --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto; --save DIR writes
         metrics.json and the confusion matrix (CSV + PNG) there.
         """
-        from .evaluate_api import evaluate_checkpoint
+        from .engine.evaluator import evaluate_checkpoint
 
         res = evaluate_checkpoint(checkpoint, data=data, data_root=data_root, split=split, mode=mode, window=window,
                                   device=device, data_args=data_args, save=save)

@@ -74,6 +74,7 @@ class TrainConfig:
     eval_window: Tuple[int, int] = (512, 512)
     eval_batch_size: int = 8
     log_every: int = 20
+    time_phases: bool = False                 # add seconds per step in data, augmentation, forward+backward, optimiser to each metrics line (syncs CUDA)
     num_workers: int = 2
     data_cache_mb: int = 0                    # keep decoded training items in memory, this many MiB per stream and worker (0 = off)
     device: str = "auto"

@@ -12,7 +12,7 @@ import sys
 import torch
 
 from semiseg_sdk.config import TrainConfig
-from semiseg_sdk.engine import Trainer
+from semiseg_sdk.engine import AfterStep, StopAtStep, Trainer
 from semiseg_sdk.engine.distributed import cleanup
 from semiseg_sdk.engine.graceful_stop import TrainingInterrupted
 
@@ -33,16 +33,14 @@ def main(out: str, method: str, batch_size: int, name: str, freeze_bn: bool, pha
     names = []
     tr.x_iter = _recorded(tr.x_iter, names)
     if phase == "first":
-        while tr.step < 2:
-            tr.train_step()
-        tr._eval_and_save()
+        tr.fit(hooks=[StopAtStep(2)])
     elif phase == "signal":
         def term_rank1(t):
             if t.step == 1 and t.dist.rank == 1:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         try:
-            tr.fit(on_step=term_rank1)
+            tr.fit(hooks=[AfterStep(term_rank1)])
             stopped = None
         except TrainingInterrupted as exc:
             stopped = exc.step

@@ -12,7 +12,7 @@ from semiseg_sdk.continual.journal import Journal
 from semiseg_sdk.continual.options import AdaptOptions
 from semiseg_sdk.continual.refresh import finish_refresh, gate_candidate
 from semiseg_sdk.continual.version_builder import write_version
-from semiseg_sdk.engine.checkpoint import load_checkpoint, save_checkpoint
+from semiseg_sdk.models.checkpoint import load_checkpoint, save_checkpoint
 from test_continual_support import copy_registry
 
 

@@ -56,7 +56,7 @@ def test_one_refresh_end_to_end_on_fog_frames(tmp_path):
 def test_field_adapt_starts_from_init_and_thresholds_pseudo_labels(tmp_path):
     from semiseg_sdk.augment import ViewConfig, ViewMaker
     from semiseg_sdk.continual.field_adapt import FieldAdapt
-    from semiseg_sdk.engine.checkpoint import load_checkpoint
+    from semiseg_sdk.models.checkpoint import load_checkpoint
     from semiseg_sdk.models import build_model
 
     reg = copy_registry(tmp_path / "reg")

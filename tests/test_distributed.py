@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from semiseg_sdk.engine import load_checkpoint
+from semiseg_sdk.models import load_checkpoint
 
 WORKER = str(Path(__file__).with_name("ddp_worker.py"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAGER": "cat"}
@@ -94,7 +94,7 @@ def test_sigterm_to_one_rank_stops_all_at_the_same_step(tmp_path):
 def _assert_same_update(path_a, path_b):
     """The total updates of the conv weights from the same initial weights agree: relative L2 < 1e-3, cosine > 0.999."""
     a, b = _floats(torch.load(path_a)), _floats(torch.load(path_b))
-    from semiseg_sdk.engine.reproducibility import seed_everything
+    from semiseg_sdk.utils.reproducibility import seed_everything
     from semiseg_sdk.models import build_model
 
     keys = [k for k in a if k.endswith("weight") and a[k].dim() == 4]

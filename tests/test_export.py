@@ -13,7 +13,7 @@ import torch
 
 from semiseg_export import ExportError, ParityError, export_checkpoint, export_model
 from semiseg_export.torch_to_onnx import audit_initializers, trace_to_onnx
-from semiseg_sdk.engine.checkpoint import save_checkpoint
+from semiseg_sdk.models.checkpoint import save_checkpoint
 from semiseg_sdk.errors import CheckpointError
 from semiseg_sdk.models import build_model, list_models
 from semiseg_serving import Segmenter

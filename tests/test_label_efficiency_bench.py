@@ -90,7 +90,7 @@ def test_sigterm_pauses_every_parallel_run_at_its_step(tmp_path):
     import subprocess
     import time
 
-    from semiseg_sdk.engine import load_checkpoint
+    from semiseg_sdk.models import load_checkpoint
 
     script = Path(le.__file__)
     steps = 3000

@@ -11,8 +11,8 @@ from semiseg_sdk.methods import get_method, list_methods
 from semiseg_sdk.methods.ema import EMATeacher
 from semiseg_sdk.models import build_model
 
-STEP_METHODS = [m for m in list_methods() if not hasattr(get_method(m), "run_stages")]
-STAGED_METHODS = [m for m in list_methods() if hasattr(get_method(m), "run_stages")]
+STEP_METHODS = [m for m in list_methods() if not get_method(m).staged]
+STAGED_METHODS = [m for m in list_methods() if get_method(m).staged]
 MODELS = ["deeplabv3plus", "unet"]
 
 
@@ -39,7 +39,7 @@ def test_method_contract(tmp_path, method, model):
     teachers = [m for m in tr.method.modules() if isinstance(m, EMATeacher)]
     t_before = [copy.deepcopy(t.state_dict()) for t in teachers]
     for _ in range(3):
-        terms = tr.train_step()
+        terms = tr.run_step()
         assert all(v.dim() == 0 and torch.isfinite(v) for v in terms.values()), terms
         assert "loss" in terms and len(terms) >= 2, terms  # the total and at least one logged term
     changed = [k for k, v in student.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
@@ -53,7 +53,7 @@ def test_method_contract(tmp_path, method, model):
     assert set(net.state_dict()) == set(plain.state_dict())
     assert sum(1 for _ in net.modules()) == sum(1 for _ in plain.modules())
     # resume: last.pt restores the whole method state
-    tr._eval_and_save()
+    tr.eval_and_save()
     saved = copy.deepcopy(tr.method.state_dict())
     again = Trainer(_cfg(tmp_path, method, model, resume=True))
     assert again.step == 3
@@ -61,7 +61,7 @@ def test_method_contract(tmp_path, method, model):
         if torch.is_tensor(v):
             assert torch.equal(v.cpu(), saved[k].cpu()), k
     _small_val(again)
-    again.train_step()
+    again.run_step()
 
 
 @pytest.mark.parametrize("method", STAGED_METHODS)

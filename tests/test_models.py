@@ -79,7 +79,7 @@ def test_spec_rebuilds_same_architecture(name):
     assert shapes == {k: tuple(v.shape) for k, v in again.state_dict().items()}
     assert again.spec == model.spec and again.size_divisor == model.size_divisor
     again.load_state_dict(model.state_dict())  # strict: a checkpoint's model_state fits the rebuilt model
-    build_model(**{**model.spec, "pretrained": None})  # what engine.checkpoint.load_inference_model calls
+    build_model(**{**model.spec, "pretrained": None})  # what models.checkpoint.load_inference_model calls
 
 
 @pytest.mark.parametrize("name", MODELS_2D)

@@ -4,7 +4,7 @@ import time
 import torch
 
 from semiseg_sdk.config import TrainConfig
-from semiseg_sdk.engine.phase_timer import PhaseTimer, timed
+from semiseg_sdk.utils.phase_timer import PhaseTimer, timed
 
 TOL = 0.02  # seconds: timer overhead plus scheduling jitter on a loaded 2-core machine
 
@@ -57,11 +57,11 @@ def test_trainer_step_records_all_phases(tmp_path):
                       encoder="tiny", method="fixmatch", steps=4, batch_size=2, crop_size=(32, 32), eval_every=100,
                       num_workers=0, out=str(tmp_path), name="run", progress=False)
     trainer = Trainer(cfg)
-    trainer.train_step()  # warm-up outside the timer
+    trainer.run_step()  # warm-up outside the timer
     timer = PhaseTimer(trainer.device)
     with timer.activate():
         t0 = time.perf_counter()
-        trainer.train_step()
+        trainer.run_step()
         wall = time.perf_counter() - t0
     assert set(timer.totals) == {"data", "augmentation", "forward_backward", "optimizer"}
     assert all(v > 0 for v in timer.totals.values()), timer.totals

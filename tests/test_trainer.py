@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from semiseg_sdk.config import TrainConfig, resolve_config
-from semiseg_sdk.engine import Trainer, load_checkpoint, load_inference_model, train
+from semiseg_sdk.engine import AfterStep, StopAtStep, Trainer, train
+from semiseg_sdk.models import load_checkpoint, load_inference_model
 from semiseg_sdk.engine.graceful_stop import TrainingInterrupted
 from semiseg_sdk.errors import CheckpointError, ConfigError
 
@@ -96,11 +97,10 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     _val_small(monkeypatch)
     full = Trainer(tiny_cfg(tmp_path, name="full"))
     full.fit()
-    # interrupted: run to step 4 (an evaluation writes last.pt), then resume to 8 in a new Trainer
+    # interrupted: a hook stops the run at step 4 (last.pt), then a new Trainer resumes it to 8
     part = Trainer(tiny_cfg(tmp_path, name="part", steps=8))
-    while part.step < 4:
-        part.train_step()
-    part._eval_and_save()
+    assert part.fit(hooks=[StopAtStep(4)])["stopped"] == "step 4"
+    assert load_checkpoint(Path(part.run.root) / "last.pt")["step"] == 4
     del part
     resumed = Trainer(tiny_cfg(tmp_path, name="part", steps=8, resume=True))
     assert resumed.step == 4
@@ -120,7 +120,7 @@ def test_sigterm_checkpoints_the_step_and_resume_reproduces_the_run(tmp_path, mo
     before = signal.getsignal(signal.SIGTERM)
     part = Trainer(tiny_cfg(tmp_path, name="part"))
     with pytest.raises(TrainingInterrupted, match=r"stopped at step 3 of 8 by SIGTERM") as info:
-        part.fit(on_step=lambda t: t.step == 3 and os.kill(os.getpid(), signal.SIGTERM))
+        part.fit(hooks=[AfterStep(lambda t: t.step == 3 and os.kill(os.getpid(), signal.SIGTERM))])
     assert info.value.step == 3 and info.value.exit_code == 143
     assert signal.getsignal(signal.SIGTERM) is before
     assert load_checkpoint(Path(part.run.root) / "last.pt")["step"] == 3
@@ -153,7 +153,7 @@ def test_a_stop_signal_sent_to_the_whole_process_group_still_checkpoints_the_ste
 
     run = Trainer(tiny_cfg(tmp_path, num_workers=1))
     with pytest.raises(TrainingInterrupted, match=r"stopped at step 3 of 8 by SIGTERM"):
-        run.fit(on_step=signal_everyone)
+        run.fit(hooks=[AfterStep(signal_everyone)])
     assert load_checkpoint(Path(run.run.root) / "last.pt")["step"] == 3
 
 
@@ -164,7 +164,7 @@ def test_save_every_writes_last_pt_between_evaluations(tmp_path, monkeypatch):
     seen = {}
     trainer = Trainer(tiny_cfg(tmp_path, eval_every=8, save_every=3))
     last = Path(trainer.run.root) / "last.pt"
-    trainer.fit(on_step=lambda t: t.step in (2, 4, 7) and seen.setdefault(t.step, last.exists() and load_checkpoint(last)["step"]))
+    trainer.fit(hooks=[AfterStep(lambda t: t.step in (2, 4, 7) and seen.setdefault(t.step, last.exists() and load_checkpoint(last)["step"]))])
     assert seen == {2: False, 4: 3, 7: 6}
     evals = [json.loads(l)["step"] for l in (Path(trainer.run.root) / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
     assert evals == [8]
@@ -214,7 +214,7 @@ def test_checkpoint_with_missing_weights_names_file_and_keys(tmp_path, monkeypat
 
 
 def test_truncated_checkpoint_write_keeps_previous_file(tmp_path, monkeypatch):
-    from semiseg_sdk.engine import checkpoint as ck
+    from semiseg_sdk.models import checkpoint as ck
 
     target = tmp_path / "best.pt"
     ck.save_checkpoint(target, {"model_spec": {}, "model_state": {}, "dataset": {}, "step": 1})
@@ -290,7 +290,7 @@ def test_data_cache_gives_the_uncached_run(tmp_path, monkeypatch):
         trainer = Trainer(tiny_cfg(tmp_path, name=name, steps=4, eval_every=100, labelled="all", method="fixmatch",
                                    data_cache_mb=mb))
         for _ in range(4):
-            trainer.train_step()
+            trainer.run_step()
         states.append(trainer.method.state_dict())
     a, b = states
     for k in a:
@@ -304,7 +304,7 @@ def test_evaluate_defaults_to_the_folder_set_a_run_trained_on(tmp_path):
     a lone checkpoint of an unregistered set asks for --data."""
     import shutil
 
-    from semiseg_sdk.evaluate_api import evaluate_checkpoint
+    from semiseg_sdk.engine.evaluator import evaluate_checkpoint
     from fixtures_data import make_folder_tree
 
     root = make_folder_tree(tmp_path / "my_field_set", {"train": 4, "val": 2, "test": 3}, size=(32, 32),
@@ -337,3 +337,52 @@ def test_a_crop_too_small_for_the_aspp_rates_warns_and_fitted_rates_do_not(tmp_p
     assert fit.model.spec["aspp_rates"] == [1, 2, 3]  # resolved for the crop; the checkpoint's spec holds the rates
     resolved = json.loads((tmp_path / "fit" / "config.json").read_text())["resolved"]
     assert resolved["model_spec"]["aspp_rates"] == [1, 2, 3]  # and config.json says what "fit" became
+
+
+def test_hooks_run_in_order_around_every_step_and_a_stop_request_ends_the_run(tmp_path, monkeypatch):
+    """A user hook sees before_train, then before/after each step with the step count, then after_train; its stop
+    request ends the run after that step with last.pt holding it and the summary naming the reason."""
+    from semiseg_sdk.engine import HookBase
+
+    _val_small(monkeypatch)
+    calls = []
+
+    class Recorder(HookBase):
+        def before_train(self):
+            calls.append(("before_train", self.loop.step))
+
+        def before_step(self):
+            calls.append(("before_step", self.loop.step))
+
+        def after_step(self):
+            calls.append(("after_step", self.loop.step))
+            if self.loop.step == 3:
+                self.loop.request_stop("enough")
+
+        def after_train(self):
+            calls.append(("after_train", self.loop.step))
+
+    trainer = Trainer(tiny_cfg(tmp_path, steps=8, eval_every=2, log_every=100))
+    summary = trainer.fit(hooks=[Recorder()])
+    assert calls == [("before_train", 0), ("before_step", 0), ("after_step", 1), ("before_step", 1), ("after_step", 2),
+                     ("before_step", 2), ("after_step", 3), ("after_train", 3)]
+    assert summary["stopped"] == "enough" and summary["steps"] == 3 and summary["final_miou"] is None
+    assert load_checkpoint(Path(trainer.run.root) / "last.pt")["step"] == 3
+    assert summary["best_step"] == 2  # the evaluation at step 2 ran; the run never reached step 4's
+    # the learning rate is the schedule hook's: poly from 0.01 over 8 steps, at step 2 of them
+    lr = [json.loads(l)["lr"] for l in (Path(trainer.run.root) / "metrics.jsonl").read_text().splitlines() if '"lr"' in l]
+    assert lr == [] or lr[-1] < 0.01
+
+
+def test_time_phases_adds_seconds_per_step_of_each_phase_to_the_log(tmp_path, monkeypatch):
+    _val_small(monkeypatch)
+    trainer = Trainer(tiny_cfg(tmp_path, steps=4, eval_every=4, log_every=2, time_phases=True))
+    trainer.fit()
+    logs = [json.loads(l) for l in (Path(trainer.run.root) / "metrics.jsonl").read_text().splitlines()]
+    logs = [l for l in logs if "loss" in l]
+    assert [l["step"] for l in logs] == [2, 4]
+    for l in logs:
+        assert {"data", "forward_backward", "optimizer"} <= set(l["phase_s"]), l
+        assert all(v > 0 for v in l["phase_s"].values()), l
+        # seconds per step of the phases together cannot exceed the wall time per step the throughput implies
+        assert sum(l["phase_s"].values()) <= 1.05 * 2 / l["img_per_s"], l  # 2 labelled images per step

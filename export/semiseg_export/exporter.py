@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import onnx
 from torch import nn
 
-from semiseg_sdk.engine.atomic import atomic_path
+from semiseg_sdk.utils.atomic import atomic_path
 from semiseg_sdk.models.segmentor import Segmentor
 from semiseg_serving.metadata import ModelMetadata
 
@@ -223,7 +223,7 @@ def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16
     size_divisor, metrics, max_abs_diff, argmax_agreement, tolerance, parity (per size and batch, or per
     calibration image for int8), triton, seconds.
     """
-    from semiseg_sdk.engine.checkpoint import load_inference_model
+    from semiseg_sdk.models.checkpoint import load_inference_model
 
     model, ckpt = load_inference_model(checkpoint, map_location="cpu")
     return export_model(model, output, opset=opset, fp16=fp16, simplify=simplify, triton=triton,

@@ -61,7 +61,7 @@ def _dataset_images(name: str, split: str, count: int, cfg: Dict[str, Any]) -> I
     """Images of a registered dataset; the run's dataset arguments (``cfg``: its config.json; size, root) apply
     when it is the run's dataset."""
     from semiseg_sdk.data import build_dataset
-    from semiseg_sdk.evaluate_api import run_dataset_kwargs
+    from semiseg_sdk.data import run_dataset_kwargs
 
     kwargs = run_dataset_kwargs(cfg) if cfg.get("data") == name else {}
     try:
@@ -79,7 +79,7 @@ def load_calibration(source: Optional[str], count: int, size_divisor: int,
     """Up to ``count`` images from ``source`` (a folder, or a dataset ``NAME[:SPLIT]``, split ``val`` by default),
     spread evenly over it. ``source=None`` takes the validation split of the checkpoint's run (its config.json)."""
     from semiseg_sdk.data import DATASETS
-    from semiseg_sdk.evaluate_api import run_config
+    from semiseg_sdk.models.checkpoint import run_config
 
     ckpt = checkpoint or {}
     if count < 1:

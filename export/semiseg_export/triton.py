@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Union
 
-from semiseg_sdk.engine.atomic import atomic_path, write_text_atomic
+from semiseg_sdk.utils.atomic import atomic_path, write_text_atomic
 from semiseg_serving.metadata import INPUT_NAME, OUTPUT_NAME
 
 from .errors import ExportError

@@ -1,6 +1,6 @@
 """On-device augmentation: weak geometry, strong photometric views and mixing primitives.
 
-The public entry points are timed as the "augmentation" phase by an active :class:`~semiseg_sdk.engine.phase_timer.PhaseTimer`.
+The public entry points are timed as the "augmentation" phase by an active :class:`~semiseg_sdk.utils.phase_timer.PhaseTimer`.
 """
 from .geometry import View, sample_scale_crop_flip, warp_view
 from .mixing import box_masks, classmix_masks, cutout, mix, unimatch_box_masks

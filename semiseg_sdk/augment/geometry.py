@@ -12,7 +12,7 @@ import torch
 from kornia.geometry.transform import warp_affine
 
 from ..data.base import IGNORE_INDEX
-from ..engine.phase_timer import timed
+from ..utils.phase_timer import timed
 
 
 class View(NamedTuple):

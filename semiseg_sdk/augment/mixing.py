@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from ..data.base import IGNORE_INDEX
-from ..engine.phase_timer import timed
+from ..utils.phase_timer import timed
 
 
 @timed("augmentation")

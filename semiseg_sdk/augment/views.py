@@ -7,7 +7,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..engine.phase_timer import timed
+from ..utils.phase_timer import timed
 from .geometry import View, sample_scale_crop_flip, warp_view
 from .photometric import StrongAugment, StrongConfig
 

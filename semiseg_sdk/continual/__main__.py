@@ -1,4 +1,6 @@
-"""``python -m semiseg_sdk.continual init|run|status|history|promote|rollback ...``"""
-from .cli import main
+"""``python -m semiseg_sdk.continual init|run|status|history|promote|rollback ...``: the same as ``semiseg continual``."""
+import sys
 
-main()
+from ..cli import main
+
+main(["continual", *sys.argv[1:]])

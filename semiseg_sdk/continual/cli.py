@@ -100,22 +100,3 @@ class ContinualCLI:
         from .registry_ops import rollback
 
         return rollback(registry)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    """``python -m semiseg_sdk.continual ...``: errors of the SDK are printed as one line (exit 2)."""
-    import os
-    import sys
-
-    import fire
-
-    from ..cli import _serialize
-    from ..errors import SemisegError
-
-    os.environ.setdefault("PAGER", "cat")
-    try:
-        fire.Fire(ContinualCLI(), command=argv, name="semiseg continual", serialize=_serialize)
-    except SemisegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..augment import ViewMaker, box_masks, mix
 from ..data.base import IGNORE_INDEX
-from ..engine.checkpoint import load_checkpoint, load_state_strict
+from ..models.checkpoint import load_checkpoint, load_state_strict
 from ..errors import ConfigError
 from ..methods.base import Method, MethodConfig
 from ..methods.ema import EMATeacher

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from ..data.folder import IMAGE_EXTENSIONS
-from ..engine.atomic import atomic_path, write_json_atomic
+from ..utils.atomic import atomic_path, write_json_atomic
 from ..errors import DataError
 from .faults import crash_point
 from .image_checks import ImageChecks, inspect_image

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict
 
-from ..engine.atomic import write_json_atomic
-from ..engine.checkpoint import load_inference_model
-from ..engine.precision import resolve_device
+from ..utils.atomic import write_json_atomic
+from ..models.checkpoint import load_inference_model
+from ..utils.precision import resolve_device
 from ..errors import ConfigError
 from .errors import RegistryError
 from .gate import GatePolicy, evaluate_sets, format_gate

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..engine.atomic import write_json_atomic
+from ..utils.atomic import write_json_atomic
 from .errors import RegistryError
 from .history_log import now_iso
 from .version_registry import ModelRegistry

@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..engine.atomic import write_json_atomic
-from ..engine.checkpoint import load_inference_model
-from ..engine.precision import resolve_device
+from ..utils.atomic import write_json_atomic
+from ..models.checkpoint import load_inference_model
+from ..utils.precision import resolve_device
 from .errors import RegistryError
 from .faults import crash_point
 from .gate import GatePolicy, decide, evaluate_sets, format_gate

@@ -4,14 +4,14 @@ With ``bn_recalibration`` "before"/"both" the parent's batch-norm statistics are
 batches (AdaBN, ``bn_recalibration.py``) and saved as ``pending/init.pt``, which starts student and teacher (so the
 teacher's first pseudo-labels already see the new domain's statistics); "after"/"both" re-estimates them once more
 on the trained network before it is saved as the candidate. The trainer's run folder is ``pending/train-<version>/`` and ``resume`` is always on, so a killed refresh continues
-from its last checkpoint (written every ``checkpoint_every`` steps). Per step a hook stops the run cleanly on
-Ctrl-C/SIGTERM (between two steps; the journal keeps the refresh) or when the time budget is spent (the candidate is
-then the model at that step), and hosts the ``train`` crash point of the fault-injection tests.
+from its last checkpoint (written every ``checkpoint_every`` steps). A hook (:class:`RefreshStop`) asks the
+loop to stop between two steps on Ctrl-C/SIGTERM (the journal keeps the refresh; ``last.pt`` holds the step) or when
+the time budget is spent (the candidate is then the model at that step), and hosts the ``train`` crash point of the
+fault-injection tests.
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import time
 from pathlib import Path
@@ -23,9 +23,10 @@ from ..augment import ViewConfig, ViewMaker
 from ..config import TrainConfig
 from ..data.base import DatasetInfo
 from ..data.loader import infinite_loader
-from ..engine.checkpoint import load_checkpoint, load_inference_model, save_checkpoint
+from ..models.checkpoint import load_checkpoint, load_inference_model, save_checkpoint
 from ..engine.data_setup import TrainData, train_patch
-from ..engine.precision import resolve_device
+from ..utils.precision import resolve_device
+from ..engine.train_loop import HookBase
 from ..engine.trainer import Trainer
 from .bn_recalibration import recalibrate_bn
 from .errors import RefreshInterrupted
@@ -37,10 +38,22 @@ from .options import AdaptOptions, RunOptions
 from .version_registry import ModelRegistry
 
 
-class _Stop(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class RefreshStop(HookBase):
+    """Stops the refresh's training between two steps: on ``stop`` (Ctrl-C/SIGTERM of the continual loop, reason
+    "interrupted") or once ``deadline`` (``time.monotonic()``) has passed (reason "budget"); after the first
+    evaluation it is also the ``train`` crash point of the fault-injection tests."""
+
+    def __init__(self, stop: Optional[threading.Event], deadline: Optional[float], crash_after: int) -> None:
+        self.stop, self.deadline, self.crash_after = stop, deadline, crash_after
+
+    def after_step(self) -> None:
+        loop = self.loop
+        if loop.step > self.crash_after:
+            crash_point("train")
+        if self.stop is not None and self.stop.is_set():
+            loop.request_stop("interrupted")
+        elif self.deadline is not None and time.monotonic() > self.deadline and loop.step < loop.max_steps:
+            loop.request_stop("budget")
 
 
 def checkpoint_info(ckpt: Mapping[str, Any]) -> DatasetInfo:
@@ -92,25 +105,14 @@ def train_candidate(reg: ModelRegistry, settings: Mapping[str, Any], journal: Jo
     trainer = Trainer(cfg, data=data)
     deadline = time.monotonic() + 60.0 * adapt.max_minutes if adapt.max_minutes else None
     start_step, t0 = trainer.step, time.perf_counter()
-
-    def on_step(tr: Trainer) -> None:
-        if tr.step > cfg.eval_every:
-            crash_point("train")
-        if stop is not None and stop.is_set():
-            raise _Stop("interrupted")
-        if deadline is not None and time.monotonic() > deadline and tr.step < cfg.steps:
-            raise _Stop("budget")
-
-    stopped = None
     try:
-        summary = trainer.fit(on_step=on_step)
-    except _Stop as exc:
-        if exc.reason == "interrupted":
-            raise RefreshInterrupted(f"refresh {journal.version} stopped at step {trainer.step}; `run` resumes it "
-                                     f"from the last checkpoint in {journal.train_dir}") from None
-        stopped, summary = exc.reason, {}
+        summary = trainer.fit(hooks=[RefreshStop(stop, deadline, crash_after=cfg.eval_every)])
     finally:
-        _close_log(trainer)
+        trainer.close()
+    stopped = summary.get("stopped")
+    if stopped == "interrupted":
+        raise RefreshInterrupted(f"refresh {journal.version} stopped at step {trainer.step}; `run` resumes it "
+                                 f"from the last checkpoint in {journal.train_dir}")
     if adapt.bn_recalibration in ("after", "both"):
         _recalibrate(trainer.method.inference_model(), cfg, data, adapt, seed=cfg.seed + 202)
     trainer.save_inference_checkpoint(journal.candidate_path)
@@ -132,10 +134,3 @@ def _recalibrate(model: torch.nn.Module, cfg: TrainConfig, data: TrainData, adap
     was_training = model.training
     recalibrate_bn(model.to(device), x_iter, u_iter, views, adapt.bn_batches, device)
     model.train(was_training)
-
-
-def _close_log(trainer: Trainer) -> None:
-    logger: logging.Logger = trainer.run.logger
-    for h in list(logger.handlers):
-        h.close()
-        logger.removeHandler(h)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-from ..engine.atomic import write_json_atomic, write_text_atomic
-from ..engine.checkpoint import load_checkpoint, load_inference_model, save_checkpoint
+from ..utils.atomic import write_json_atomic, write_text_atomic
+from ..models.checkpoint import load_checkpoint, load_inference_model, save_checkpoint
 from .faults import crash_point
 from .history_log import now_iso
 from .version_registry import ModelRegistry

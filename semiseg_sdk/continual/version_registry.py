@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-from ..engine.atomic import _fsync_dir, write_json_atomic  # the one directory fsync of the SDK
+from ..utils.atomic import _fsync_dir, write_json_atomic  # the one directory fsync of the SDK
 from .errors import RegistryError
 from .faults import crash_point
 from .history_log import append_event, now_iso, read_events

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 from ..errors import ConfigError, DataError
+from ..utils.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,6 @@ def make_split(names: Sequence[str], labelled: LabelledSpec, seed: int) -> Split
 
 def save_split(path: Union[str, "os.PathLike[str]"], split: Split) -> None:
     """Write a split file atomically (JSON)."""
-    from ..engine.atomic import write_json_atomic  # here: engine/__init__ imports the trainer, which imports us
-
     write_json_atomic(path, {
         "format": SPLIT_FORMAT, "spec": split.spec, "seed": split.seed,
         "num_images": len(split.labelled) + len(split.unlabelled),

@@ -1,19 +1,10 @@
-"""The training engine: one loop, evaluation, metrics, checkpoints.
+"""The training engine: the loop and its hooks, the trainer that builds a run, staged runs, evaluation, metrics."""
+from .evaluator import evaluate, evaluate_checkpoint
+from .graceful_stop import TrainingInterrupted
+from .hooks import AfterStep, StopAtStep
+from .metrics import ConfusionMatrix, format_table, metrics_from_confusion
+from .train_loop import HookBase, TrainLoop
+from .trainer import Trainer, train
 
-Names are resolved lazily so that low-level modules (``engine.atomic``) can be imported from anywhere without
-pulling in the trainer.
-"""
-import importlib
-
-_EXPORTS = {
-    "Trainer": "trainer", "train": "trainer", "evaluate": "evaluator", "ConfusionMatrix": "metrics",
-    "format_table": "metrics", "metrics_from_confusion": "metrics", "load_checkpoint": "checkpoint",
-    "load_inference_model": "checkpoint", "save_checkpoint": "checkpoint",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["AfterStep", "ConfusionMatrix", "HookBase", "StopAtStep", "TrainLoop", "Trainer", "TrainingInterrupted",
+           "evaluate", "evaluate_checkpoint", "format_table", "metrics_from_confusion", "train"]

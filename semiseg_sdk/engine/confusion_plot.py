@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .atomic import atomic_path, write_text_atomic
+from ..utils.atomic import atomic_path, write_text_atomic
 
 
 def save_confusion(mat: np.ndarray, class_names: Sequence[str], folder: str | Path, stem: str = "confusion") -> None:

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .precision import resolve_device
+from ..utils.precision import resolve_device
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict
 
-from .atomic import write_json_atomic
+from ..utils.atomic import write_json_atomic
 
 
 class RunFolder:
@@ -54,8 +54,15 @@ class RunFolder:
         p.write_text("".join(ln + "\n" for ln in kept))
 
     def info(self, msg: str) -> None:
+        """Append a line to ``train.log``."""
         if self.enabled:
             self.logger.info(msg)
+
+    def close(self) -> None:
+        """Close ``train.log`` (a later :meth:`info` of a new RunFolder on the same root opens it again)."""
+        for h in list(self.logger.handlers):
+            h.close()
+            self.logger.removeHandler(h)
 
 
 def _clean(obj: Any) -> Any:

@@ -28,13 +28,14 @@ from tqdm import tqdm
 from ..config import TrainConfig
 from ..data.base import SegmentationDataset
 from ..errors import CheckpointError, ConfigError, DataError
-from .atomic import atomic_path, write_json_atomic
-from .checkpoint import load_inference_model
+from ..utils.atomic import atomic_path, write_json_atomic
+from ..models.checkpoint import load_inference_model
 from .data_setup import TrainData, build_train_data
 from .metrics import ConfusionMatrix
-from .precision import resolve_amp, resolve_device
+from ..utils.precision import resolve_amp, resolve_device
 from .run_folder import RunFolder
 from .sliding_window import predict_sliding, predict_whole
+from .train_loop import HookBase
 from .trainer import Trainer
 
 TTA_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)  # LiheYoung/ST-PlusPlus model/semseg/base.py forward(tta=True)
@@ -139,6 +140,17 @@ def with_pseudo_labels(data: TrainData, masks: Mapping[int, Path], tag: str) -> 
     return TrainData(PseudoLabelledSet(data.train, masks, tag), data.val, labelled * repeat + sorted(masks), [])
 
 
+class Snapshots(HookBase):
+    """Saves the inference network as ``<folder>/snapshot_<step>.pt`` after each step in ``steps``."""
+
+    def __init__(self, steps: Sequence[int], folder: Path) -> None:
+        self.steps, self.folder = set(int(s) for s in steps), Path(folder)
+
+    def after_step(self) -> None:
+        if self.loop.step in self.steps:
+            self.loop.save_inference_checkpoint(self.folder / f"snapshot_{self.loop.step}.pt")
+
+
 # -- the staged run ---------------------------------------------------------------------------------------------------
 class StagedRun:
     """Runs and records the stages of one staged method run; ``budget`` maps each training stage to its steps."""
@@ -199,11 +211,7 @@ class StagedRun:
             scfg = dataclasses.replace(cfg, name=f"{cfg.run_name()}/{name}", steps=int(self.budget[name]), batch_size=batch)
             keep = sorted(set(snapshots))
 
-            def snapshot(trainer: Trainer) -> None:
-                if trainer.step in keep:
-                    trainer.save_inference_checkpoint(folder / f"snapshot_{trainer.step}.pt")
-
-            summary = Trainer(scfg, data=data).fit(on_step=snapshot if keep else None)
+            summary = Trainer(scfg, data=data).fit(hooks=[Snapshots(keep, folder)] if keep else [])
             for s in keep:
                 if not (folder / f"snapshot_{s}.pt").is_file():
                     raise CheckpointError(f"{folder / f'snapshot_{s}.pt'}: snapshot missing; delete {folder} and re-run")

@@ -1,45 +1,49 @@
-"""The one training loop: any method, any model, any dataset; checkpoints, resume, evaluation and logs.
+"""The trainer: builds a run (data, model, method, optimiser, precision, resume) and steps it in the training loop.
 
-Method-specific behaviour enters only through the :class:`~semiseg_sdk.methods.base.Method` contract.
+The loop (:mod:`.train_loop`) owns stepping; logging, the schedule, evaluation, checkpoints, the stop signal and
+the progress bar are hooks (:mod:`.hooks`). Method-specific behaviour enters only through the
+:class:`~semiseg_sdk.methods.base.Method` contract; staged methods compose several trainer runs (:mod:`.stages`).
 """
 from __future__ import annotations
 
 import math
 import signal
-import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from tqdm import tqdm
 
 from ..augment import ViewConfig, ViewMaker, strong_config
 from ..config import TrainConfig
-from ..errors import CheckpointError, ConfigError
 from ..data.loader import to_device
+from ..errors import CheckpointError, ConfigError
 from ..methods import get_method
 from ..methods.labelled_loss import build_labelled_loss
 from ..models import AtrousPaddingWarning, atrous_padding_warning, build_model, fit_aspp_rates_to_crop
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..utils.phase_timer import timed
+from ..utils.precision import resolve_amp, resolve_channels_last
+from ..utils.reproducibility import rng_state, seed_everything, set_rng_state
 from .confusion_plot import save_confusion
 from .data_setup import TrainData, build_train_data, make_loaders
-from .evaluator import evaluate
-from .graceful_stop import StopRequest, TrainingInterrupted, stop_requests
-from .metrics import format_table
-from .optim import build_optimizer, set_poly_lr
-from .phase_timer import timed
 from .distributed import barrier, setup_distributed, wrap_method
-from .precision import resolve_amp, resolve_channels_last
-from .reproducibility import rng_state, seed_everything, set_rng_state
+from .evaluator import evaluate
+from .graceful_stop import TrainingInterrupted
+from .hooks import (SIGNAL_STOP, Evaluation, FiniteLossCheck, LastCheckpoint, MetricsWriter, PhaseTiming, PolyLR,
+                    ProgressBar, StopOnSignal, default_writers)
+from .metrics import format_table
+from .optim import build_optimizer
 from .run_folder import RunFolder
+from .train_loop import HookBase, TrainLoop
 
 
-class Trainer:
+class Trainer(TrainLoop):
     """Builds everything a run needs from a :class:`TrainConfig`; :meth:`fit` trains, evaluates and checkpoints."""
 
     def __init__(self, cfg: TrainConfig, data: Optional[TrainData] = None) -> None:
         """``data`` replaces the datasets/split built from ``cfg`` (staged methods train on pseudo-labelled sets)."""
+        super().__init__()
         self.cfg = cfg
         strong = strong_config(cfg.strong_aug)  # a bad strong-view setting fails before anything is written
         self.dist, self.device = setup_distributed(cfg.device)
@@ -71,7 +75,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.method.param_groups(cfg.lr, cfg.head_lr_mult), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.step, self.best_miou, self.best_step = 0, -math.inf, -1
+        self.best_miou, self.best_step = -math.inf, -1
         self.saved_step = -1  # the step last.pt holds (-1: none written by this process)
         self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)
         resume_state = self._load_resume() if cfg.resume else None
@@ -159,7 +163,8 @@ class Trainer:
         return evaluate(self.method.inference_model(), self.data.val, info.num_classes, info.classes, self.device, mode=mode,
                         window=cfg.eval_window, batch_size=cfg.eval_batch_size, amp_dtype=self.amp_dtype)
 
-    def _eval_and_save(self) -> Dict[str, Any]:
+    def eval_and_save(self) -> Dict[str, Any]:
+        """Evaluate (rank 0), keep ``best.pt`` when the mIoU improved, write ``last.pt``; returns the metrics."""
         # on every rank, before the barrier (rank 0 checks again in _payload): a rank raising alone would strand the rest
         self.check_finite()
         if not self.dist.is_main:  # rank 0 evaluates and writes; the others wait
@@ -187,34 +192,13 @@ class Trainer:
             save_checkpoint(self.run.last, self._payload(dict(metrics or {}), with_state=True))
         self.saved_step = self.step
 
-    def _stop_now(self, request: StopRequest) -> bool:
-        """Whether to stop after this step. One process: as soon as a signal came. Under DDP every rank must stop
-        after the same step, so the ranks agree (all-reduce, a host sync) at log steps only."""
-        if not self.dist.enabled:
-            return bool(request)
-        if self.step % self.cfg.log_every:
-            return False
-        flag = torch.tensor(int(bool(request)), device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
-
-    def _interrupt(self, request: StopRequest) -> None:
-        """Make ``last.pt`` hold this step (unless an evaluation just wrote it), then raise :class:`TrainingInterrupted`."""
-        if self.saved_step != self.step:
-            self.save_last()
-        barrier(self.dist)
-        signum = request.signum or signal.SIGTERM  # a DDP rank that got no signal itself stops with the others
-        msg = (f"stopped at step {self.step} of {self.cfg.steps} by {signal.Signals(signum).name}: {self.run.last} holds it; "
-               f"run the same command with --resume to continue")
-        self.run.info(msg)
-        raise TrainingInterrupted(msg, self.step, signum)
-
     # -- the loop -------------------------------------------------------------------------------------------------
-    def train_step(self) -> Dict[str, torch.Tensor]:
-        """One optimiser step; returns the loss terms as detached 0-dim float tensors on the training device.
+    def run_step(self) -> Dict[str, torch.Tensor]:
+        """One optimiser step (forward through the method, backward, optimiser, precision); returns the loss terms
+        as detached 0-dim float tensors on the training device. The learning rate is the schedule hook's.
 
         Nothing in a step waits for the device: a non-finite loss is noted on the device and raised by
-        :meth:`check_finite`, which :meth:`fit` calls at every log step and which runs before every checkpoint is
+        :meth:`check_finite`, which a hook calls at every log step and which runs before every checkpoint is
         written, so the host queues the next step while the device still runs this one."""
         cfg = self.cfg
         with timed("data"):
@@ -222,9 +206,8 @@ class Trainer:
             u = to_device(next(self.u_iter), self.device) if self.u_iter is not None else None
         self.draws["labelled"] += cfg.batch_size * self.dist.world_size
         self.draws["unlabelled"] += (cfg.unlabelled_batch_size or cfg.batch_size) * self.dist.world_size
-        set_poly_lr(self.optimizer, self.step, cfg.steps, cfg.poly_power)
         self.method.train()
-        if cfg.freeze_bn:
+        if cfg.freeze_bn:  # part of how the step runs its forward, like precision
             for m in self.method.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
@@ -264,50 +247,53 @@ class Trainer:
         """Save the current inference network (no trainer state) as a checkpoint at ``path``."""
         save_checkpoint(path, self._payload(dict(metrics or {}), with_state=False))
 
-    def fit(self, on_step: Optional[Callable[["Trainer"], None]] = None) -> Dict[str, Any]:
-        """Train to ``cfg.steps``, evaluating every ``eval_every`` steps; returns a summary dict.
+    def default_hooks(self, extra: Sequence[HookBase] = ()) -> List[HookBase]:
+        """The hooks of a run, in order (see :mod:`.hooks`); ``extra`` go after logging, before evaluation."""
+        cfg = self.cfg
+        images_per_step = cfg.batch_size + ((cfg.unlabelled_batch_size or cfg.batch_size) if self.u_iter is not None else 0)
+        evaluation = Evaluation(cfg.eval_every)
+        return [
+            PolyLR(self.optimizer, cfg.steps, cfg.poly_power),
+            PhaseTiming(self.device, cfg.log_every) if cfg.time_phases else None,
+            FiniteLossCheck(cfg.log_every),
+            MetricsWriter(default_writers(self.run), cfg.log_every, images_per_step, self.optimizer),
+            *extra,
+            evaluation,
+            LastCheckpoint(cfg.save_every),
+            ProgressBar(cfg.method, cfg.progress and self.dist.is_main, evaluation),
+            StopOnSignal(self.dist, self.device, cfg.log_every),
+        ]
 
-        ``on_step(trainer)`` runs after every optimiser step, before that step's evaluation and ``last.pt`` (so a run
-        resumed from ``last.pt`` has passed every hook call before it): staged methods use it to keep snapshots (ST++
-        saves the SupOnly model at 1/3, 2/3 and the end of its training).
+    def fit(self, hooks: Sequence[HookBase] = ()) -> Dict[str, Any]:
+        """Train to ``cfg.steps`` with :meth:`default_hooks` (plus ``hooks``); returns a summary dict.
 
-        ``last.pt`` is written at every evaluation and every ``save_every`` steps. SIGTERM or Ctrl-C stops the run
-        after the step under way: ``last.pt`` is written and :class:`TrainingInterrupted` raised (resume continues).
+        ``hooks`` run after every step's logging and before its evaluation and ``last.pt`` (so a run resumed from
+        ``last.pt`` has passed every hook call before it): staged methods keep snapshots this way (ST++ saves the
+        SupOnly model at 1/3, 2/3 and the end of its training).
+
+        ``last.pt`` is written at every evaluation, every ``save_every`` steps and where the run stops early.
+        SIGTERM or Ctrl-C stops the run after the step under way and raises :class:`TrainingInterrupted` (resume
+        continues). A hook's stop request (:meth:`~.train_loop.TrainLoop.request_stop`) ends the run the same way
+        but returns: the summary's ``stopped`` is the reason, its ``final_miou`` None.
         """
         cfg = self.cfg
         self.run.info(f"training {cfg.method} / {cfg.model}-{cfg.encoder} on {cfg.data} ({cfg.labelled} labelled) on {self.device}")
-        sums: Dict[str, Any] = {}  # loss terms summed on the device since the last log: no host sync per step
-        n, t0 = 0, time.perf_counter()
-        images_per_step = cfg.batch_size + ((cfg.unlabelled_batch_size or cfg.batch_size) if self.u_iter is not None else 0)
-        last = None
-        with stop_requests() as stop_request, tqdm(total=cfg.steps, initial=self.step, desc=cfg.method,
-                                                   disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True) as bar:
-            while self.step < cfg.steps:
-                for k, v in self.train_step().items():
-                    sums[k] = sums[k] + v if k in sums else v
-                n += 1
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    means = {k: float(v) / n for k, v in sums.items()}
-                    self.check_finite(means)
-                    dt = time.perf_counter() - t0
-                    rec = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **means,
-                           "img_per_s": images_per_step * n / max(dt, 1e-9)}
-                    self.run.log_metrics(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", ips=f"{rec['img_per_s']:.1f}")
-                    sums.clear()
-                    n, t0 = 0, time.perf_counter()
-                if on_step is not None:
-                    on_step(self)
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                    last = self._eval_and_save()
-                    bar.set_postfix(miou=f"{100 * last['miou']:.1f}")
-                elif cfg.save_every and self.step % cfg.save_every == 0:
-                    self.save_last()
-                if self.step < cfg.steps and self._stop_now(stop_request):
-                    self._interrupt(stop_request)
-        if last is None:  # resumed at the end
-            last = self._eval_and_save()
+        self.hooks = []
+        self.register_hooks(self.default_hooks(hooks))
+        self.train(cfg.steps)
+        evaluation = next(h for h in self.hooks if isinstance(h, Evaluation))
+        if self.stop_reason is not None:
+            barrier(self.dist)
+            if self.stop_reason == SIGNAL_STOP:
+                signum = next(h for h in self.hooks if isinstance(h, StopOnSignal)).signum
+                msg = (f"stopped at step {self.step} of {cfg.steps} by {signal.Signals(signum).name}: {self.run.last} "
+                       f"holds it; run the same command with --resume to continue")
+                self.run.info(msg)
+                raise TrainingInterrupted(msg, self.step, signum)
+            self.run.info(f"stopped at step {self.step} of {cfg.steps} ({self.stop_reason}): {self.run.last} holds it")
+            return {"run_dir": str(self.run.root), "best_miou": self.best_miou, "best_step": self.best_step,
+                    "final_miou": None, "steps": self.step, "table": "", "stopped": self.stop_reason}
+        last = evaluation.last
         if not self.dist.is_main:
             return {"run_dir": str(self.run.root), "best_miou": float("nan"), "best_step": -1, "final_miou": float("nan"),
                     "steps": self.step, "table": ""}
@@ -317,16 +303,22 @@ class Trainer:
         return {"run_dir": str(self.run.root), "best_miou": best["miou"], "best_step": self.best_step,
                 "final_miou": last["miou"], "steps": self.step, "table": table}
 
+    def close(self) -> None:
+        """Release the run folder's log file (the trainer's objects stay usable)."""
+        self.run.close()
+
 
 def train(cfg: TrainConfig) -> Dict[str, Any]:
     """Train a run from a config; returns ``{"run_dir", "best_miou", "best_step", "final_miou", "steps", "table"}``.
 
-    Methods that train in stages (self-training, ST++) define ``run_stages(cfg) -> summary`` and are run by it;
-    each stage is an ordinary :class:`Trainer` run in a sub-folder of the run folder.
+    Methods that train in stages (self-training, ST++; ``Method.staged``) compose the run from stages themselves
+    (``run_stages(cfg, open_run)``); each training stage is an ordinary :class:`Trainer` run in a sub-folder.
     """
     method_cls = get_method(cfg.method)
-    if hasattr(method_cls, "run_stages"):
-        return method_cls.run_stages(cfg)
+    if method_cls.staged:
+        from .stages import StagedRun
+
+        return method_cls.run_stages(cfg, lambda budget, tag: StagedRun(cfg, budget, tag))
     return Trainer(cfg).fit()
 
 

@@ -9,7 +9,7 @@ Naming inside methods (UniMatch's scheme): ``x`` labelled, ``u`` unlabelled, ``w
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Dict, List, Mapping, Optional
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -24,12 +24,35 @@ class MethodConfig:
     """Hyper-parameters shared by all methods; subclasses add theirs with defaults from the official code."""
 
 
+class StagedRunner(Protocol):
+    """What a staged method composes its run from (the engine's ``StagedRun`` implements it): each call is one stage
+    in a sub-folder of the run folder, skipped when a resumed run finds it complete."""
+
+    unlabelled: List[int]  # indices of the training images a stage may pseudo-label
+    data: Any              # the run's TrainData (datasets, split)
+
+    def train(self, name: str, pseudo: Sequence[Dict] = (), snapshots: Sequence[int] = ()) -> Dict: ...
+    def pseudo_label(self, name: str, checkpoint: str, indices: Sequence[int], scales: Sequence[float], flip: bool) -> Dict: ...
+    def record(self, name: str, kind: str, work: Callable[[Any], Dict]) -> Dict: ...
+    def predict_labels(self, checkpoints: Sequence[str], indices: Sequence[int]) -> Iterator[Tuple[int, List[torch.Tensor]]]: ...
+    def finish(self, final: Dict) -> Dict: ...
+
+
+# ``open_run(budget, tag)``: a new :class:`StagedRunner` for this run, ``budget`` mapping each training stage to its steps
+OpenStagedRun = Callable[[Mapping[str, int], str], StagedRunner]
+
+
 class Method(nn.Module):
-    """Base class. Subclasses set ``name``, ``Config`` and implement :meth:`training_step`."""
+    """Base class. Subclasses set ``name``, ``Config`` and implement :meth:`training_step`.
+
+    A method that trains in stages (self-training, ST++) sets ``staged = True`` and implements
+    ``run_stages(cfg, open_run: OpenStagedRun) -> summary``: the engine hands it the runner, so methods never import
+    the engine."""
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type] = MethodConfig
     uses_unlabelled: ClassVar[bool] = True
+    staged: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
         super().__init__()

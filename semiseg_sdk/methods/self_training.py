@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from ..augment import box_masks, cutout, mix
 from ..data.base import IGNORE_INDEX
 from ..errors import ConfigError
-from .base import Method, MethodConfig
+from .base import Method, MethodConfig, OpenStagedRun
 from .registry import register_method
 from .stability import image_stability, split_reliable
 
@@ -70,6 +70,7 @@ def stage_steps(steps: int, stages: int, split: bool) -> List[int]:
 class SelfTraining(Method):
     """ST: SupOnly -> TTA pseudo-labels of all unlabelled images -> re-training from scratch (strong view on them)."""
 
+    staged = True
     uses_unlabelled = False  # the re-training stages serve pseudo-labelled images in the labelled stream
 
     @dataclasses.dataclass(frozen=True)
@@ -107,13 +108,11 @@ class SelfTraining(Method):
         return {"loss": loss, "sup": sup, "unsup": unsup, "pseudo_fraction": pseudo.float().mean()}
 
     @classmethod
-    def run_stages(cls, cfg) -> Dict[str, Any]:
+    def run_stages(cls, cfg, open_run: OpenStagedRun) -> Dict[str, Any]:
         """ST in three stages (see the module docstring); returns the summary of the final stage."""
-        from ..engine.stages import StagedRun  # the engine depends on methods, not the reverse: import when run
-
         opts = cls.make_config(cfg.method_args)
         s1, s2 = stage_steps(cfg.steps, 2, opts.split_steps)
-        run = StagedRun(cfg, {"stage1_sup": s1, "stage3_retrain": s2}, PSEUDO_TAG)
+        run = open_run({"stage1_sup": s1, "stage3_retrain": s2}, PSEUDO_TAG)
         sup = run.train("stage1_sup")
         pseudo = run.pseudo_label("stage2_pseudo", sup["best"], run.unlabelled, opts.tta_scales, opts.tta_flip)
         final = run.train("stage3_retrain", pseudo=[pseudo])
@@ -137,14 +136,12 @@ class STPlusPlus(SelfTraining):
                 raise ConfigError(f"reliable_fraction must lie strictly between 0 and 1, got {self.reliable_fraction!r}")
 
     @classmethod
-    def run_stages(cls, cfg) -> Dict[str, Any]:
+    def run_stages(cls, cfg, open_run: OpenStagedRun) -> Dict[str, Any]:
         """ST++ in six stages (see the module docstring); returns the summary of the final stage."""
-        from ..engine.stages import StagedRun
-
         opts = cls.make_config(cfg.method_args)
         s1, s2, s3 = stage_steps(cfg.steps, 3, opts.split_steps)
         k = int(opts.checkpoints)
-        run = StagedRun(cfg, {"stage1_sup": s1, "stage4_retrain_reliable": s2, "stage6_retrain_all": s3}, PSEUDO_TAG)
+        run = open_run({"stage1_sup": s1, "stage4_retrain_reliable": s2, "stage6_retrain_all": s3}, PSEUDO_TAG)
         sup = run.train("stage1_sup", snapshots=[max(1, i * s1 // k) for i in range(1, k + 1)])
         select = run.record("stage2_select", "select", lambda folder: select_reliable(run, sup["snapshots"], opts.reliable_fraction))
         reliable = [e["index"] for e in select["reliable"]]

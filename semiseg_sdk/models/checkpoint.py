@@ -12,6 +12,7 @@ A checkpoint is a dict saved with ``torch.save``:
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
@@ -19,8 +20,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..models.encoders.weights import load_state_strict
-from .atomic import atomic_path
+from .encoders.weights import load_state_strict
+from ..utils.atomic import atomic_path
 
 FORMAT = "semiseg-checkpoint/1"
 REQUIRED_KEYS = ("format", "model_spec", "model_state", "dataset")
@@ -77,3 +78,18 @@ def load_inference_model(path: Union[str, Path], map_location: str = "cpu") -> T
     model = build_model(**spec)
     load_state_strict(model, ckpt["model_state"], ckpt["path"])
     return model.to(map_location).eval(), ckpt
+
+
+def run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``config.json`` of the run a loaded checkpoint came from ({} when there is none): looked up next to the
+    checkpoint file first (a moved run folder), then in its recorded ``run_dir``."""
+    folders = [Path(ckpt["path"]).parent] if ckpt.get("path") else []
+    if ckpt.get("run_dir"):
+        folders.append(Path(ckpt["run_dir"]))
+    for folder in folders:
+        try:
+            if (folder / "config.json").is_file():
+                return json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+    return {}
