@@ -51,6 +51,8 @@ def test_run_folder_has_config_metrics_checkpoints(tmp_path, monkeypatch):
     assert all("loss" in l and "sup" in l for l in lines if "eval" not in l)
     model, ckpt = load_inference_model(run)
     assert ckpt["dataset"]["name"] == "synthetic-driving" and "trainer_state" not in ckpt
+    for name in ("best.pt", "last.pt"):  # plain data: torch's weights-only loader needs no allow-list for them
+        assert torch.load(run / name, weights_only=True)["step"] == 8
     # the model comes back on map_location, not only its loaded tensors (ST++ on CUDA fed a CPU model CUDA images)
     moved, to = [], torch.nn.Module.to
     monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: moved.append(str(a[0] if a else k["device"])) or to(self, *a, **k))

@@ -13,8 +13,9 @@ A checkpoint is a dict saved with ``torch.save``:
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import torch
 from torch import nn
@@ -47,13 +48,29 @@ def resolve_checkpoint(path: Union[str, Path]) -> Path:
     return p
 
 
+def _legacy_safe_globals() -> List[Any]:
+    """What checkpoints written before the RNG state was stored as tensors need besides plain types: NumPy's array
+    constructor, ``ndarray`` and its dtypes (data only, no callable that runs code)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
-    """Load and validate a checkpoint (or a run folder's best one); raises CheckpointError naming the file."""
+    """Load and validate a checkpoint (or a run folder's best one); raises CheckpointError naming the file.
+
+    Loads with ``weights_only=True``: a file whose pickle names any other callable or class than tensors, plain
+    Python types and (for older checkpoints) NumPy arrays is refused before anything in it runs."""
     p = resolve_checkpoint(path)
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated zip, pickle error, wrong file type
-        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        with torch.serialization.safe_globals(_legacy_safe_globals()):
+            ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{p}: refused: it asks to run or build {_unsafe_globals(p)}, which a semiseg checkpoint "
+                              f"never holds (checkpoints load with weights_only=True; nothing in the file was run)") from None
+    except Exception as exc:  # truncated zip, wrong file type
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{p}: not a semiseg checkpoint (found {type(ckpt).__name__})")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
@@ -63,6 +80,22 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         raise CheckpointError(f"{p}: checkpoint format {ckpt['format']!r}, expected {FORMAT!r}")
     ckpt["path"] = str(p)
     return ckpt
+
+
+def _unsafe_globals(p: Path) -> str:
+    """The callables/classes a refused pickle names (read from its opcodes, never executed)."""
+    try:
+        names = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(p)
+                 if g not in {"numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct",
+                              "numpy.ndarray", "numpy.dtype"} and not g.startswith("numpy.dtypes.")]
+    except Exception:  # not a zip checkpoint: the legacy pickle format
+        names = []
+    return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "") if names else "objects other than tensors and plain data"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_inference_model(path: Union[str, Path], map_location: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
