@@ -119,3 +119,31 @@ def test_incoming_folder_must_exist(tmp_path):
     reg = ModelRegistry(copy_registry(tmp_path / "reg"))
     with pytest.raises(Exception, match="incoming folder not found"):
         run_refresh(reg.root, tmp_path / "nope", AdaptOptions(), OPTS)
+
+
+def test_links_pipes_and_linked_folders_are_quarantined_by_name_and_never_read(tmp_path):
+    """A link in the incoming folder to a readable image elsewhere (or to a folder of them), or a named pipe, is
+    refused with a reason; neither the link's target nor a pipe is opened, and no byte of them reaches the store."""
+    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    inc = tmp_path / "incoming"
+    good = write_field_images(inc, 2)
+    outside = write_field_images(tmp_path / "private", 2, start=20)  # valid images the links point at
+    os.symlink(outside[0], inc / "link.png")
+    os.symlink(tmp_path / "private", inc / "linked_folder")
+    os.mkfifo(inc / "pipe.png")  # opening it for reading would block the ingest for ever
+    old = time.time() - 60
+    for p in good + outside:
+        os.utime(p, (old, old))
+
+    opts = RunOptions(min_images=1, settle_seconds=5, progress=False, verbose=False)
+    journal, summary = start_refresh(reg, inc, AdaptOptions(), opts, None)
+    reasons = read_quarantine(reg)
+    refused = {src: r for r in reasons.values() for src in r["sources"]}
+    assert set(refused) == {str(inc / "link.png"), str(inc / "linked_folder"), str(inc / "pipe.png")}
+    assert all(r["code"] == "not-a-regular-file" and r["file"] is None for r in refused.values())
+    assert "symbolic link" in refused[str(inc / "link.png")]["detail"]
+    stored = {e["sha256"] for e in journal.images}
+    assert stored == {sha256_file(p) for p in good}
+    assert not ({sha256_file(p) for p in outside} & stored)
+    copies = {p.name for p in (reg.root / "quarantine").iterdir()} | {p.name for p in (reg.root / "field").iterdir()}
+    assert not any(sha256_file(p) in name for p in outside for name in copies)

@@ -6,7 +6,9 @@ Every image file of the incoming folder (recursively; hidden files skipped; by e
   ``field/<sha256>.<ext>``, copied there (never moved) — the same bytes under several names count once, and bytes
   already learned from are not learned again;
 * the quarantine: ``quarantine/<sha256>.<ext>`` (a copy) and ``quarantine/reasons.json`` (sha256 -> code, detail,
-  source paths), for unreadable, truncated, too small or blank files;
+  source paths), for unreadable, truncated, too small or blank files; symbolic links, devices, pipes and anything
+  else that is not a regular file inside the incoming folder are quarantined by name only (code
+  ``not-a-regular-file``): their target is never opened, read or copied;
 * waiting: too few new images for a refresh, or modified less than ``settle_seconds`` ago (still being written).
 
 Nothing is deleted from the incoming folder unless ``remove_ingested`` is asked for (see ``refresh.py``).
@@ -16,10 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Any, BinaryIO, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from ..data.folder import IMAGE_EXTENSIONS
 from ..utils.atomic import atomic_path, write_json_atomic
@@ -47,27 +50,68 @@ class IngestPlan:
                 "waiting": len(self.waiting), "ignored": len(self.ignored)}
 
 
+NOT_REGULAR = "not-a-regular-file"
+
+
+class NotRegularFile(OSError):
+    """The path is (or became) a symbolic link, device, pipe or folder."""
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading without following a symbolic link at its last component and without blocking
+    on a pipe; raises :class:`NotRegularFile` for anything else (checked on the open file, so a swap after a listing
+    cannot redirect the read)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise NotRegularFile(f"{path}: a symbolic link") from None
+        raise exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def regular_file_problem(path: Path, root: Path) -> Optional[str]:
+    """Why ``path`` (listed under the folder ``root``) may not be ingested, or None for a regular file inside it."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path}: a symbolic link (to {os.readlink(path)}); only regular files are ingested, links are never followed"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path}: not a regular file (a device, pipe or socket)"
+    if not Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root))):
+        return f"{path}: resolves outside the incoming folder {root}"
+    return None
+
+
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a regular file's bytes (see :func:`open_regular`)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
 def incoming_files(incoming: Path) -> Tuple[List[Path], List[Path]]:
-    """``(image files, other files)`` under ``incoming``, sorted; hidden files and folders are skipped."""
+    """``(image files, other files)`` under ``incoming``, sorted; hidden files and folders are skipped. Linked
+    folders are not entered; they are listed with the images (and refused there) so the operator sees them."""
     if not incoming.is_dir():
         raise DataError(f"{incoming}: incoming folder not found")
     images, others = [], []
-    for dirpath, dirnames, filenames in os.walk(incoming):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
+    for dirpath, dirnames, filenames in os.walk(incoming):  # followlinks=False: a linked folder is never entered
+        linked = [d for d in dirnames if not d.startswith(".") and os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in linked)
+        for name in sorted(filenames + linked):
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
-            (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(path)
+            (images if path.suffix.lower() in IMAGE_EXTENSIONS or name in linked else others).append(path)
     return images, others
 
 
@@ -80,8 +124,14 @@ def scan_incoming(incoming: Path, learned: Mapping[str, Mapping[str, str]], quar
     groups: Dict[str, Dict[str, Any]] = {}
     now = time.time()
     for path in images:
+        problem = regular_file_problem(path, Path(incoming))
+        if problem is not None and os.path.lexists(path):
+            sha = hashlib.sha256(str(path).encode()).hexdigest()  # named by its path: the content is never read
+            groups.setdefault(sha, {"sha256": sha, "ext": path.suffix.lower(), "sources": [], "code": NOT_REGULAR,
+                                    "detail": problem, "bytes": 0})["sources"].append(str(path))
+            continue
         try:
-            st = path.stat()
+            st = os.lstat(path)
         except OSError:
             continue  # vanished between listing and stat: not ours to account for
         if now - st.st_mtime < settle_seconds:
@@ -92,6 +142,11 @@ def scan_incoming(incoming: Path, learned: Mapping[str, Mapping[str, str]], quar
         if sha is None:
             try:
                 sha = sha256_file(path)
+            except NotRegularFile as exc:  # swapped for a link or pipe since the listing
+                sha = hashlib.sha256(str(path).encode()).hexdigest()
+                groups.setdefault(sha, {"sha256": sha, "ext": path.suffix.lower(), "sources": [], "code": NOT_REGULAR,
+                                        "detail": str(exc), "bytes": 0})["sources"].append(str(path))
+                continue
             except OSError as exc:
                 sha = hashlib.sha256(str(path).encode()).hexdigest()  # unreadable: quarantined under its path hash
                 groups.setdefault(sha, {"sha256": sha, "ext": path.suffix.lower(), "sources": [], "code": "unreadable",
@@ -195,7 +250,8 @@ def remove_sources(paths: Iterable[str]) -> int:
 
 def _copy_verified(src: Path, dst: Path, sha: str) -> bool:
     try:
-        data = src.read_bytes()
+        with open_regular(src) as f:
+            data = f.read()
     except OSError:
         return False
     if hashlib.sha256(data).hexdigest() != sha:
