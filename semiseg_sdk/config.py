@@ -76,6 +76,7 @@ class TrainConfig:
     log_every: int = 20
     time_phases: bool = False                 # add seconds per step in data, augmentation, forward+backward, optimiser to each metrics line (syncs CUDA)
     num_workers: int = 2
+    check_data: bool = True                   # before step 1: load every validation item, check training masks and headers
     data_cache_mb: int = 0                    # keep decoded training items in memory, this many MiB per stream and worker (0 = off)
     device: str = "auto"
     seed: int = 0

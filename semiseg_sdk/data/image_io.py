@@ -118,9 +118,15 @@ def validate_pair(
     image: np.ndarray, mask: np.ndarray, image_path: PathLike, mask_path: PathLike, num_classes: int
 ) -> None:
     """Check that an image and its mask have the same size and that labels are < num_classes or 255."""
-    if image.shape[:2] != mask.shape[:2]:
+    check_mask(mask, (image.shape[1], image.shape[0]), image_path, mask_path, num_classes)
+
+
+def check_mask(mask: np.ndarray, image_size: Tuple[int, int], image_path: PathLike, mask_path: PathLike,
+               num_classes: int) -> None:
+    """Check that a mask has its image's ``(width, height)`` and that labels are < num_classes or 255."""
+    if (image_size[1], image_size[0]) != mask.shape[:2]:
         raise DataError(
-            f"image and mask sizes differ: {image_path} is {image.shape[1]}x{image.shape[0]} (WxH), "
+            f"image and mask sizes differ: {image_path} is {image_size[0]}x{image_size[1]} (WxH), "
             f"{mask_path} is {mask.shape[1]}x{mask.shape[0]} (WxH)"
         )
     counts = np.bincount(mask.ravel(), minlength=256)
@@ -132,6 +138,44 @@ def validate_pair(
             f"{mask_path}: label values {shown} out of range for {num_classes} classes "
             f"(expected 0..{num_classes - 1} or 255 = ignore)"
         )
+
+
+def image_size(path: PathLike) -> Tuple[int, int]:
+    """``(width, height)`` of an image file from its header (PNG, JPEG; other formats are decoded); checks that a
+    PNG or JPEG is complete (IEND / end-of-image marker) like the full readers do."""
+    data = _read_bytes(path)
+    if data.startswith(_PNG_SIGNATURE):
+        w, h = _png_header(data, path)[:2]
+        return w, h
+    if data.startswith(_JPEG_SOI):
+        _check_complete(data, path)
+        size = _jpeg_size(data)
+        if size is not None:
+            return size
+    array = _decode_bytes(data, path)
+    return array.shape[1], array.shape[0]
+
+
+def _jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """Width and height from the first start-of-frame segment of a JPEG, or None if none is found."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF) and pos + 9 <= len(data):
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        pos += 2 + length
+    return None
 
 
 def _colour_keys(rgb: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from ..data import build_dataset
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..data.base import SegmentationDataset
+from ..data.checks import check_training_data
 from ..data.folder import image_folder_dataset
 from ..data.item_cache import CachedDataset
 from ..data.patches import PatchGridDataset
@@ -49,7 +50,8 @@ def dataset_kwargs(cfg: TrainConfig) -> Dict[str, Any]:
 
 
 def build_train_data(cfg: TrainConfig, split_path: Path) -> TrainData:
-    """Build train/val datasets and the labelled/unlabelled split (reused from ``split_path`` when it exists)."""
+    """Build train/val datasets and the labelled/unlabelled split (reused from ``split_path`` when it exists); with
+    ``cfg.check_data`` every validation item and the training files are checked first (:mod:`semiseg_sdk.data.checks`)."""
     kw = dataset_kwargs(cfg)
     train = build_dataset(cfg.data, split="train", **kw)
     if cfg.patch_size:
@@ -65,6 +67,8 @@ def build_train_data(cfg: TrainConfig, split_path: Path) -> TrainData:
     labelled = [index[n] for n in split.labelled]
     unlabelled = [index[n] for n in split.unlabelled] or list(range(len(names)))  # "all": every image also unlabelled
     extra = image_folder_dataset(cfg.unlabelled_root, train.info) if cfg.unlabelled_root else None
+    if cfg.check_data:
+        check_training_data(train, val, labelled, extra)
     return TrainData(train, val, labelled, unlabelled, extra)
 
 
