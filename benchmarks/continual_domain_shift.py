@@ -9,7 +9,7 @@ On ``synthetic-driving`` at 64 x 128 px, all on CPU:
 1. source run: supervised ``fcn`` + ``tiny`` encoder (output stride 8; ``--model/--encoder/--pretrained/--model_args``
    choose another) on 300 labelled day images of the train split, ``--source_steps`` steps (reused when
    ``OUT/source`` is complete: use a new ``--out`` for another source model);
-2. registry: v0001 = the source model; holdout = 100 day images of the val split (the source domain); probe = 100
+2. store: v0001 = the source model; holdout = 100 day images of the val split (the source domain); probe = 100
    labelled target-domain images of the test split (never trained on: the loop only reports and gates on it);
    replay = the 300 labelled day training images;
 3. field: ``--field_images`` target-domain frames of the train split *after* the 300 labelled ones (so never
@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Subset
 
 from semiseg_sdk.config import TrainConfig
-from semiseg_sdk.continual import AdaptOptions, RunOptions, init_registry, run_refresh
+from semiseg_sdk.continual import AdaptOptions, RunOptions, init_store, run_refresh
 from semiseg_sdk.data import build_dataset
 from semiseg_sdk.data.base import SegmentationDataset
 from semiseg_sdk.engine import Trainer
@@ -102,7 +102,7 @@ def main() -> None:
     p.add_argument("--refresh_steps", type=int, default=150)
     p.add_argument("--field_images", type=int, default=160)
     p.add_argument("--adapt", default="{}", help="JSON of AdaptOptions overrides, e.g. '{\"infer\": \"teacher\"}'")
-    p.add_argument("--tag", default="default", help="name of this variant's registry and result file")
+    p.add_argument("--tag", default="default", help="name of this variant's store and result file")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", default="fcn")
     p.add_argument("--encoder", default="tiny")
@@ -118,10 +118,10 @@ def main() -> None:
                                                 "pretrained": a.pretrained, "model_args": json.loads(a.model_args)}, a.source_lr)
     t_source = time.perf_counter() - t0
     field = write_field(out / f"field-{a.target}", a.target, a.field_images)
-    reg = out / f"registry-{a.target}-{a.tag}"
+    reg = out / f"store-{a.target}-{a.tag}"
     shutil.rmtree(reg, ignore_errors=True)
     t1 = time.perf_counter()
-    init_registry(reg, source, holdout=ref("val", 100), probe=ref("test", 100, a.target),
+    init_store(reg, source, holdout=ref("val", 100), probe=ref("test", 100, a.target),
                   replay=f"synthetic-driving:train,length={N_SOURCE},size={SIZE[0]}x{SIZE[1]}", device="cpu", verbose=False)
     t_init = time.perf_counter() - t1
     adapt = AdaptOptions(**{"steps": a.refresh_steps, "crop_size": (64, 64), **json.loads(a.adapt)})

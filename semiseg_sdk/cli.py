@@ -101,7 +101,7 @@ class SemisegCLI:
 
     @property
     def continual(self):
-        """Continual learning: init a model registry, refresh it from field images, status/history/promote/rollback."""
+        """Continual learning: init a model store, refresh it from field images, status/history/promote/rollback."""
         from .continual.cli import ContinualCLI
 
         return ContinualCLI()

@@ -6,14 +6,14 @@ import json
 import pytest
 import torch
 
-from semiseg_sdk.continual import GatePolicy, ModelRegistry, RunOptions
+from semiseg_sdk.continual import GatePolicy, ModelStore, RunOptions
 from semiseg_sdk.continual.gate import decide, format_gate
-from semiseg_sdk.continual.journal import Journal
-from semiseg_sdk.continual.options import AdaptOptions
+from semiseg_sdk.continual.store import Journal
+from semiseg_sdk.continual.adapt import AdaptOptions
 from semiseg_sdk.continual.refresh import finish_refresh, gate_candidate
-from semiseg_sdk.continual.version_builder import write_version
+from semiseg_sdk.continual.store import write_version
 from semiseg_sdk.models.checkpoint import load_checkpoint, save_checkpoint
-from test_continual_support import copy_registry
+from test_continual_support import copy_store
 
 
 def _metrics(iou, gt=None):
@@ -89,7 +89,7 @@ def _trained_journal(reg, state=None, version="v0002"):
 
 @pytest.mark.parametrize("how", ["zeroed", "noise"])
 def test_gate_refuses_a_damaged_candidate_and_records_why(tmp_path, how):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg", lenient=False))
+    reg = ModelStore(copy_store(tmp_path / "reg", lenient=False))
     state = load_checkpoint(reg.version_dir("v0001") / "model.pt")["model_state"]
     journal = _trained_journal(reg, _damage(state, how))
 
@@ -113,7 +113,7 @@ def test_a_candidate_that_cannot_be_exported_is_refused(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise semiseg_export.ParityError("model.onnx: ONNX output disagrees with PyTorch")
 
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))  # built (and exported) before the exporter breaks
+    reg = ModelStore(copy_store(tmp_path / "reg"))  # built (and exported) before the exporter breaks
     monkeypatch.setattr(semiseg_export, "export_model", broken)
     res = finish_refresh(reg, reg.settings(), _trained_journal(reg), RunOptions(device="cpu", verbose=False), None)
     assert res["status"] == "rejected" and reg.current() == "v0001"
@@ -122,7 +122,7 @@ def test_a_candidate_that_cannot_be_exported_is_refused(tmp_path, monkeypatch):
 
 
 def test_the_gate_runs_again_when_current_moved_after_it(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     opts = RunOptions(device="cpu", verbose=False)
     journal = _trained_journal(reg, version="v0003")
     gate_candidate(reg, reg.settings(), journal, opts)

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from semiseg_sdk.continual import ModelRegistry, RunOptions
-from semiseg_sdk.continual.image_checks import ImageChecks, inspect_image
+from semiseg_sdk.continual import ModelStore, RunOptions
+from semiseg_sdk.continual.ingest import ImageChecks, inspect_image
 from semiseg_sdk.continual.ingest import learned_images, read_quarantine, scan_incoming, sha256_file
-from semiseg_sdk.continual.journal import Journal
-from semiseg_sdk.continual.options import AdaptOptions
+from semiseg_sdk.continual.store import Journal
+from semiseg_sdk.continual.adapt import AdaptOptions
 from semiseg_sdk.continual.refresh import run_refresh, start_refresh
-from test_continual_support import copy_registry, write_field_images, write_gray
+from test_continual_support import copy_store, write_field_images, write_gray
 
 OPTS = RunOptions(min_images=2, settle_seconds=0, progress=False, verbose=False)
 
@@ -43,7 +43,7 @@ def test_image_checks_give_each_reason(tmp_path):
 
 
 def test_same_bytes_under_two_names_count_once_and_learned_images_are_skipped(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     inc = tmp_path / "incoming"
     a, b, c = write_field_images(inc, 3)
     shutil.copy(a, inc / "copy_of_a.png")
@@ -66,7 +66,7 @@ def test_same_bytes_under_two_names_count_once_and_learned_images_are_skipped(tm
 
 
 def test_quarantine_records_every_reason_and_nothing_is_lost(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     inc = tmp_path / "incoming"
     good = write_field_images(inc, 3)
     shutil.copy(good[0], inc / "dup.png")
@@ -100,7 +100,7 @@ def test_quarantine_records_every_reason_and_nothing_is_lost(tmp_path):
 
 
 def test_too_few_new_images_wait_and_remove_ingested_is_explicit(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     inc = tmp_path / "incoming"
     first = write_field_images(inc, 2)
     waiting = run_refresh(reg.root, inc, AdaptOptions(), RunOptions(min_images=3, settle_seconds=0, progress=False,
@@ -116,7 +116,7 @@ def test_too_few_new_images_wait_and_remove_ingested_is_explicit(tmp_path):
 
 
 def test_incoming_folder_must_exist(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     with pytest.raises(Exception, match="incoming folder not found"):
         run_refresh(reg.root, tmp_path / "nope", AdaptOptions(), OPTS)
 
@@ -124,7 +124,7 @@ def test_incoming_folder_must_exist(tmp_path):
 def test_links_pipes_and_linked_folders_are_quarantined_by_name_and_never_read(tmp_path):
     """A link in the incoming folder to a readable image elsewhere (or to a folder of them), or a named pipe, is
     refused with a reason; neither the link's target nor a pipe is opened, and no byte of them reaches the store."""
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     inc = tmp_path / "incoming"
     good = write_field_images(inc, 2)
     outside = write_field_images(tmp_path / "private", 2, start=20)  # valid images the links point at

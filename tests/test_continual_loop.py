@@ -1,5 +1,5 @@
 """The refresh end to end on synthetic fog frames, the field-adapt method, clean stops, and crash safety: a
-subprocess killed at each phase (``SEMISEG_CRASH_AT``), then a normal ``run`` that completes the refresh with every
+subprocess killed at each phase (``tests/crash_injection.py``), then a normal ``run`` that completes the refresh with every
 field image learned exactly once."""
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from semiseg_sdk.continual import AdaptOptions, ModelRegistry, RefreshInterrupted, RunOptions, run_refresh, watch
-from semiseg_sdk.continual.faults import ENV
-from semiseg_sdk.continual.journal import Journal
-from semiseg_sdk.continual.watch import stop_on_signals
-from test_continual_support import ADAPT, copy_registry, manifest_shas, sha_of, write_field_images
+from semiseg_sdk.continual import AdaptOptions, ModelStore, RefreshInterrupted, RunOptions, run_refresh, watch
+from semiseg_sdk.continual.store import Journal
+from semiseg_sdk.continual.refresh import stop_on_signals
+from test_continual_support import ADAPT, copy_store, manifest_shas, sha_of, write_field_images
 
 OPTS = RunOptions(min_images=2, settle_seconds=0, device="cpu", progress=False, verbose=False)
 
@@ -27,7 +27,7 @@ OPTS = RunOptions(min_images=2, settle_seconds=0, device="cpu", progress=False, 
 def test_one_refresh_end_to_end_on_fog_frames(tmp_path):
     import onnxruntime as ort
 
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     frames = write_field_images(tmp_path / "incoming", 4)
     res = run_refresh(reg.root, tmp_path / "incoming", AdaptOptions(**ADAPT), OPTS)
     assert res["status"] == "promoted" and reg.current() == "v0002" and res["new_images"] == 4
@@ -59,7 +59,7 @@ def test_field_adapt_starts_from_init_and_thresholds_pseudo_labels(tmp_path):
     from semiseg_sdk.models.checkpoint import load_checkpoint
     from semiseg_sdk.models import build_model
 
-    reg = copy_registry(tmp_path / "reg")
+    reg = copy_store(tmp_path / "reg")
     ckpt = load_checkpoint(reg / "v0001" / "model.pt")
     views = ViewMaker(ViewConfig(crop_size=(32, 32)))
     other = build_model("unet", encoder="tiny", num_classes=10)  # replaced: the architecture comes from init
@@ -84,7 +84,7 @@ def test_field_adapt_starts_from_init_and_thresholds_pseudo_labels(tmp_path):
 
 def test_bn_recalibration_estimates_the_mixture_statistics():
     from semiseg_sdk.augment import ViewConfig, ViewMaker
-    from semiseg_sdk.continual.bn_recalibration import recalibrate_bn
+    from semiseg_sdk.continual.adapt import recalibrate_bn
 
     def batches(value):
         while True:
@@ -105,7 +105,7 @@ def test_bn_recalibration_estimates_the_mixture_statistics():
 
 
 def test_stop_request_keeps_the_refresh_for_the_next_run(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     write_field_images(tmp_path / "incoming", 3)
     stop = threading.Event()
     stop.set()
@@ -117,7 +117,7 @@ def test_stop_request_keeps_the_refresh_for_the_next_run(tmp_path):
 
 
 def test_time_budget_ends_training_early_with_the_model_of_that_step(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     write_field_images(tmp_path / "incoming", 2)
     res = run_refresh(reg.root, tmp_path / "incoming", AdaptOptions(**{**ADAPT, "max_minutes": 1e-6}), OPTS)
     train = json.loads((reg.version_dir(res["version"]) / "version.json").read_text())["train"]
@@ -130,7 +130,7 @@ def test_sigterm_sets_the_stop_event_and_watch_stops(tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)  # the process survives: the handler only asks for a stop
         assert stop.wait(5)
     assert signal.getsignal(signal.SIGTERM) is before
-    reg = copy_registry(tmp_path / "reg")
+    reg = copy_store(tmp_path / "reg")
     write_field_images(tmp_path / "incoming", 2)
     stop = threading.Event()
     result = {}
@@ -138,7 +138,7 @@ def test_sigterm_sets_the_stop_event_and_watch_stops(tmp_path):
         watch(reg, tmp_path / "incoming", AdaptOptions(**ADAPT), OPTS, poll_seconds=0.05, stop=stop)))
     thread.start()
     deadline = time.time() + 240
-    while ModelRegistry(reg).current() != "v0002" and time.time() < deadline:
+    while ModelStore(reg).current() != "v0002" and time.time() < deadline:
         time.sleep(0.2)
     stop.set()
     thread.join(60)
@@ -147,15 +147,15 @@ def test_sigterm_sets_the_stop_event_and_watch_stops(tmp_path):
 
 
 def _crash_then_run(tmp_path, point):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     frames = write_field_images(tmp_path / "incoming", 4)
-    cmd = [sys.executable, "-m", "semiseg_sdk.continual", "run", "--registry", str(reg.root), "--incoming",
+    cmd = [sys.executable, str(Path(__file__).parent / "crash_injection.py"), point, "continual", "run", "--store", str(reg.root), "--incoming",
            str(tmp_path / "incoming"), "--min_images", "2", "--settle_seconds", "0", "--device", "cpu", "--noprogress",
            "--adapt", json.dumps(ADAPT)]
-    env = {**os.environ, ENV: point, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 137, proc.stderr[-2000:]
-    # killed: the registry is readable and serves a complete, gated version
+    # killed: the store is readable and serves a complete, gated version
     current = reg.current()
     assert current in reg.versions() and reg.read_version(current)["status"] == "passed"
     assert (reg.version_dir(current) / "model.onnx").is_file()

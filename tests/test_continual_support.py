@@ -1,7 +1,7 @@
 """Builders shared by the continual-loop tests (this module holds no tests).
 
-A tiny source run (fcn + tiny encoder on 32x64 synthetic day scenes) and a registry initialised from it are built
-once per test session in a temporary folder; each test copies the registry it needs into its own tmp_path.
+A tiny source run (fcn + tiny encoder on 32x64 synthetic day scenes) and a store initialised from it are built
+once per test session in a temporary folder; each test copies the store it needs into its own tmp_path.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from semiseg_sdk.config import TrainConfig
-from semiseg_sdk.continual import GatePolicy, init_registry
+from semiseg_sdk.continual import GatePolicy, init_store
 from semiseg_sdk.data import build_dataset
 
 SIZE = (32, 64)
@@ -51,17 +51,17 @@ def source_run() -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def base_registry(lenient: bool = True) -> Path:
-    """A registry with v0001 = :func:`source_run` (holdout: day val, probe: fog val)."""
-    path = _session_dir() / ("registry-lenient" if lenient else "registry-default")
-    init_registry(path, source_run(), HOLDOUT, PROBE, policy=LENIENT if lenient else GatePolicy(), device="cpu",
+def base_store(lenient: bool = True) -> Path:
+    """A store with v0001 = :func:`source_run` (holdout: day val, probe: fog val)."""
+    path = _session_dir() / ("store-lenient" if lenient else "store-default")
+    init_store(path, source_run(), HOLDOUT, PROBE, policy=LENIENT if lenient else GatePolicy(), device="cpu",
                   verbose=False)
     return path
 
 
-def copy_registry(dst: Path, lenient: bool = True) -> Path:
-    """A private copy of the base registry."""
-    shutil.copytree(base_registry(lenient), dst)
+def copy_store(dst: Path, lenient: bool = True) -> Path:
+    """A private copy of the base store."""
+    shutil.copytree(base_store(lenient), dst)
     return dst
 
 
@@ -87,10 +87,10 @@ def write_gray(path: Path, h: int, w: int, value: int = 90, noise: int = 0, seed
     return path
 
 
-def manifest_shas(registry: Path) -> List[str]:
+def manifest_shas(store: Path) -> List[str]:
     """sha256 of every image listed as new by any version's manifest (with repetitions, to catch double counts)."""
     out: List[str] = []
-    for m in sorted(registry.glob("v*/manifest.json")):
+    for m in sorted(store.glob("v*/manifest.json")):
         out += [e["sha256"] for e in json.loads(m.read_text())["new_images"]]
     return out
 

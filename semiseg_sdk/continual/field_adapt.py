@@ -3,7 +3,7 @@
 The idea is CoTTA's (Wang et al., CVPR 2022; qinenergy/cotta ``cotta.py``) made into a training method of the
 SDK, with FixMatch's weak-to-strong pseudo-labelling (Sohn et al. 2020; as in UniMatch's ``fixmatch.py``):
 
-* student and EMA teacher both start from ``init`` (the registry's current version); the teacher follows the
+* student and EMA teacher both start from ``init`` (the store's current version); the teacher follows the
   student with momentum 0.999 (CoTTA's ``mt_alpha``) and never receives gradients;
 * the teacher labels the weak view of each field image (eval mode, averaged with its horizontal flip: a cheap form
   of CoTTA's augmentation-averaged prediction); pixels with confidence >= ``conf_thresh`` supervise the student

@@ -7,7 +7,7 @@ Rules (all in mIoU/IoU points, 1 point = 0.01; defaults in :class:`GatePolicy`),
    (a) falls under ``collapse_ratio`` (50 %) of the current value while the current value is at least
    ``collapse_min`` (10 points; below that a halving is noise), or (b) falls under the absolute floor
    ``collapse_floor`` (5 points) while the current value was at or above it;
-3. drift: ``candidate mIoU >= origin mIoU - max_drift`` (1 point), origin = the registry's first version, so a chain
+3. drift: ``candidate mIoU >= origin mIoU - max_drift`` (1 point), origin = the store's first version, so a chain
    of promotions that each lose a little cannot add up to a large loss (``None`` switches the rule off);
 4. probe (only with a probe set): the same regression rule with ``probe_tolerance`` (``None``: report only).
 

@@ -1,4 +1,11 @@
-"""Ingest field images: scan the incoming folder, de-duplicate by content, check, store or quarantine.
+"""Is a field image usable? Decodable, complete, big enough and not blank; otherwise a reason code and detail.
+
+Codes: ``unreadable`` (not an image OpenCV decodes, empty, unreadable file), ``truncated`` (a PNG without its IEND
+chunk or a JPEG without its end marker: a partial upload), ``too_small`` (a side under ``min_side`` pixels),
+``blank`` (near-constant: the largest per-channel standard deviation is under ``blank_std`` grey levels; a lens cap,
+a black frame, a saturated sensor; real frames, even in fog or at night, lie far above).
+
+Ingest field images: scan the incoming folder, de-duplicate by content, check, store or quarantine.
 
 Every image file of the incoming folder (recursively; hidden files skipped; by extension) ends in exactly one of:
 
@@ -25,11 +32,55 @@ from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from ..data.folder import IMAGE_EXTENSIONS
-from ..utils.atomic import atomic_path, write_json_atomic
+from ..data.image_io import read_image
 from ..errors import DataError
-from .faults import crash_point
-from .image_checks import ImageChecks, inspect_image
-from .version_registry import ModelRegistry
+from ..utils.atomic import atomic_path, write_json_atomic
+from .store import ModelStore
+
+
+CODES = ("unreadable", "truncated", "too_small", "blank")
+
+
+@dataclass(frozen=True)
+class ImageChecks:
+    """Thresholds of the ingest checks."""
+
+    min_side: int = 32          # px; smaller frames cannot hold a 32-stride feature map
+    blank_std: float = 2.0      # grey levels (0..255); synthetic fog/night frames measure >= 11
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of :func:`inspect_image`: ``code`` is "ok" or one of ``CODES``."""
+
+    code: str
+    detail: str = ""
+    width: int = 0
+    height: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+
+def inspect_image(path: Path, checks: ImageChecks = ImageChecks()) -> Verdict:
+    """Decode ``path`` and apply the checks."""
+    try:
+        rgb = read_image(path)
+    except DataError as exc:
+        code = "truncated" if "truncated" in str(exc) else "unreadable"
+        return Verdict(code, str(exc))
+    except (OSError, ValueError) as exc:
+        return Verdict("unreadable", f"{path}: {exc}")
+    h, w = rgb.shape[:2]
+    if min(h, w) < checks.min_side:
+        return Verdict("too_small", f"{w}x{h} px, sides must be >= {checks.min_side} px", w, h)
+    step = max(1, max(h, w) // 512)  # a strided sample keeps the check cheap on 4K frames
+    spread = float(rgb[::step, ::step].reshape(-1, 3).std(axis=0).max())
+    if spread < checks.blank_std:
+        return Verdict("blank", f"pixel standard deviation {spread:.2f} < {checks.blank_std} (near-constant image)", w, h)
+    return Verdict("ok", "", w, h)
+
 
 HashCache = Dict[Tuple[str, int, int], str]  # (path, size, mtime_ns) -> sha256, reused between polls of --watch
 
@@ -175,12 +226,12 @@ def scan_incoming(incoming: Path, learned: Mapping[str, Mapping[str, str]], quar
     return plan
 
 
-def store_file(reg: ModelRegistry, entry: Mapping[str, Any]) -> str:
-    """Registry-relative store path of an entry: ``field/<sha256>.<ext>``."""
+def store_file(reg: ModelStore, entry: Mapping[str, Any]) -> str:
+    """Store-relative store path of an entry: ``field/<sha256>.<ext>``."""
     return f"{reg.store.name}/{entry['sha256']}{entry['ext']}"
 
 
-def store_new(reg: ModelRegistry, plan: IngestPlan) -> List[Dict[str, Any]]:
+def store_new(reg: ModelStore, plan: IngestPlan) -> List[Dict[str, Any]]:
     """Copy the new images into the store (atomic, content verified); returns the stored entries with their
     ``file``. An image whose bytes changed since the scan is moved to ``plan.waiting`` instead."""
     stored: List[Dict[str, Any]] = []
@@ -190,13 +241,11 @@ def store_new(reg: ModelRegistry, plan: IngestPlan) -> List[Dict[str, Any]]:
             plan.waiting.extend(entry["sources"])
             continue
         stored.append({**entry, "file": store_file(reg, entry)})
-        if len(stored) == 1:
-            crash_point("ingest")
     plan.new = stored
     return stored
 
 
-def quarantine_bad(reg: ModelRegistry, plan: IngestPlan) -> None:
+def quarantine_bad(reg: ModelStore, plan: IngestPlan) -> None:
     """Copy refused files into quarantine/ and merge their reasons into quarantine/reasons.json."""
     if not plan.bad:
         return
@@ -211,7 +260,7 @@ def quarantine_bad(reg: ModelRegistry, plan: IngestPlan) -> None:
     write_json_atomic(reg.quarantine / "reasons.json", reasons)
 
 
-def read_quarantine(reg: ModelRegistry) -> Dict[str, Dict[str, Any]]:
+def read_quarantine(reg: ModelStore) -> Dict[str, Dict[str, Any]]:
     """quarantine/reasons.json as a dict (empty when nothing was quarantined)."""
     path = reg.quarantine / "reasons.json"
     if not path.is_file():
@@ -222,7 +271,7 @@ def read_quarantine(reg: ModelRegistry) -> Dict[str, Dict[str, Any]]:
         raise DataError(f"{path}: unreadable quarantine record ({exc})") from exc
 
 
-def learned_images(reg: ModelRegistry, pending: Iterable[Mapping[str, Any]] = ()) -> Dict[str, Dict[str, str]]:
+def learned_images(reg: ModelStore, pending: Iterable[Mapping[str, Any]] = ()) -> Dict[str, Dict[str, str]]:
     """sha256 -> ``{"version", "file"}`` of every image a version's manifest lists as new (``"pending"`` for the
     journal's images), oldest first."""
     out: Dict[str, Dict[str, str]] = {}

@@ -10,7 +10,7 @@ Syntax, as given to ``semiseg continual init --holdout/--probe/--replay``::
 
 A VALUE is read as an integer or decimal number when it is one, ``true``/``false`` as a boolean, ``HxW`` (such as
 ``64x128``) as a size ``[H, W]``, and as text otherwise. The Python API also takes the dict form
-``{"dataset": ..., "split": ..., "args": {...}}`` (what ``registry.json`` stores), optionally with ``"names"``: the
+``{"dataset": ..., "split": ..., "args": {...}}`` (what ``store.json`` stores), optionally with ``"names"``: the
 subset of items to use (the replay set of a source run is its labelled split).
 """
 from __future__ import annotations

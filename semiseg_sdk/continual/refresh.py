@@ -1,36 +1,43 @@
-"""One refresh: ingest -> fine-tune -> gate -> version -> promote (or keep the current model), crash-safe.
+"""Options of the continual loop: how one refresh fine-tunes (:class:`AdaptOptions`) and how ``run`` behaves
+(:class:`RunOptions`). Both are frozen dataclasses; unknown keys are refused with the valid ones listed.
 
-``run_refresh`` takes the registry lock, removes half-built version folders, then either continues the refresh of
-the journal (``pending/refresh.json``, see journal.py) or starts a new one from the incoming folder. Each phase
+One refresh: ingest -> fine-tune -> gate -> version -> promote (or keep the current model), crash-safe.
+
+``run_refresh`` takes the store lock, removes half-built version folders, then either continues the refresh of
+the journal (``pending/refresh.json``, see store.py) or starts a new one from the incoming folder. Each phase
 records its outcome before the next starts, so killing the process anywhere leaves ``current`` on a complete gated
 version, and the next call resumes or redoes only the unfinished phase; field images are counted by content hash
 in exactly one manifest (or the journal) and are never learned twice.
+
+Stop cleanly on Ctrl-C/SIGTERM, and ``--watch``: poll the incoming folder, refresh when enough images wait.
+
+The first signal asks for a stop: training stops between two steps (the journal keeps the refresh, the next ``run``
+resumes it from its last checkpoint), other phases finish first, and the polling loop ends. A second signal stops
+at once (KeyboardInterrupt), which the store survives like any crash.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from ..utils.atomic import write_json_atomic
 from ..models.checkpoint import load_inference_model
+from ..utils.atomic import write_json_atomic
 from ..utils.precision import resolve_device
-from .errors import RegistryError
-from .faults import crash_point
+from .adapt import AdaptOptions, RunOptions, train_candidate
 from .gate import GatePolicy, decide, evaluate_sets, format_gate
-from .image_checks import ImageChecks
-from .ingest import HashCache, learned_images, quarantine_bad, read_quarantine, remove_sources, scan_incoming, store_new
-from .journal import Journal
+from .ingest import (HashCache, ImageChecks, learned_images, quarantine_bad, read_quarantine, remove_sources,
+                     scan_incoming, store_new)
 from .labelled_sets import open_labelled_set, parse_labelled_set
-from .options import AdaptOptions, RunOptions
-from .train_phase import train_candidate
-from .version_builder import write_version
-from .version_registry import ModelRegistry
+from .store import Journal, ModelStore, RefreshInterrupted, StoreError, read_events, write_version
 
 
-def run_refresh(registry: str | Path, incoming: Optional[str | Path], adapt: AdaptOptions = AdaptOptions(),
+def run_refresh(store: str | Path, incoming: Optional[str | Path], adapt: AdaptOptions = AdaptOptions(),
                 run: RunOptions = RunOptions(), stop: Optional[threading.Event] = None,
                 cache: Optional[HashCache] = None) -> Dict[str, Any]:
     """Finish the pending refresh, or start one when ``incoming`` holds at least ``min_images`` new images.
@@ -38,7 +45,7 @@ def run_refresh(registry: str | Path, incoming: Optional[str | Path], adapt: Ada
     Returns ``{"status": "promoted" | "rejected" | "skipped" | "waiting", "version", ...}`` ("skipped": passed, but
     ``current`` was moved by hand while it was gated); a resumed refresh keeps the
     options it started with (recorded in its journal)."""
-    reg = ModelRegistry(registry)
+    reg = ModelStore(store)
     settings = reg.settings()
     with reg.locked():
         stale = reg.clean_stale_builds()
@@ -56,16 +63,16 @@ def run_refresh(registry: str | Path, incoming: Optional[str | Path], adapt: Ada
         return result
 
 
-def ensure_current(reg: ModelRegistry) -> None:
+def ensure_current(reg: ModelStore) -> None:
     """Complete an ``init`` killed between writing v0001 and switching ``current`` to it."""
     if reg.current() is None:
         passed = [v for v in reg.versions() if reg.read_version(v)["status"] == "passed"]
         if not passed:
-            raise RegistryError(f"{reg.root}: no complete version; run `semiseg continual init` again")
+            raise StoreError(f"{reg.root}: no complete version; run `semiseg continual init` again")
         reg.set_current(passed[0], "promote", reason="initial version (init completed)")
 
 
-def start_refresh(reg: ModelRegistry, incoming: Path, adapt: AdaptOptions, run: RunOptions,
+def start_refresh(reg: ModelStore, incoming: Path, adapt: AdaptOptions, run: RunOptions,
                   cache: Optional[HashCache]) -> Tuple[Optional[Journal], Dict[str, Any]]:
     """Ingest; returns ``(journal, summary)`` or ``(None, waiting summary)`` when too few new images arrived."""
     learned = learned_images(reg)
@@ -90,7 +97,7 @@ def start_refresh(reg: ModelRegistry, incoming: Path, adapt: AdaptOptions, run: 
     return journal, plan.summary()
 
 
-def finish_refresh(reg: ModelRegistry, settings: Mapping[str, Any], journal: Journal, run: RunOptions,
+def finish_refresh(reg: ModelStore, settings: Mapping[str, Any], journal: Journal, run: RunOptions,
                    stop: Optional[threading.Event]) -> Dict[str, Any]:
     """Run the phases the journal has not recorded yet, then promote or record the rejection."""
     version = journal.version
@@ -117,7 +124,6 @@ def finish_refresh(reg: ModelRegistry, settings: Mapping[str, Any], journal: Jou
                "probe_miou": record["gate"]["probe_miou"], "reasons": record["gate"]["reasons"],
                "new_images": record["images"]["new"]}
     if passed and reg.current() == baseline:
-        crash_point("promote")
         reg.set_current(version, "promote", reason="gate passed", **outcome)
     elif passed and reg.current() == version:
         if ("promote", version) not in events:  # killed between the switch and the history line
@@ -139,7 +145,7 @@ def finish_refresh(reg: ModelRegistry, settings: Mapping[str, Any], journal: Jou
             "report": text}
 
 
-def gate_candidate(reg: ModelRegistry, settings: Mapping[str, Any], journal: Journal, run: RunOptions) -> None:
+def gate_candidate(reg: ModelStore, settings: Mapping[str, Any], journal: Journal, run: RunOptions) -> None:
     """Evaluate current and candidate on the holdout (and probe) sets, decide, record ``pending/gate.json``."""
     device = resolve_device(run.device)
     baseline = str(reg.current())
@@ -150,7 +156,6 @@ def gate_candidate(reg: ModelRegistry, settings: Mapping[str, Any], journal: Jou
         sets["probe"] = open_labelled_set(parse_labelled_set(settings["probe"]), num_classes, "probe set")
     current = evaluate_sets(current_model, sets, device, run.eval_batch_size)
     candidate = evaluate_sets(load_inference_model(journal.candidate_path)[0], sets, device, run.eval_batch_size)
-    crash_point("gate")
     origin = json.loads((reg.version_dir(reg.versions()[0]) / "gate.json").read_text())["candidate"]["holdout"]
     decision = decide(GatePolicy(**settings["gate"]), current, candidate, origin)
     title = (f"gate of {journal.version} (trained from {journal.parent} on {len(journal.images)} new field images) "
@@ -173,3 +178,77 @@ def _refresh_config(journal: Journal) -> Dict[str, Any]:
     return {"version": journal.version, "parent": journal.parent, "adapt": journal.data["adapt"],
             "incoming": journal.data.get("incoming")}
 
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An Event set by the first SIGINT/SIGTERM (handlers installed in the main thread only, restored after)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(f"semiseg continual: {signal.Signals(signum).name} received, stopping at the next step "
+              "(send it again to stop now)", file=sys.stderr, flush=True)
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, handler)
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def watch(store: str | Path, incoming: str | Path, adapt: AdaptOptions = AdaptOptions(), run: RunOptions = RunOptions(),
+          poll_seconds: float = 30.0, max_refreshes: Optional[int] = None,
+          stop: Optional[threading.Event] = None) -> Dict[str, Any]:
+    """Refresh whenever ``min_images`` new images wait in ``incoming``; poll every ``poll_seconds`` until stopped
+    (signal, ``stop`` set, or ``max_refreshes`` refreshes done)."""
+    stop = stop or threading.Event()
+    cache: HashCache = {}
+    results: List[Dict[str, Any]] = []
+    polls = 0
+    while not stop.is_set():
+        try:
+            res = run_refresh(store, incoming, adapt, run, stop, cache)
+        except RefreshInterrupted as exc:
+            results.append({"status": "interrupted", "detail": str(exc)})
+            break
+        polls += 1
+        if res["status"] != "waiting":
+            results.append({k: v for k, v in res.items() if k != "report"})
+            if max_refreshes is not None and len(results) >= max_refreshes:
+                break
+            continue  # more images may already be waiting
+        stop.wait(poll_seconds)
+    reason = "signal" if stop.is_set() else "max_refreshes"
+    return {"refreshes": results, "polls": polls, "stopped_by": reason}
+
+
+def store_status(store: str) -> Dict[str, Any]:
+    """Current version and its metrics, versions, pending refresh, field images learned and quarantined."""
+    reg = ModelStore(store)
+    settings = reg.settings()
+    current = reg.current()
+    versions = [reg.read_version(v) for v in reg.versions()]
+    journal = Journal.load(reg)
+    _, torn = read_events(reg.history_path)
+    cur = next((v for v in versions if v["version"] == current), None)
+    return {
+        "store": str(reg.root), "current": current,
+        "current_holdout_miou": cur["gate"]["holdout_miou"] if cur else None,
+        "current_probe_miou": cur["gate"]["probe_miou"] if cur else None,
+        "versions": [{"version": v["version"], "status": v["status"], "parent": v["parent"], "kind": v["kind"],
+                      "created": v["created"], "holdout_miou": v["gate"]["holdout_miou"],
+                      "probe_miou": v["gate"]["probe_miou"], "new_images": v["images"]["new"]} for v in versions],
+        "pending": None if journal is None else {"version": journal.version, "phase": journal.phase,
+                                                 "images": len(journal.images)},
+        "field_images": len(learned_images(reg, journal.images if journal else ())),
+        "quarantined": len(read_quarantine(reg)), "holdout": settings["holdout"], "probe": settings.get("probe"),
+        "unreadable_history_lines": torn,
+    }

@@ -66,7 +66,7 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     try:
         with torch.serialization.safe_globals(_legacy_safe_globals()):
             ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         raise CheckpointError(f"{p}: refused: it asks to run or build {_unsafe_globals(p)}, which a semiseg checkpoint "
                               f"never holds (checkpoints load with weights_only=True; nothing in the file was run)") from None
     except Exception as exc:  # truncated zip, wrong file type

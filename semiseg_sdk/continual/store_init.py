@@ -1,40 +1,65 @@
-"""``init``: a new registry whose v0001 is a trained model, exported, evaluated, recorded and made current.
-
-Order (crash-safe): v0001 is built (hidden folder, renamed when complete), then registry.json, then ``current``
-and the history. A folder holding only leftovers of an ``init`` that was killed (no registry.json) is reused:
-``init`` can simply be run again; ``run`` also completes an init killed after registry.json.
+"""``init``: a store's first version from a trained run: its checkpoint, gated on the holdout (and probe) set, with
+the replay set defaulting to the source run's labelled training images (read from its ``config.json`` and
+``split.json``); the held-out sets may share no item with the replay set.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ..utils.atomic import write_json_atomic
-from ..models.checkpoint import load_inference_model
-from ..utils.precision import resolve_device
 from ..errors import ConfigError
-from .errors import RegistryError
+from ..models.checkpoint import load_inference_model
+from ..utils.atomic import write_json_atomic
+from ..utils.precision import resolve_device
 from .gate import GatePolicy, evaluate_sets, format_gate
-from .history_log import now_iso
-from .labelled_sets import check_disjoint, open_labelled_set, parse_labelled_set
-from .source_run import find_source_run, replay_from_run
-from .version_builder import write_version
-from .version_registry import FORMAT, ModelRegistry
+from .labelled_sets import LabelledSetRef, check_disjoint, open_labelled_set, parse_labelled_set
+from .store import ModelStore, STORE_FORMAT, StoreError, now_iso, write_version
+
+
+def find_source_run(source: Path, ckpt: Mapping[str, Any]) -> Tuple[Optional[Path], Optional[Dict[str, Any]], Optional[List[str]]]:
+    """``(run folder, its config, its labelled names)``; Nones when no folder with config.json + split.json exists."""
+    candidates = [source] if source.is_dir() else [source.parent]
+    if ckpt.get("run_dir"):
+        candidates.append(Path(str(ckpt["run_dir"])))
+    for folder in candidates:
+        cfg_path, split_path = folder / "config.json", folder / "split.json"
+        if cfg_path.is_file() and split_path.is_file():
+            try:
+                cfg = json.loads(cfg_path.read_text())
+                labelled = list(json.loads(split_path.read_text())["labelled"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{folder}: cannot read the source run's config.json/split.json ({exc})") from exc
+            return folder, cfg, labelled
+    return None, None, None
+
+
+def replay_from_run(run_dir: Path, cfg: Mapping[str, Any], labelled: List[str]) -> LabelledSetRef:
+    """The labelled training images of a run as a labelled-set reference."""
+    if "data" not in cfg:
+        raise ConfigError(f"{run_dir / 'config.json'}: no 'data' field; pass --replay explicitly")
+    if not labelled:
+        raise ConfigError(f"{run_dir / 'split.json'}: the run has no labelled images to replay; pass --replay")
+    args = dict(cfg.get("data_args") or {})
+    if cfg.get("data_root"):
+        args["root"] = str(Path(str(cfg["data_root"])).expanduser().resolve())
+    return LabelledSetRef(str(cfg["data"]), "train", args, tuple(labelled))
+
 
 FIRST = "v0001"
 
 
-def init_registry(registry: str | Path, source: str | Path, holdout: Any, probe: Any = None, replay: Any = None,
+def init_store(store: str | Path, source: str | Path, holdout: Any, probe: Any = None, replay: Any = None,
                   policy: GatePolicy = GatePolicy(), device: str = "auto", verbose: bool = True) -> Dict[str, Any]:
-    """Create the registry ``registry`` with v0001 = the model of ``source`` (a run folder or checkpoint).
+    """Create the store ``store`` with v0001 = the model of ``source`` (a run folder or checkpoint).
 
     ``holdout`` / ``probe`` / ``replay`` are labelled-set references (see labelled_sets.py). ``replay`` defaults to
     the source run's labelled training images; it must not share an image with the holdout or probe set.
     """
-    reg = ModelRegistry(registry)
-    if reg.is_registry():
-        raise RegistryError(f"{reg.root}: already a registry (current {reg.current()}); use `run`, `promote`, `rollback`")
+    reg = ModelStore(store)
+    if reg.is_store():
+        raise StoreError(f"{reg.root}: already a store (current {reg.current()}); use `run`, `promote`, `rollback`")
     _check_reusable(reg)
     src = Path(source)
     model, ckpt = load_inference_model(src)
@@ -62,7 +87,7 @@ def init_registry(registry: str | Path, source: str | Path, holdout: Any, probe:
                     "note": "initial version: gated against itself"}
         text = format_gate(f"{FIRST}: initial version from {src}", metrics, metrics, decision)
         settings = {
-            "format": FORMAT, "created": now_iso(), "classes": list(ckpt["dataset"]["classes"]),
+            "format": STORE_FORMAT, "created": now_iso(), "classes": list(ckpt["dataset"]["classes"]),
             "holdout": holdout_ref.to_dict(), "probe": probe_ref.to_dict() if probe_ref else None,
             "replay": replay_set.ref.to_dict(), "gate": policy.to_dict(),
             "source": {"checkpoint": str(Path(ckpt["path"]).resolve()), "run_dir": str(run_dir) if run_dir else None,
@@ -74,7 +99,7 @@ def init_registry(registry: str | Path, source: str | Path, holdout: Any, probe:
             gate_text=text, manifest={"version": FIRST, "parent": None, "new_images": [], "trained_on": []},
             config={**(run_cfg or {}), "continual": {"source": settings["source"]}}, verbose=verbose)
         if record["status"] != "passed":
-            raise RegistryError(f"{reg.version_dir(FIRST)}: the source model cannot be served: "
+            raise StoreError(f"{reg.version_dir(FIRST)}: the source model cannot be served: "
                                 + "; ".join(record["gate"]["reasons"]))
         write_json_atomic(reg.settings_path, settings)
         reg.record("init", version=FIRST, source=settings["source"]["checkpoint"], holdout=holdout_ref.describe(),
@@ -82,23 +107,23 @@ def init_registry(registry: str | Path, source: str | Path, holdout: Any, probe:
         reg.set_current(FIRST, "promote", reason="initial version", holdout_miou=metrics["holdout"]["miou"])
     if verbose:
         print(text, end="")
-        print(f"registry {reg.root}: current -> {FIRST}")
-    return {"registry": str(reg.root), "current": FIRST, "holdout_miou": metrics["holdout"]["miou"],
+        print(f"store {reg.root}: current -> {FIRST}")
+    return {"store": str(reg.root), "current": FIRST, "holdout_miou": metrics["holdout"]["miou"],
             "probe_miou": metrics["probe"]["miou"] if "probe" in metrics else None,
             "replay_images": len(replay_set), "holdout_images": len(sets["holdout"]), "onnx": str(reg.version_dir(FIRST) / "model.onnx"),
             "files": record["files"]}
 
 
-def _check_reusable(reg: ModelRegistry) -> None:
+def _check_reusable(reg: ModelStore) -> None:
     """An absent or empty folder, or the leftovers of a killed init (v0001, hidden build folders, lock, history)."""
     if not reg.root.exists():
         return
     if not reg.root.is_dir():
-        raise RegistryError(f"{reg.root}: exists and is not a folder")
+        raise StoreError(f"{reg.root}: exists and is not a folder")
     leftovers = {FIRST, ".lock", "history.jsonl", "current.json"}
     others = [p.name for p in reg.root.iterdir() if p.name not in leftovers and not p.name.startswith(f".{FIRST}.tmp-")]
     if others:
-        raise RegistryError(f"{reg.root}: folder is not empty ({', '.join(sorted(others)[:5])}); choose a new folder")
+        raise StoreError(f"{reg.root}: folder is not empty ({', '.join(sorted(others)[:5])}); choose a new folder")
     for name in (FIRST, "current.json", "history.jsonl"):
         p = reg.root / name
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""The continual registry: labelled-set references, atomic versions, torn history, lock, promote and rollback."""
+"""The continual store: labelled-set references, atomic versions, torn history, lock, promote and rollback."""
 from __future__ import annotations
 
 import json
@@ -6,14 +6,14 @@ import json
 import pytest
 
 from fixtures_data import make_folder_tree
-from semiseg_sdk.continual import ModelRegistry, RegistryError, init_registry, promote_version, rollback
+from semiseg_sdk.continual import ModelStore, StoreError, init_store, promote_version, rollback
 from semiseg_sdk.continual.cli import ContinualCLI
-from semiseg_sdk.continual.history_log import append_event, read_events
+from semiseg_sdk.continual.store import append_event, read_events
 from semiseg_sdk.continual.labelled_sets import LabelledSetRef, check_disjoint, open_labelled_set, parse_labelled_set
-from semiseg_sdk.continual.registry_ops import registry_status
-from semiseg_sdk.continual.version_builder import write_version
+from semiseg_sdk.continual.refresh import store_status
+from semiseg_sdk.continual.store import write_version
 from semiseg_sdk.errors import ConfigError, DataError
-from test_continual_support import HOLDOUT, copy_registry, source_run
+from test_continual_support import HOLDOUT, copy_store, source_run
 
 
 # ---------------------------------------------------------------- labelled-set references
@@ -55,14 +55,14 @@ def test_holdout_overlapping_the_replay_set_is_refused(tmp_path):
         check_disjoint(replay, fog_same_scenes, "holdout set")  # a domain changes the look, not the scene
     check_disjoint(replay, open_labelled_set(parse_labelled_set(HOLDOUT), 10), "holdout set")  # val: disjoint
     with pytest.raises(ConfigError, match="never train on it"):
-        init_registry(tmp_path / "reg", source_run(), "synthetic-driving:train,length=16,size=32x64", device="cpu",
+        init_store(tmp_path / "reg", source_run(), "synthetic-driving:train,length=16,size=32x64", device="cpu",
                       verbose=False)
-    assert not (tmp_path / "reg" / "registry.json").exists()
+    assert not (tmp_path / "reg" / "store.json").exists()
 
 
 # ---------------------------------------------------------------- atomicity, history, lock
 def test_half_built_version_is_invisible_and_cleaned(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     with pytest.raises(RuntimeError, match="boom"):
         with reg.building("v0002") as tmp:
             (tmp / "model.pt").write_bytes(b"half")
@@ -74,7 +74,7 @@ def test_half_built_version_is_invisible_and_cleaned(tmp_path):
     (reg.root / "v0003").mkdir()  # a folder without version.json is not a version either
     assert reg.versions() == ["v0001"] and reg.next_version() == "v0002"
     assert reg.clean_stale_builds() == [".v0002.tmp-0badc0de"]
-    assert registry_status(str(reg.root))["current"] == "v0001"
+    assert store_status(str(reg.root))["current"] == "v0001"
 
 
 def test_torn_history_line_is_tolerated(tmp_path):
@@ -90,22 +90,22 @@ def test_torn_history_line_is_tolerated(tmp_path):
 
 
 def test_lock_refuses_a_second_writer(tmp_path):
-    reg = ModelRegistry(tmp_path / "reg")
+    reg = ModelStore(tmp_path / "reg")
     with reg.locked():
-        with pytest.raises(RegistryError, match="another semiseg continual process"):
-            with ModelRegistry(tmp_path / "reg").locked():
+        with pytest.raises(StoreError, match="another semiseg continual process"):
+            with ModelStore(tmp_path / "reg").locked():
                 pass
     with reg.locked():  # released
         pass
 
 
-def test_init_refuses_an_existing_registry_and_bad_flags(tmp_path):
-    reg = copy_registry(tmp_path / "reg")
-    with pytest.raises(RegistryError, match="already a registry"):
-        init_registry(reg, source_run(), HOLDOUT, verbose=False)
+def test_init_refuses_an_existing_store_and_bad_flags(tmp_path):
+    reg = copy_store(tmp_path / "reg")
+    with pytest.raises(StoreError, match="already a store"):
+        init_store(reg, source_run(), HOLDOUT, verbose=False)
     with pytest.raises(ConfigError, match="--from"):
         ContinualCLI().init(str(tmp_path / "other"), holdout=HOLDOUT)
-    with pytest.raises(RegistryError, match="not a model registry"):
+    with pytest.raises(StoreError, match="not a model store"):
         ContinualCLI().status(str(tmp_path / "nothing"))
     v1 = json.loads((reg / "v0001" / "version.json").read_text())
     assert v1["status"] == "passed" and (reg / "v0001" / "model.onnx").is_file()
@@ -113,7 +113,7 @@ def test_init_refuses_an_existing_registry_and_bad_flags(tmp_path):
 
 
 # ---------------------------------------------------------------- promote / rollback
-def _add_version(reg: ModelRegistry, version: str, parent: str, passed: bool) -> None:
+def _add_version(reg: ModelStore, version: str, parent: str, passed: bool) -> None:
     gate = json.loads((reg.version_dir("v0001") / "gate.json").read_text())
     gate["decision"] = {"passed": passed, "reasons": [] if passed else ["holdout mIoU fell 3.00 points"]}
     write_version(reg, version, parent=parent, kind="refresh", checkpoint=reg.version_dir("v0001") / "model.pt",
@@ -123,20 +123,20 @@ def _add_version(reg: ModelRegistry, version: str, parent: str, passed: bool) ->
 
 
 def test_rollback_skips_rejected_versions_and_promote_refuses_them(tmp_path):
-    reg = ModelRegistry(copy_registry(tmp_path / "reg"))
+    reg = ModelStore(copy_store(tmp_path / "reg"))
     _add_version(reg, "v0002", "v0001", passed=True)
     _add_version(reg, "v0003", "v0002", passed=False)
     _add_version(reg, "v0004", "v0002", passed=True)
     assert reg.current() == "v0004" and not (reg.version_dir("v0003") / "model.onnx").exists()
     assert rollback(str(reg.root)) == {"current": "v0002", "previous": "v0004"}
     assert ContinualCLI().rollback(str(reg.root))["current"] == "v0001"
-    with pytest.raises(RegistryError, match="nothing to roll back to"):
+    with pytest.raises(StoreError, match="nothing to roll back to"):
         rollback(str(reg.root))
-    with pytest.raises(RegistryError, match="the gate rejected this version"):
+    with pytest.raises(StoreError, match="the gate rejected this version"):
         promote_version(str(reg.root), "v0003")
     assert reg.current() == "v0001"
     assert ContinualCLI().promote(4, str(reg.root))["current"] == "v0004"  # forward again (an int works too)
     events = [(e["event"], e["version"]) for e in ContinualCLI().history(str(reg.root))]
     assert events[-3:] == [("rollback", "v0002"), ("rollback", "v0001"), ("promote", "v0004")]
-    status = registry_status(str(reg.root))
+    status = store_status(str(reg.root))
     assert [v["status"] for v in status["versions"]] == ["passed", "passed", "rejected", "passed"]
