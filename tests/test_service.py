@@ -243,25 +243,82 @@ def test_concurrent_requests_are_batched_and_all_correct(svc, seg_a) -> None:
     assert metric(svc.port, "semiseg_http_requests_total", endpoint="/v1/segment", status="200") >= 16
 
 
-def test_in_flight_cap_and_body_timeout(models) -> None:
-    with start(models[0], max_batch=1, max_in_flight=2, request_timeout_s=1.0) as tight:
-        slow = []
-        for _ in range(2):  # two clients that send headers and half a body, then stall
-            sock = socket.create_connection(("127.0.0.1", tight.port), timeout=10)
-            sock.sendall(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                         b"Content-Length: 1000\r\n\r\n" + GOOD[:100])
-            slow.append(sock)
-        deadline = time.monotonic() + 5
-        while metric(tight.port, "semiseg_in_flight_requests") < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+def _stalled_upload(port: int, sent: bytes = GOOD[:100]) -> socket.socket:
+    """A client that sends the headers and part of a body, then stalls."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                 b"Content-Length: 100000\r\n\r\n" + sent)
+    return sock
+
+
+def _wait_metric(port: int, name: str, value: float, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while metric(port, name) != value and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert metric(port, name) == value, name
+
+
+def test_slow_uploads_hold_receiving_slots_only_and_time_out(models) -> None:
+    """Stalled uploads count as receiving, never in flight: a good client is served while they stall; over
+    max_receiving a new request gets 503; each stalled upload gets 408 after body_timeout_s."""
+    with start(models[0], max_batch=1, max_in_flight=1, max_receiving=4, body_timeout_s=1.5, request_timeout_s=10.0) as tight:
+        slow = [_stalled_upload(tight.port) for _ in range(3)]
+        _wait_metric(tight.port, "semiseg_receiving_requests", 3)
+        assert metric(tight.port, "semiseg_in_flight_requests") == 0
+        assert segment(tight.port, GOOD)["batch_size"] == 1  # the one serving slot is free
+        slow.append(_stalled_upload(tight.port))
+        _wait_metric(tight.port, "semiseg_receiving_requests", 4)
         status, headers, body = call(tight.port, "POST", "/v1/segment", GOOD, {"Content-Type": "image/png"})
         assert status == 503 and json.loads(body)["error"]["code"] == "overloaded" and headers["retry-after"] == "1"
+        assert b"bodies arriving" in body
         for sock in slow:
             reply = sock.recv(4096)
             sock.close()
             assert reply.startswith(b"HTTP/1.1 408") and b"body_timeout" in reply
+        _wait_metric(tight.port, "semiseg_receiving_requests", 0)
         assert segment(tight.port, GOOD)["batch_size"] == 1
-        assert metric(tight.port, "semiseg_batch_size_bucket", le="1") == metric(tight.port, "semiseg_batch_size_count")
+
+
+def test_in_flight_cap_counts_requests_being_served(models) -> None:
+    """max_in_flight 1: a request waiting in the batcher holds the slot; a second one meanwhile gets 503."""
+    with start(models[0], max_batch=2, max_wait_ms=1500.0, max_in_flight=1) as tight:
+        first = {}
+        thread = threading.Thread(target=lambda: first.update(segment(tight.port, GOOD)))
+        thread.start()
+        _wait_metric(tight.port, "semiseg_in_flight_requests", 1)
+        status, headers, body = call(tight.port, "POST", "/v1/segment", GOOD, {"Content-Type": "image/png"})
+        assert status == 503 and b"in flight" in body and headers["retry-after"] == "1"
+        thread.join(30)
+        assert first["batch_size"] == 1
+
+
+def test_a_drip_feed_attack_does_not_starve_real_clients(models) -> None:
+    """70 connections each sending one body byte every 0.5 s (the attack that locked every client out while
+    slow bodies counted as in flight): a real client meanwhile gets 200 every time."""
+    with start(models[0], max_batch=1, max_in_flight=4, body_timeout_s=3.0) as svc_attacked:
+        attackers = [_stalled_upload(svc_attacked.port, sent=b"") for _ in range(70)]
+        stop = threading.Event()
+
+        def drip() -> None:
+            while not stop.is_set():
+                for sock in attackers:
+                    try:
+                        sock.send(b"x")
+                    except OSError:
+                        pass
+                stop.wait(0.5)
+
+        dripper = threading.Thread(target=drip)
+        dripper.start()
+        try:
+            _wait_metric(svc_attacked.port, "semiseg_receiving_requests", 70)
+            answers = [segment(svc_attacked.port, GOOD) for _ in range(5)]
+        finally:
+            stop.set()
+            dripper.join(10)
+            for sock in attackers:
+                sock.close()
+        assert [a["batch_size"] for a in answers] == [1] * 5
 
 
 def test_not_ready_until_a_model_loads_then_reload_fixes_it(models, tmp_path) -> None:

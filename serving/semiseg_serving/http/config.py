@@ -14,8 +14,9 @@ class ServiceConfig:
     Batching: concurrent ``/v1/segment`` requests are grouped up to ``max_batch`` images, waiting at most
     ``max_wait_ms`` after the first one arrived; ``max_batch=1`` turns batching off.
     Limits: ``max_body_bytes`` (413), ``max_pixels`` = width * height of the decoded image (413),
-    ``request_timeout_s`` for receiving the body (408) and for the whole request (504), ``max_in_flight``
-    segment requests at once (503 with ``Retry-After``).
+    ``body_timeout_s`` for receiving the body (408), ``request_timeout_s`` for the whole request (504),
+    ``max_receiving`` requests whose body is still arriving and ``max_in_flight`` requests being served (body
+    received) at once (503 with ``Retry-After``): a slow upload holds a receiving slot only, never a serving one.
     Session: ``providers`` (``"auto"``, ``"cpu"``, ``"cuda,cpu"``...) and onnxruntime thread pools
     (``intra_op_threads`` None = onnxruntime's default, one thread per core).
     """
@@ -25,7 +26,9 @@ class ServiceConfig:
     max_body_bytes: int = 20 * 2**20
     max_pixels: int = 40_000_000
     request_timeout_s: float = 30.0
+    body_timeout_s: float = 10.0
     max_in_flight: int = 64
+    max_receiving: int = 256
     retry_after_s: int = 1
     providers: str = "auto"
     intra_op_threads: Optional[int] = None
@@ -35,7 +38,8 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         positive = {"max_batch": self.max_batch, "max_body_bytes": self.max_body_bytes,
                     "max_pixels": self.max_pixels, "request_timeout_s": self.request_timeout_s,
-                    "max_in_flight": self.max_in_flight, "warmup_size": self.warmup_size}
+                    "body_timeout_s": self.body_timeout_s, "max_in_flight": self.max_in_flight,
+                    "max_receiving": self.max_receiving, "warmup_size": self.warmup_size}
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ServingError(f"{name}: must be a positive number, got {value!r}")

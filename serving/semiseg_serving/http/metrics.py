@@ -8,7 +8,8 @@ semiseg_http_errors_total                      counter    endpoint, code (the JS
 semiseg_http_request_duration_seconds          histogram  endpoint; time from request to response
 semiseg_batch_size                             histogram  images per network call
 semiseg_inference_duration_seconds             histogram  seconds per network call
-semiseg_in_flight_requests                     gauge      segment requests being served now
+semiseg_in_flight_requests                     gauge      segment requests being served now (body received)
+semiseg_receiving_requests                     gauge      segment requests whose body is still arriving
 semiseg_model_reloads_total                    counter    result = success | failure
 semiseg_model_info                             gauge      name, version, provider of the serving model (1)
 semiseg_ready                                  gauge      1 once the model is loaded and warmed up
@@ -75,6 +76,7 @@ class Metrics:
         self.batch_size = Histogram(BATCH_BUCKETS)
         self.inference = Histogram(LATENCY_BUCKETS)
         self.in_flight = 0
+        self.receiving = 0
         self.reloads: Counter = Counter({"success": 0, "failure": 0})
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
@@ -94,6 +96,10 @@ class Metrics:
     def add_in_flight(self, delta: int) -> None:
         with self._lock:
             self.in_flight += delta
+
+    def add_receiving(self, delta: int) -> None:
+        with self._lock:
+            self.receiving += delta
 
     def observe_reload(self, ok: bool) -> None:
         with self._lock:
@@ -122,6 +128,8 @@ class Metrics:
             out.extend(self.inference.lines("semiseg_inference_duration_seconds", {}))
             family("semiseg_in_flight_requests", "gauge", "Segment requests being served now.")
             out.append(f"semiseg_in_flight_requests {self.in_flight}")
+            family("semiseg_receiving_requests", "gauge", "Segment requests whose body is still arriving.")
+            out.append(f"semiseg_receiving_requests {self.receiving}")
             family("semiseg_model_reloads_total", "counter", "Hot reloads of the model, by result.")
             for result, n in sorted(self.reloads.items()):
                 out.append(f"semiseg_model_reloads_total{_labels({'result': result})} {n}")

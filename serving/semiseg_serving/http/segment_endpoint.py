@@ -85,12 +85,20 @@ def _answer(fmt: str, model: LoadedModel, item: Prepared, result: BatchResult, t
     return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
 
 
-async def _process(request: Request, state: ServiceState, timing: _Timing, deadline: float) -> Response:
-    fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
+async def _receive(request: Request, state: ServiceState) -> bytes:
+    """The image bytes, read while holding a receiving slot (never a serving one) under ``body_timeout_s``."""
     check_content_type(request)
+    state.start_receiving()
+    try:
+        body = await read_body(request, state.config.max_body_bytes, state.config.body_timeout_s)
+    finally:
+        state.stop_receiving()
+    return image_bytes(request, body)
+
+
+async def _process(request: Request, state: ServiceState, data: bytes, timing: _Timing, deadline: float) -> Response:
+    fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
     model = state.require_model()  # this request uses this model to the end, even across a reload
-    body = await read_body(request, state.config.max_body_bytes, max(deadline - time.perf_counter(), 0.001))
-    data = image_bytes(request, body)
 
     async def infer() -> Response:
         item = await anyio.to_thread.run_sync(_decode, data, model, state.config.max_pixels, limiter=state.limiter)
@@ -107,14 +115,13 @@ async def _process(request: Request, state: ServiceState, timing: _Timing, deadl
 async def segment(request: Request) -> Response:
     """Handler of ``POST /v1/segment`` (refusals are raised as :class:`ApiError`)."""
     state: ServiceState = request.app.state.service
-    if state.in_flight >= state.config.max_in_flight:
-        raise ApiError(503, "overloaded", f"{state.in_flight} requests in flight (limit "
-                       f"{state.config.max_in_flight}); retry later",
-                       headers={"Retry-After": str(state.config.retry_after_s)})
     timing = _Timing(time.perf_counter())
+    choose_format(request.query_params.get("format"), request.headers.get("accept"))  # 406 and 503 before the body
+    state.require_model()
+    data = await _receive(request, state)
     state.enter()
     try:
-        return await _process(request, state, timing, timing.started + state.config.request_timeout_s)
+        return await _process(request, state, data, timing, timing.started + state.config.request_timeout_s)
     finally:
         state.leave()
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int = 8, max_wait_ms: float = 5.0,
           max_body_mb: float = 20.0, max_pixels: int = 40_000_000, request_timeout_s: float = 30.0,
           max_in_flight: int = 64, providers: str = "auto", threads: Optional[int] = None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", body_timeout_s: float = 10.0, max_receiving: int = 256) -> None:
     """Serve ``model`` (a semiseg ONNX export) over HTTP until interrupted (Ctrl+C / SIGTERM).
 
     Endpoints: ``POST /v1/segment``, ``GET /v1/model``, ``/healthz``, ``/readyz``, ``/metrics``,
@@ -31,7 +31,9 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int 
         model: the ``.onnx`` file; replace it (``mv new.onnx model.onnx``) and reload to deploy a new model.
         host / port: where to listen; keep 127.0.0.1 behind a reverse proxy, ``0.0.0.0`` to listen on all.
         max_batch / max_wait_ms: dynamic batching (``max_batch=1`` turns it off).
-        max_body_mb / max_pixels / request_timeout_s / max_in_flight: limits (413 / 413 / 408-504 / 503).
+        max_body_mb / max_pixels / request_timeout_s / max_in_flight: limits (413 / 413 / 504 / 503).
+        body_timeout_s / max_receiving: a body must arrive within ``body_timeout_s`` (408); at most
+            ``max_receiving`` bodies arrive at once (503). A slow upload never holds one of the ``max_in_flight``.
         providers: onnxruntime providers, ``"auto"`` = TensorRT > CUDA > CPU.
         threads: onnxruntime intra-op threads (None: one per core).
         log_level: uvicorn's log level.
@@ -41,6 +43,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int 
     config = ServiceConfig(max_batch=int(max_batch), max_wait_ms=float(max_wait_ms),
                            max_body_bytes=int(float(max_body_mb) * 2**20), max_pixels=int(max_pixels),
                            request_timeout_s=float(request_timeout_s), max_in_flight=int(max_in_flight),
+                           body_timeout_s=float(body_timeout_s), max_receiving=int(max_receiving),
                            providers=str(providers), intra_op_threads=threads)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
