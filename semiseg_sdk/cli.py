@@ -154,7 +154,7 @@ def main(argv: Optional[list] = None) -> None:
     import fire
 
     from .engine.graceful_stop import TrainingInterrupted
-    from .errors import SemisegError
+    from .errors import SemisegError, error_line
 
     os.environ.setdefault("PAGER", "cat")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -166,7 +166,7 @@ def main(argv: Optional[list] = None) -> None:
         print(str(exc), file=sys.stderr)
         sys.exit(exc.exit_code)
     except SemisegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except KeyError as exc:  # unknown registry names
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)

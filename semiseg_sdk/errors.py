@@ -1,6 +1,8 @@
 """Errors a user can act on: each names the file or field that was wrong."""
 from __future__ import annotations
 
+import re
+
 
 class SemisegError(Exception):
     """Base class of the SDK's own errors (the CLI prints these without a traceback)."""
@@ -16,3 +18,14 @@ class CheckpointError(SemisegError, ValueError):
 
 class ConfigError(SemisegError, ValueError):
     """A configuration value or CLI flag is invalid; the message names the field."""
+
+
+def error_line(exc: BaseException) -> str:
+    """The message the CLI prints for an error. An error raised in a data-loader worker reaches the main process as
+    torch's "Caught <Error> in DataLoader worker process N" plus the worker's traceback: its last line is the error."""
+    text = str(exc).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        match = re.match(r"^[A-Za-z_][\w.]*(?:Error|Exception): (.*)$", last)
+        return match.group(1) if match else last
+    return text or type(exc).__name__

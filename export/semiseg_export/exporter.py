@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import onnx
+import torch
 from torch import nn
 
 from semiseg_sdk.utils.atomic import atomic_path
@@ -142,6 +143,11 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
     out = Path(output)
     _writable_target(out)
     model = copy.deepcopy(model).float().cpu().eval()  # never move or change the caller's model
+    bad = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ExportError(f"the model has non-finite (NaN or inf) values in {len(bad)} tensor(s), first: "
+                          f"{', '.join(bad[:3])}; it was saved from a diverged run: export an earlier checkpoint")
     default_atol, default_agree = (None, INT8_MIN_AGREEMENT) if int8 else TOLERANCES[bool(fp16)]
     atol = default_atol if atol is None or int8 else float(atol)  # int8: bounded by agreement on real images only
     min_agreement = default_agree if min_agreement is None else float(min_agreement)

@@ -61,6 +61,9 @@ def check_parity(model: nn.Module, onnx_path: Union[str, Path], sizes: Sequence[
             got = session.run(None, {INPUT_NAME: x.numpy()})[0]
             if got.shape != ref.shape:
                 raise ParityError(f"{name}: output shape {got.shape} != PyTorch {ref.shape} at {b}x3x{h}x{w}")
+            if not (np.isfinite(ref).all() and np.isfinite(got).all()):  # NaN compares as "no difference" otherwise
+                where = "PyTorch" if not np.isfinite(ref).all() else "ONNX Runtime"
+                raise ParityError(f"{name}: {where} outputs NaN or inf at {b}x3x{h}x{w}; the file is not written")
             agree = float((got.argmax(1) == ref.argmax(1)).mean())
             cases.append(ParityCase((h, w), b, float(np.abs(got - ref).max()), float(np.abs(ref).max()), agree))
             if verbose:

@@ -205,11 +205,18 @@ class ModelStore:
             raise
 
     def clean_stale_builds(self) -> List[str]:
-        """Remove half-built version folders left by a crash; returns their names."""
-        stale = [p for p in self.root.iterdir() if p.is_dir() and _BUILDING.match(p.name)] if self.root.is_dir() else []
+        """Remove half-built version folders and the temporary files of atomic writes (``.<name>.*.tmp``, in the
+        store, ``field/``, ``quarantine/`` and ``pending/``) that a crash left; returns their store-relative names."""
+        if not self.root.is_dir():
+            return []
+        stale = [p for p in self.root.iterdir() if p.is_dir() and _BUILDING.match(p.name)]
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
-        return [p.name for p in stale]
+        temporaries = [t for folder in (self.root, self.store, self.quarantine, self.pending) if folder.is_dir()
+                       for t in folder.glob(".*.tmp") if t.is_file() and not t.is_symlink()]
+        for t in temporaries:
+            t.unlink(missing_ok=True)
+        return [p.name for p in stale] + [str(t.relative_to(self.root)) for t in temporaries]
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -229,6 +229,11 @@ def _png_chunks(data: bytes, path: PathLike) -> list:
         kind = data[pos + 4:pos + 8]
         if pos + 12 + length > len(data):
             break
+        crc = int.from_bytes(data[pos + 8 + length:pos + 12 + length], "big")
+        if zlib.crc32(data[pos + 4:pos + 8 + length]) != crc:
+            name = kind.decode("latin-1") if kind.isalpha() else repr(kind)
+            raise DataError(f"{path}: corrupt PNG (its {name} chunk at byte {pos} fails its CRC check: the file was "
+                            "altered or damaged)")
         chunks.append((kind, pos + 8, length))
         if kind == b"IEND":
             return chunks

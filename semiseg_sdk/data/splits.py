@@ -146,7 +146,8 @@ def load_split(path: Union[str, "os.PathLike[str]"], names: Sequence[str]) -> Sp
     missing = [n for n in labelled + unlabelled if n not in known]
     if missing:
         raise DataError(f"{path}: {len(missing)} name(s) not in the dataset, first: {', '.join(missing[:5])} "
-                        "(was the split made for another dataset, or were images renamed or removed?)")
+                        "(was the split made for another dataset, or were images renamed or removed?); delete it to "
+                        "make a new split of the images there are now, or pass another --split_file")
     left_out = len(known) - len(labelled) - len(unlabelled)
     if left_out > 0:
         log.info("%s: %d dataset images are in neither list and are not used", path, left_out)

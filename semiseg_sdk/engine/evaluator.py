@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data import DATASETS, build_dataset, run_dataset_kwargs
+from ..data.folder import FileListDataset
 from ..data.loader import leave_stop_signals_to_the_main_process, pad_collate
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..models.checkpoint import load_inference_model, run_config
 from ..utils.atomic import write_json_atomic
 from ..utils.precision import resolve_device
@@ -87,6 +88,9 @@ def evaluate_checkpoint(
     if data_root is not None:
         kwargs["root"] = data_root
     ds = build_dataset(data, split=split, **kwargs)
+    if isinstance(ds, FileListDataset) and not ds.labelled:
+        missing = sum(mask is None for _, _, mask in ds.files)
+        raise DataError(f"{data}:{split}: {missing} of its {len(ds)} images have no mask; evaluation needs a mask for each")
     if ds.info.num_classes != ckpt["dataset"]["classes"].__len__():
         raise ConfigError(f"{data}: {ds.info.num_classes} classes but the checkpoint predicts {len(ckpt['dataset']['classes'])}")
     if mode == "auto":

@@ -5,9 +5,9 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
-from ..utils.atomic import write_json_atomic
+from ..utils.atomic import atomic_path, write_json_atomic
 
 
 class RunFolder:
@@ -46,12 +46,39 @@ class RunFolder:
                 f.write(json.dumps(_clean(record)) + "\n")
 
     def truncate_metrics_after(self, step: int) -> None:
-        """On resume, drop metric lines written after the checkpoint's step (they will be written again)."""
+        """On resume, drop metric lines written after the checkpoint's step (they will be written again) and lines a
+        killed write left torn (logged as a warning)."""
         p = self.root / "metrics.jsonl"
         if not (self.enabled and p.exists()):
             return
-        kept = [ln for ln in p.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        p.write_text("".join(ln + "\n" for ln in kept))
+        kept, torn = [], 0
+        for ln in p.read_text().splitlines():
+            if not ln.strip():
+                continue
+            try:
+                record = json.loads(ln)
+            except ValueError:
+                torn += 1
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(ln)
+        if torn:
+            self.info(f"warning: {p}: dropped {torn} unreadable line(s) (a write cut short)")
+        with atomic_path(p) as tmp:
+            tmp.write_text("".join(ln + "\n" for ln in kept))
+
+    def remove_orphan_temporaries(self) -> List[str]:
+        """Delete the temporary files of atomic writes a killed process left behind (``.<name>.*.tmp``)."""
+        if not (self.enabled and self.root.is_dir()):
+            return []
+        removed = []
+        for tmp in self.root.glob(".*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp.name)
+        if removed:
+            self.info(f"removed {len(removed)} temporary file(s) of writes cut short: {', '.join(sorted(removed))}")
+        return removed
 
     def info(self, msg: str) -> None:
         """Append a line to ``train.log``."""

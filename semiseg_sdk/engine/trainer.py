@@ -48,6 +48,7 @@ class Trainer(TrainLoop):
         strong = strong_config(cfg.strong_aug)  # a bad strong-view setting fails before anything is written
         self.dist, self.device = setup_distributed(cfg.device)
         self.run = RunFolder(Path(cfg.out) / cfg.run_name(), enabled=self.dist.is_main)
+        self.run.remove_orphan_temporaries()
         if self.run.last.exists() and not cfg.resume:
             raise ConfigError(f"{self.run.root} already holds a run; pass --resume to continue it or choose another --name")
         seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
@@ -122,9 +123,20 @@ class Trainer(TrainLoop):
         try:
             self.method.load_state_dict(state["method"])
         except RuntimeError as exc:
-            raise CheckpointError(f"{self.run.last}: does not fit this method/model ({exc})") from exc
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"{self.run.last}: does not fit this method/model ({first}); resume with the "
+                                  f"flags the run was started with (its config.json)") from None
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.run.last}: its optimiser state does not fit this run "
+                                  f"({type(exc).__name__}: {exc}); resume with the run's own flags") from None
+        if self.run.best.exists():  # checked now, not when the run ends and reads it for its summary
+            try:
+                load_checkpoint(self.run.best)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{exc}; delete it to resume (the next evaluation writes a new best.pt)") from None
         self.step, self.best_miou, self.best_step = int(ckpt["step"]), float(state["best_miou"]), int(state["best_step"])
         self.run.truncate_metrics_after(self.step)
         self.run.info(f"resumed from {self.run.last} at step {self.step}")
