@@ -93,6 +93,12 @@ def smooth_bgr(h: int, w: int, seed: int) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def png(image: np.ndarray) -> bytes:
     return cv2.imencode(".png", image)[1].tobytes()
 
@@ -437,3 +443,56 @@ def test_serve_without_torch_and_reload_on_sighup(models, tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_large_images_run_tile_by_tile_and_memory_is_admitted_by_budget(models, seg_a) -> None:
+    """Above tile_above_pixels an image is predicted tile by tile (the runtime's sliding window: same mask as
+    Segmenter.predict_tiled); an image that alone needs more than the memory budget gets 413 naming it."""
+    with start(models[0], tile_above_pixels=64 * 64, tile=64, max_pixels=10**7) as tiled:
+        described = json.loads(call(tiled.port, "GET", "/v1/model")[2])
+        assert described["bytes_per_pixel"] > 0
+        image = smooth_bgr(96, 160, seed=7)
+        answer = segment(tiled.port, png(image))
+        expected = seg_a.predict_tiled(image, tile=64, overlap=16, channel_order="bgr")
+        assert (decode_rle(answer["mask"]) == expected).all() and answer["batch_size"] == 1
+    with start(models[0], memory_budget_mb=1, max_pixels=10**7) as small:
+        status, _, body = call(small.port, "POST", "/v1/segment", png(smooth_bgr(512, 512, seed=8)),
+                               {"Content-Type": "image/png"})
+        error = json.loads(body)["error"]
+        assert status == 413 and error["code"] == "memory_limit" and "memory budget of 1 MB" in error["message"]
+        assert segment(small.port, GOOD)["batch_size"] == 1  # a small image still fits
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the service's peak memory from /proc")
+def test_a_huge_image_in_a_small_request_stays_within_a_memory_bound(models, tmp_path) -> None:
+    """A 6000x6000 PNG of about 2 MB (a 2000x2000 one first) used to take the service to 4+ GB and kill the next
+    request; now its peak memory rises by under 1 GB over the idle process, and a normal request succeeds after."""
+    def status_mb(pid: int, key: str) -> float:
+        line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith(key + ":"))
+        return int(line.split()[1]) / 1024
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "semiseg_sdk.cli", "serve", str(models[0]), "--port", str(port), "--threads", "1",
+           "--providers", "cpu", "--request_timeout_s", "10"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if call(port, "GET", "/readyz", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        idle = status_mb(proc.pid, "VmRSS")
+        for side in (2000, 6000):
+            y, x = np.mgrid[0:side, 0:side]
+            img = np.stack([x * 255 // side, y * 255 // side, np.full_like(x, 128)], -1).astype(np.uint8)
+            status, _, _ = call(port, "POST", "/v1/segment", cv2.imencode(".png", img)[1].tobytes(),
+                                {"Content-Type": "image/png"}, timeout=120)
+            assert status in (200, 504)  # 504: this CPU did not finish all tiles within the 10 s deadline
+            assert status_mb(proc.pid, "VmHWM") - idle < 1024, (side, status_mb(proc.pid, "VmHWM"), idle)
+        assert segment(port, GOOD)["batch_size"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(60)

@@ -34,12 +34,16 @@ class Segmenter:
         intra_op_threads / inter_op_threads: onnxruntime thread pools (None: onnxruntime's default).
         trt_fp16 / trt_cache_dir: TensorRT options (fp16 kernels; engine cache folder, saves minutes per start).
         pad_mode: how images are padded to the size divisor, ``"reflect"`` or ``"constant"`` (zeros).
+        cpu_arena: onnxruntime's CPU memory arena (faster repeated calls; it keeps the memory of the largest input
+            seen). The HTTP service turns it off so that memory returns after a large request.
     """
 
     def __init__(self, path: Union[str, Path], providers: ProviderArg = "auto",
                  intra_op_threads: Optional[int] = None, inter_op_threads: Optional[int] = None,
-                 trt_fp16: bool = False, trt_cache_dir: Optional[str] = None, pad_mode: str = "reflect") -> None:
-        self.session = OnnxSession(path, providers, intra_op_threads, inter_op_threads, trt_fp16, trt_cache_dir)
+                 trt_fp16: bool = False, trt_cache_dir: Optional[str] = None, pad_mode: str = "reflect",
+                 cpu_arena: bool = True) -> None:
+        self.session = OnnxSession(path, providers, intra_op_threads, inter_op_threads, trt_fp16, trt_cache_dir,
+                                   cpu_arena=cpu_arena)
         self.path = self.session.path
         self.metadata = ModelMetadata.from_props(self.session.custom_metadata, self.path)
         self.pad_mode = pad_mode

@@ -62,11 +62,12 @@ class OnnxSession:
     def __init__(self, path: Union[str, Path], providers: ProviderArg = "auto",
                  intra_op_threads: Optional[int] = None, inter_op_threads: Optional[int] = None,
                  trt_fp16: bool = False, trt_cache_dir: Optional[str] = None,
-                 optimization: str = "all") -> None:
+                 optimization: str = "all", cpu_arena: bool = True) -> None:
         self.path = str(path)
         if not Path(self.path).is_file():
             raise ModelFileError(f"{self.path}: model file not found")
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = bool(cpu_arena)  # off: memory a large input took goes back after the call
         if intra_op_threads:
             options.intra_op_num_threads = int(intra_op_threads)
         if inter_op_threads:

@@ -40,11 +40,14 @@ def blend_window(size: int, overlap: int) -> np.ndarray:
 
 def predict_tiled_rgb(run: RunFn, rgb: np.ndarray, num_classes: int, divisor: int, tile: int = 512,
                       overlap: int = 128, batch_size: int = 4, pad_mode: str = "reflect",
-                      return_confidence: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+                      return_confidence: bool = False, bgr: bool = False, mean_confidence: bool = False,
+                      should_stop: Optional[Callable[[], bool]] = None) -> Tuple[np.ndarray, Optional[object]]:
     """Sliding-window prediction of an (H, W, 3) uint8 RGB image; ``run`` maps float32 NCHW to logits NCHW.
 
     Returns ``(mask (H, W), confidence (H, W) float32 or None)``; the confidence is the winning class's
-    window-weighted mean probability. Peak memory, C = classes, t = min(tile, H) x min(tile, W) tile area:
+    window-weighted mean probability. ``mean_confidence`` returns its mean over the image instead of the map
+    (no H x W float buffer); ``bgr`` takes a BGR image (flipped tile by tile, never copied whole);
+    ``should_stop()`` is asked before each row of tiles and raises :class:`TimeoutError` when true. Peak memory, C = classes, t = min(tile, H) x min(tile, W) tile area:
     accumulator 4 * (C + 1) * min(tile, H) * W bytes, plus the mask H * W (+ 4 * H * W with confidence),
     plus one batch of tiles: 4 * (3 + C) * batch_size * t bytes (input and logits, after padding to the
     divisor), plus two per-tile temporaries of 4 * C * t bytes, plus the caller's image. E.g. 4000 x 4000,
@@ -59,7 +62,8 @@ def predict_tiled_rgb(run: RunFn, rgb: np.ndarray, num_classes: int, divisor: in
     ys, xs = tile_positions(height, th, stride), tile_positions(width, tw, stride)
     weight = blend_window(th, overlap)[:, None] * blend_window(tw, overlap)[None, :]
     mask = np.empty((height, width), dtype=mask_dtype(num_classes))
-    conf = np.empty((height, width), dtype=np.float32) if return_confidence else None
+    conf = np.empty((height, width), dtype=np.float32) if return_confidence and not mean_confidence else None
+    conf_sum = [0.0]
     acc = np.zeros((num_classes, th, width), dtype=np.float32)
     wsum = np.zeros((th, width), dtype=np.float32)
     top = 0  # image row of acc[:, 0]
@@ -69,8 +73,12 @@ def predict_tiled_rgb(run: RunFn, rgb: np.ndarray, num_classes: int, divisor: in
         mask[top:top + rows] = probs.argmax(axis=0)
         if conf is not None:
             conf[top:top + rows] = probs.max(axis=0)
+        elif mean_confidence:
+            conf_sum[0] += float(probs.max(axis=0).sum(dtype=np.float64))
 
     for y in ys:
+        if should_stop is not None and should_stop():
+            raise TimeoutError(f"stopped at tile row {y} of {height}")
         shift = y - top
         if shift:
             finalise(shift)
@@ -82,7 +90,8 @@ def predict_tiled_rgb(run: RunFn, rgb: np.ndarray, num_classes: int, divisor: in
         size = padded_size(th, tw, divisor)
         for start in range(0, len(xs), batch_size):
             chunk = xs[start:start + batch_size]
-            batch = to_nchw([pad_to(rgb[y:y + th, x:x + tw], size, pad_mode) for x in chunk])
+            crops = [rgb[y:y + th, x:x + tw] for x in chunk]
+            batch = to_nchw([pad_to(np.ascontiguousarray(c[:, :, ::-1]) if bgr else c, size, pad_mode) for c in crops])
             logits = run(batch)
             if logits.shape[1] != num_classes:
                 raise ServingError(f"model returned {logits.shape[1]} classes, metadata says {num_classes}")
@@ -91,4 +100,6 @@ def predict_tiled_rgb(run: RunFn, rgb: np.ndarray, num_classes: int, divisor: in
                 acc[:, :, x:x + tw] += probs * weight
                 wsum[:, x:x + tw] += weight
     finalise(th)
+    if mean_confidence:
+        return mask, conf_sum[0] / float(height * width)
     return mask, conf

@@ -17,6 +17,10 @@ class ServiceConfig:
     ``body_timeout_s`` for receiving the body (408), ``request_timeout_s`` for the whole request (504),
     ``max_receiving`` requests whose body is still arriving and ``max_in_flight`` requests being served (body
     received) at once (503 with ``Retry-After``): a slow upload holds a receiving slot only, never a serving one.
+    Memory: a request is admitted once the memory it needs (its pixels x the model's bytes per pixel, measured at
+    load; images over ``tile_above_pixels`` run tile by tile, ``tile`` pixels a side, and need far less) fits in
+    ``memory_budget_mb`` beside the requests being served; it waits for that up to its deadline (503 after), and an
+    image that alone needs more than the budget gets 413 ``memory_limit``.
     Session: ``providers`` (``"auto"``, ``"cpu"``, ``"cuda,cpu"``...) and onnxruntime thread pools
     (``intra_op_threads`` None = onnxruntime's default, one thread per core).
     """
@@ -29,6 +33,9 @@ class ServiceConfig:
     body_timeout_s: float = 10.0
     max_in_flight: int = 64
     max_receiving: int = 256
+    memory_budget_mb: int = 1024
+    tile_above_pixels: int = 1024 * 1024
+    tile: int = 512
     retry_after_s: int = 1
     providers: str = "auto"
     intra_op_threads: Optional[int] = None
@@ -39,7 +46,8 @@ class ServiceConfig:
         positive = {"max_batch": self.max_batch, "max_body_bytes": self.max_body_bytes,
                     "max_pixels": self.max_pixels, "request_timeout_s": self.request_timeout_s,
                     "body_timeout_s": self.body_timeout_s, "max_in_flight": self.max_in_flight,
-                    "max_receiving": self.max_receiving, "warmup_size": self.warmup_size}
+                    "max_receiving": self.max_receiving, "memory_budget_mb": self.memory_budget_mb,
+                    "tile_above_pixels": self.tile_above_pixels, "tile": self.tile, "warmup_size": self.warmup_size}
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ServingError(f"{name}: must be a positive number, got {value!r}")

@@ -63,6 +63,16 @@ def jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """PNG/JPEG bytes -> (H, W, 3) uint8 BGR; 400 ``bad_image`` / 413 ``too_many_pixels`` when refused."""
     kind = sniff(data)
+    checked_size(data, max_pixels)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ApiError(400, "bad_image", f"the {kind.upper()} data could not be decoded (truncated or corrupt)")
+    return image
+
+
+def checked_size(data: bytes, max_pixels: int) -> Tuple[int, int]:
+    """(width, height) from the PNG/JPEG header, nothing decoded; 400 ``bad_image`` / 413 ``too_many_pixels``."""
+    kind = sniff(data)
     if kind is None:
         raise ApiError(400, "bad_image", f"the body is not a PNG or JPEG image (starts with {data[:8]!r})")
     size = png_size(data) if kind == "png" else jpeg_size(data)
@@ -72,7 +82,4 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     if width * height > max_pixels:
         raise ApiError(413, "too_many_pixels", f"the image is {width}x{height} = {width * height} pixels, over "
                        f"the limit of {max_pixels}")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ApiError(400, "bad_image", f"the {kind.upper()} data could not be decoded (truncated or corrupt)")
-    return image
+    return width, height

@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from ..errors import ModelFileError
+from ..memory import DEFAULT_BYTES_PER_PIXEL, measure_bytes_per_pixel
 from ..segmenter import Segmenter
 from .config import ServiceConfig
 
@@ -46,6 +47,7 @@ class LoadedModel:
     version: str
     path: str
     loaded_at: str
+    bytes_per_pixel: float = DEFAULT_BYTES_PER_PIXEL  # measured working memory of a whole-image prediction
 
     def identity(self) -> Dict[str, str]:
         """``{"name", "version"}``: what every answer carries."""
@@ -59,7 +61,8 @@ class LoadedModel:
         meta = dataclasses.asdict(self.segmenter.metadata)
         meta["palette"] = [list(c) for c in self.segmenter.palette]
         return {**self.identity(), "file": Path(self.path).name, "provider": self.segmenter.provider,
-                "loaded_at": self.loaded_at, "num_classes": self.segmenter.num_classes, "metadata": meta}
+                "loaded_at": self.loaded_at, "num_classes": self.segmenter.num_classes,
+                "bytes_per_pixel": round(self.bytes_per_pixel, 1), "metadata": meta}
 
 
 def warm_up(segmenter: Segmenter, size: int) -> None:
@@ -74,12 +77,15 @@ def load_model(path: str, config: ServiceConfig) -> LoadedModel:
     before = file_version(path)
     with _SESSION_LOCK:
         segmenter = Segmenter(path, providers=config.providers, intra_op_threads=config.intra_op_threads,
-                              inter_op_threads=config.inter_op_threads)
+                              inter_op_threads=config.inter_op_threads, cpu_arena=False)
     if file_version(path) != before:
         raise ModelFileError(f"{path}: the file changed while it was being loaded; reload again")
     warm_up(segmenter, config.warmup_size)
+    with _SESSION_LOCK:  # one measurement at a time: it reads the process's peak memory
+        measured = measure_bytes_per_pixel(lambda img: segmenter.predict(img, return_confidence=True, channel_order="bgr"))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return LoadedModel(segmenter, Path(path).stem, before, str(path), stamp)
+    return LoadedModel(segmenter, Path(path).stem, before, str(path), stamp,
+                       max(measured or DEFAULT_BYTES_PER_PIXEL, 16.0))
 
 
 class ModelHolder:

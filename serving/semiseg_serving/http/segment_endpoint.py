@@ -26,12 +26,14 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..memory import request_bytes
 from ..png_palette import encode_palette_png
 from ..postprocess import logits_to_mask
 from ..preprocess import Prepared, prepare
+from ..sliding_window import predict_tiled_rgb
 from .api_error import ApiError
 from .batcher import BatchResult
-from .image_decode import decode_image
+from .image_decode import checked_size, decode_image
 from .model_holder import LoadedModel
 from .negotiation import choose_format
 from .request_body import check_content_type, image_bytes, read_body
@@ -57,8 +59,31 @@ def _answer(fmt: str, model: LoadedModel, item: Prepared, result: BatchResult, t
     """Post-process one image's logits and build the response (runs in a worker thread)."""
     post_start = time.perf_counter()
     mask, conf = logits_to_mask(result.logits, item.content, item.original, return_confidence=True)
-    seg = model.segmenter
     mean_conf = float(conf.mean()) if conf is not None else 0.0
+    return _response(fmt, model, mask, mean_conf, result.batch_size, timing,
+                     {"queue": result.queued_s, "inference": result.inference_s}, post_start)
+
+
+def _tiled_answer(fmt: str, model: LoadedModel, data: bytes, max_pixels: int, tile: int, timing: _Timing,
+                  deadline: float) -> Response:
+    """Decode and predict a large image tile by tile (one row of tiles in memory), then build the response."""
+    image = decode_image(data, max_pixels)
+    timing.decoded = time.perf_counter()
+    seg = model.segmenter
+    try:
+        mask, mean_conf = predict_tiled_rgb(seg.run, image, seg.num_classes, seg.size_divisor, tile, tile // 4,
+                                            batch_size=1, pad_mode=seg.pad_mode, bgr=True, mean_confidence=True,
+                                            should_stop=lambda: time.perf_counter() > deadline)
+    except TimeoutError:
+        raise ApiError(504, "timeout", "the request ran out of time while its tiles were being predicted") from None
+    inferred = time.perf_counter()
+    return _response(fmt, model, mask, float(mean_conf), 1, timing, {"queue": 0.0, "inference": inferred - timing.decoded},
+                     inferred)
+
+
+def _response(fmt: str, model: LoadedModel, mask: np.ndarray, mean_conf: float, batch_size: int, timing: _Timing,
+              network: Dict[str, float], post_start: float) -> Response:
+    seg = model.segmenter
     if fmt == "png":
         if mask.dtype == np.uint8:
             body = encode_palette_png(mask, seg.palette)
@@ -67,19 +92,19 @@ def _answer(fmt: str, model: LoadedModel, item: Prepared, result: BatchResult, t
         total = time.perf_counter() - timing.started
         headers = {"X-Model-Name": model.name, "X-Model-Version": model.version,
                    "X-Mean-Confidence": f"{mean_conf:.6f}", "X-Latency-Ms": f"{timing.ms(total):.3f}",
-                   "X-Batch-Size": str(result.batch_size)}
+                   "X-Batch-Size": str(batch_size)}
         return Response(body, media_type="image/png", headers=headers)
     counts = np.bincount(mask.ravel(), minlength=seg.num_classes)[: seg.num_classes]
     payload: Dict[str, Any] = {
         "model": model.identity(), "size": [int(mask.shape[0]), int(mask.shape[1])], "classes": list(seg.classes),
         "mask": encode_rle(mask),
         "pixel_counts": {name: int(n) for name, n in zip(seg.classes, counts)},
-        "mean_confidence": round(mean_conf, 6), "batch_size": result.batch_size,
+        "mean_confidence": round(mean_conf, 6), "batch_size": batch_size,
     }
     done = time.perf_counter()
     payload["latency_ms"] = {
         "total": timing.ms(done - timing.started), "decode": timing.ms(timing.decoded - timing.started),
-        "queue": timing.ms(result.queued_s), "inference": timing.ms(result.inference_s),
+        "queue": timing.ms(network["queue"]), "inference": timing.ms(network["inference"]),
         "postprocess": timing.ms(done - post_start),
     }
     return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
@@ -99,7 +124,28 @@ async def _receive(request: Request, state: ServiceState) -> bytes:
 async def _process(request: Request, state: ServiceState, data: bytes, timing: _Timing, deadline: float) -> Response:
     fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
     model = state.require_model()  # this request uses this model to the end, even across a reload
+    cfg = state.config
+    width, height = checked_size(data, cfg.max_pixels)  # from the header: nothing decoded yet
+    tiled = width * height > cfg.tile_above_pixels
+    need = request_bytes(width, height, model.segmenter.num_classes, model.bytes_per_pixel, tiled, cfg.tile)
+    if need > state.memory.capacity:
+        raise ApiError(413, "memory_limit", f"the image is {width}x{height}; serving it needs about "
+                       f"{need / 2**20:.0f} MB, over the service's memory budget of {cfg.memory_budget_mb} MB "
+                       "(--memory_budget_mb)")
+    if not await state.memory.acquire(need, deadline - time.perf_counter()):
+        raise ApiError(503, "overloaded", f"the memory budget ({cfg.memory_budget_mb} MB) stayed taken by other "
+                       "requests until this one's deadline; retry later", headers={"Retry-After": str(cfg.retry_after_s)})
+    try:
+        if tiled:  # alone in a worker thread, not batched; it stops at its deadline between rows of tiles
+            return await anyio.to_thread.run_sync(_tiled_answer, fmt, model, data, cfg.max_pixels, cfg.tile, timing,
+                                                  deadline, limiter=state.limiter)
+        return await _whole(state, fmt, model, data, timing, deadline)
+    finally:
+        await state.memory.release(need)
 
+
+async def _whole(state: ServiceState, fmt: str, model: LoadedModel, data: bytes, timing: _Timing,
+                 deadline: float) -> Response:
     async def infer() -> Response:
         item = await anyio.to_thread.run_sync(_decode, data, model, state.config.max_pixels, limiter=state.limiter)
         timing.decoded = time.perf_counter()

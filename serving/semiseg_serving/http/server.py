@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int = 8, max_wait_ms: float = 5.0,
           max_body_mb: float = 20.0, max_pixels: int = 40_000_000, request_timeout_s: float = 30.0,
           max_in_flight: int = 64, providers: str = "auto", threads: Optional[int] = None,
-          log_level: str = "info", body_timeout_s: float = 10.0, max_receiving: int = 256) -> None:
+          log_level: str = "info", body_timeout_s: float = 10.0, max_receiving: int = 256,
+          memory_budget_mb: int = 1024) -> None:
     """Serve ``model`` (a semiseg ONNX export) over HTTP until interrupted (Ctrl+C / SIGTERM).
 
     Endpoints: ``POST /v1/segment``, ``GET /v1/model``, ``/healthz``, ``/readyz``, ``/metrics``,
@@ -34,6 +35,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int 
         max_body_mb / max_pixels / request_timeout_s / max_in_flight: limits (413 / 413 / 504 / 503).
         body_timeout_s / max_receiving: a body must arrive within ``body_timeout_s`` (408); at most
             ``max_receiving`` bodies arrive at once (503). A slow upload never holds one of the ``max_in_flight``.
+        memory_budget_mb: working memory for requests being served (each needs its pixels x the model's measured
+            bytes per pixel; images over 1024x1024 pixels run tile by tile); an image that alone needs more gets 413.
         providers: onnxruntime providers, ``"auto"`` = TensorRT > CUDA > CPU.
         threads: onnxruntime intra-op threads (None: one per core).
         log_level: uvicorn's log level.
@@ -44,6 +47,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int 
                            max_body_bytes=int(float(max_body_mb) * 2**20), max_pixels=int(max_pixels),
                            request_timeout_s=float(request_timeout_s), max_in_flight=int(max_in_flight),
                            body_timeout_s=float(body_timeout_s), max_receiving=int(max_receiving),
+                           memory_budget_mb=int(memory_budget_mb),
                            providers=str(providers), intra_op_threads=threads)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -6,6 +6,7 @@ from typing import Any, Optional, Set
 
 from anyio import CapacityLimiter
 
+from ..memory import MemoryBudget
 from .api_error import ApiError
 from .batcher import MicroBatcher
 from .config import ServiceConfig
@@ -24,6 +25,7 @@ class ServiceState:
         self.limiter: Optional[CapacityLimiter] = None  # decode/encode worker threads, made at start-up
         self.in_flight = 0
         self.receiving = 0
+        self.memory = MemoryBudget(config.memory_budget_mb * 2**20)  # bytes reserved by requests being served
         self.background: Set["asyncio.Task[Any]"] = set()  # tasks started by signal handlers
 
     def require_model(self) -> LoadedModel:
