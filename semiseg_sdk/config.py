@@ -70,7 +70,7 @@ class TrainConfig:
     # evaluation, checkpoints, logging
     eval_every: int = 500
     save_every: int = 0                       # also write last.pt every N steps, without evaluating (0 = at evaluations only)
-    eval_mode: str = "auto"                   # "whole", "slide" or "auto" (slide for images > 1024 px)
+    eval_mode: str = "auto"                   # "whole", "slide" or "auto" (per image: slide for images > 1024 px a side)
     eval_window: Tuple[int, int] = (512, 512)
     eval_batch_size: int = 8
     log_every: int = 20

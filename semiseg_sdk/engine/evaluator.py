@@ -19,7 +19,17 @@ from ..utils.atomic import write_json_atomic
 from ..utils.precision import resolve_device
 from .confusion_plot import save_confusion
 from .metrics import ConfusionMatrix, format_table
-from .sliding_window import predict_sliding, predict_whole
+from .sliding_window import predict_whole, sliding_label_bands
+
+
+AUTO_SLIDE_ABOVE = 1024  # "auto": images with a side over this many pixels are evaluated by sliding window
+
+
+def image_mode(mode: str, height: int, width: int) -> str:
+    """The evaluation mode of one image: ``mode``, or for "auto" sliding window above ``AUTO_SLIDE_ABOVE`` pixels."""
+    if mode != "auto":
+        return mode
+    return "slide" if max(height, width) > AUTO_SLIDE_ABOVE else "whole"
 
 
 @torch.no_grad()
@@ -29,7 +39,7 @@ def evaluate(
     num_classes: int,
     class_names=None,
     device: torch.device | str = "cpu",
-    mode: str = "whole",
+    mode: str = "auto",
     window: Optional[Tuple[int, int]] = None,
     stride: Optional[Tuple[int, int]] = None,
     batch_size: int = 4,
@@ -39,32 +49,36 @@ def evaluate(
 ) -> Dict[str, object]:
     """mIoU & co. of ``model`` on ``dataset``; returns the metric dict plus ``confusion`` (a numpy array).
 
-    ``mode="slide"`` runs :func:`predict_sliding` with ``window`` (default 512x512) and ``stride`` (default 2/3 of it),
-    one image at a time, for large tiles; ``"whole"`` pads each batch to the model's stride.
+    Every image is predicted at its own size, so the score does not depend on ``batch_size`` (images of one size
+    share a network call). ``mode`` "whole" pads an image to the model's stride; "slide" averages the softmax of
+    ``window`` crops (default 512x512) every ``stride`` pixels (default 2/3 of the window), one row of windows at a
+    time (:func:`sliding_label_bands`: bounded memory for very large tiles); "auto" chooses per image (sliding
+    window above ``AUTO_SLIDE_ABOVE`` pixels a side).
     """
-    if mode not in ("whole", "slide"):
-        raise ValueError(f"evaluation mode must be 'whole' or 'slide', got {mode!r}")
+    if mode not in ("whole", "slide", "auto"):
+        raise ValueError(f"evaluation mode must be 'whole', 'slide' or 'auto', got {mode!r}")
     device = torch.device(device)
     was_training = model.training
     model.eval()
     divisor = int(getattr(model, "size_divisor", 32))
     cm = ConfusionMatrix(num_classes, device)
-    bs = 1 if mode == "slide" else batch_size
-    loader = DataLoader(dataset, batch_size=bs, shuffle=False, collate_fn=pad_collate, num_workers=num_workers,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=pad_collate, num_workers=num_workers,
                         worker_init_fn=leave_stop_signals_to_the_main_process)
     win = tuple(window or (512, 512))
     st = tuple(stride or (max(1, win[0] * 2 // 3), max(1, win[1] * 2 // 3)))
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        image = batch["image"].to(device).float().div_(255.0)
-        mask = batch["mask"].to(device).long()
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            if mode == "slide":
-                scores = predict_sliding(model, image, num_classes, win, st, divisor)
-            else:
-                scores = predict_whole(model, image, divisor)
-        pred = scores.argmax(1)
-        pred = torch.where(batch["valid"].to(device), pred, torch.zeros_like(pred))
-        cm.update(pred, mask)
+        valid = batch["valid"]
+        sizes = [(int(v.any(1).sum()), int(v.any(0).sum())) for v in valid]  # items sit at the top left
+        for (h, w) in sorted(set(sizes)):
+            idx = [i for i, s in enumerate(sizes) if s == (h, w)]
+            image = batch["image"][idx, :, :h, :w].to(device)
+            mask = batch["mask"][idx, :h, :w].to(device)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                if image_mode(mode, h, w) == "slide":
+                    for row, labels in sliding_label_bands(model, image, num_classes, win, st, divisor):
+                        cm.update(labels, mask[:, row: row + labels.shape[1]])
+                else:
+                    cm.update(predict_whole(model, image.float().div_(255.0), divisor).argmax(1), mask)
     model.train(was_training)
     out = cm.compute(class_names)
     out["confusion"] = cm.mat.cpu().numpy()
@@ -79,6 +93,9 @@ def evaluate_checkpoint(
 
     The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments).
     """
+    if mode not in ("whole", "slide", "auto"):
+        raise ConfigError(f"--mode {mode!r}: choose whole, slide or auto (auto: sliding window for images over "
+                          f"{AUTO_SLIDE_ABOVE} px a side)")
     dev = resolve_device(device)
     model, ckpt = load_inference_model(checkpoint, map_location="cpu")
     model.to(dev)
@@ -93,9 +110,6 @@ def evaluate_checkpoint(
         raise DataError(f"{data}:{split}: {missing} of its {len(ds)} images have no mask; evaluation needs a mask for each")
     if ds.info.num_classes != ckpt["dataset"]["classes"].__len__():
         raise ConfigError(f"{data}: {ds.info.num_classes} classes but the checkpoint predicts {len(ckpt['dataset']['classes'])}")
-    if mode == "auto":
-        h, w = ds[0]["image"].shape[-2:]
-        mode = "slide" if max(h, w) > 1024 else "whole"
     res = evaluate(model, ds, ds.info.num_classes, ds.info.classes, dev, mode=mode, window=(window, window), progress=True)
     confusion = res.pop("confusion")
     res.update(mode=mode, images=len(ds), table=format_table(res))

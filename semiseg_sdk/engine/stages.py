@@ -31,6 +31,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..utils.atomic import atomic_path, write_json_atomic
 from ..models.checkpoint import load_inference_model
 from .data_setup import TrainData, build_train_data
+from .evaluator import image_mode
 from .metrics import ConfusionMatrix
 from ..utils.precision import resolve_amp, resolve_device
 from .run_folder import RunFolder
@@ -222,10 +223,8 @@ class StagedRun:
         return self.record(name, "train", work)
 
     def mode_for(self, image: torch.Tensor) -> str:
-        """Whole-image or sliding-window inference, by the run's ``eval_mode`` (auto: slide above 1024 px)."""
-        if self.cfg.eval_mode != "auto":
-            return self.cfg.eval_mode
-        return "slide" if max(image.shape[-2:]) > 1024 else "whole"
+        """Whole-image or sliding-window inference, by the run's ``eval_mode`` (see :func:`.evaluator.image_mode`)."""
+        return image_mode(self.cfg.eval_mode, *image.shape[-2:])
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)

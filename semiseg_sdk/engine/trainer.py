@@ -168,11 +168,8 @@ class Trainer(TrainLoop):
     def evaluate(self) -> Dict[str, Any]:
         """Evaluate the method's inference network on the validation split."""
         cfg, info = self.cfg, self.data.info
-        mode = cfg.eval_mode
-        if mode == "auto":
-            h, w = self.data.val[0]["image"].shape[-2:]
-            mode = "slide" if max(h, w) > 1024 else "whole"
-        return evaluate(self.method.inference_model(), self.data.val, info.num_classes, info.classes, self.device, mode=mode,
+        return evaluate(self.method.inference_model(), self.data.val, info.num_classes, info.classes, self.device,
+                        mode=cfg.eval_mode,
                         window=cfg.eval_window, batch_size=cfg.eval_batch_size, amp_dtype=self.amp_dtype)
 
     def eval_and_save(self) -> Dict[str, Any]:
