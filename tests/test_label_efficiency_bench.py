@@ -116,7 +116,7 @@ def test_committed_rows_keep_their_recipe_tag_and_val_split_or_strong_aug_change
     the same tag (else every row would be trained again), and scoring on another split must give another."""
     import argparse
 
-    row = json.loads((Path(le.__file__).parent / "results" / "label_efficiency_h100_s5.jsonl").read_text().splitlines()[0])
+    row = json.loads((Path(le.__file__).parent / "results" / "label_efficiency_gpu_1of16.jsonl").read_text().splitlines()[0])
     rec = row["recipe"]
     args = argparse.Namespace(
         data_root=rec["data_root"], data_args="{}", crop_size=None, method_args="{}", sup_loss=rec["sup_loss"],
@@ -131,7 +131,7 @@ def test_committed_rows_keep_their_recipe_tag_and_val_split_or_strong_aug_change
     assert le.recipe_tag(le.recipe(row["dataset"], row["method"], args)) != le.recipe_tag(rec)
     args.strong_aug = "{}"
     # a committed row of a method revised since (PS-MT's teachers) is not reused: same flags, another tag
-    psmt = next(r for r in map(json.loads, (Path(le.__file__).parent / "results" / "label_efficiency_h100_s5.jsonl")
+    psmt = next(r for r in map(json.loads, (Path(le.__file__).parent / "results" / "label_efficiency_gpu_1of16.jsonl")
                                .read_text().splitlines()) if r["method"] == "psmt")
     args.val_split = "val"
     assert le.recipe("synthetic-driving", "cutmix", args)["method_args"] == psmt["recipe"]["method_args"] == {}
