@@ -37,14 +37,9 @@ log = logging.getLogger(__name__)
 
 def sdk_version() -> str:
     """The installed semiseg-sdk version ("unknown" when running from a source tree that was never installed)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
+    import semiseg_sdk
 
-        return version("semiseg-sdk")
-    except PackageNotFoundError:
-        import semiseg_sdk
-
-        return str(getattr(semiseg_sdk, "__version__", "unknown"))
+    return str(semiseg_sdk.__version__)
 
 
 def build_metadata(model: Segmentor, checkpoint: Optional[Dict[str, Any]], fp16: bool, opset: int,

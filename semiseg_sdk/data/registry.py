@@ -1,7 +1,7 @@
 """Datasets by name: ``build_dataset("synthetic-driving", split="train", ...)``."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 from ..registry import Registry
 from .base import SegmentationDataset
@@ -12,6 +12,11 @@ DATASETS: Registry[Callable[..., SegmentationDataset]] = Registry("dataset")
 def register_dataset(name: str):
     """Decorator registering a dataset constructor ``fn(split: str, **kwargs) -> SegmentationDataset``."""
     return DATASETS.register(name)
+
+
+def list_datasets() -> List[str]:
+    """Names of the registered datasets."""
+    return sorted(DATASETS.names())
 
 
 def build_dataset(name: str, split: str = "train", **kwargs: Any) -> SegmentationDataset:
