@@ -8,6 +8,7 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import sys
 from typing import Any, Dict, Optional
 
@@ -113,29 +114,42 @@ class SemisegCLI:
 
         return ContinualCLI()
 
-    def datasets(self) -> list:
-        """Registered dataset names."""
+    def datasets(self) -> str:
+        """The registered datasets, one line each (--data NAME)."""
         from .data import DATASETS
 
-        return DATASETS.names()
+        return _listing((name, "", DATASETS.get(name).__doc__) for name in sorted(DATASETS.names()))
 
-    def models(self) -> Dict[str, list]:
-        """Registered model (decoder) and encoder names."""
-        from .models import list_encoders, list_models
+    def models(self) -> str:
+        """The registered models (--model, decoders) and encoders (--encoder), one line each."""
+        from .models import ENCODERS, MODELS
 
-        return {"models": list_models(), "encoders": list_encoders()}
+        return ("models:\n" + _listing((n, "", MODELS.get(n).__doc__) for n in sorted(MODELS.names())) +
+                "\nencoders:\n" + _listing((n, "", ENCODERS.get(n).__doc__) for n in sorted(ENCODERS.names())))
 
-    def methods(self) -> list:
-        """Registered training methods."""
-        from .methods import list_methods
+    def methods(self) -> str:
+        """The training methods (--method NAME), one line each: family and what it does."""
+        from .methods import get_method, list_methods
 
-        return list_methods()
+        return _listing((n, get_method(n).family, get_method(n).__doc__) for n in list_methods())
 
     def recipes(self) -> Dict[str, Dict[str, Any]]:
         """Named training recipes (`semiseg train --recipe NAME`): what each sets and the measurement behind it."""
         from .recipes import RECIPES
 
         return {r.name: {"summary": r.summary, "sets": r.values, "evidence": r.evidence} for r in RECIPES.values()}
+
+
+def _listing(rows) -> str:
+    """``name  family  first line of the doc`` per row."""
+    rows = list(rows)
+    width = max(len(n) for n, _, _ in rows) + 2
+    fam = max((len(f) for _, f, _ in rows), default=0)
+    out = []
+    for name, family, doc in rows:
+        first = inspect.cleandoc(doc or "").split("\n\n")[0].replace("\n", " ")
+        out.append(f"{name:<{width}}" + (f"{family:<{fam + 2}}" if fam else "") + first[:110])
+    return "\n".join(out)
 
 
 def _train_signature() -> inspect.Signature:
@@ -153,6 +167,34 @@ def _train_signature() -> inspect.Signature:
 SemisegCLI.train.__signature__ = _train_signature()
 
 
+def _print_help(argv: list) -> bool:
+    """Help on stdout: plain ``semiseg`` or ``--help`` lists the commands, ``semiseg CMD --help`` shows CMD's flags
+    (``train``: every TrainConfig field with its default and meaning). Returns whether help was printed."""
+    from .cli_help import command_help, command_list, train_help
+
+    asks = [a for a in argv if a in ("--help", "-h", "help")]
+    words = [a for a in argv if not a.startswith("-") and a != "help"]
+    if not argv or (asks and not words):
+        print(command_list(SemisegCLI, "semiseg"), end="")
+        return True
+    if not asks or words[0] not in _commands():
+        return False
+    if words[0] == "train":
+        print(train_help(), end="")
+    elif words[0] == "continual" and len(words) > 1:
+        from .continual.cli import ContinualCLI
+
+        print(command_help(ContinualCLI, words[1], "semiseg continual") if hasattr(ContinualCLI, words[1])
+              else command_list(ContinualCLI, "semiseg continual"), end="")
+    else:
+        print(command_help(SemisegCLI, words[0], "semiseg"), end="")
+    return True
+
+
+def _commands() -> list:
+    return [n for n in dir(SemisegCLI) if not n.startswith("_")]
+
+
 def main(argv: Optional[list] = None) -> None:
     """Console entry point: errors of the SDK are printed as one line (exit 2), not a traceback."""
     import fire
@@ -162,8 +204,14 @@ def main(argv: Optional[list] = None) -> None:
 
     os.environ.setdefault("PAGER", "cat")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--" not in argv and any(a in ("--help", "-h") for a in argv):  # `semiseg train --help` shows help, not a flag
-        argv = [a for a in argv if a not in ("--help", "-h")] + ["--", "--help"]
+    if _print_help(argv):
+        return
+    single = [a for a in argv if re.match(r"^-[A-Za-z]", a)]
+    if single:  # fire would read -w as --weight_decay and -h as --head_lr_mult
+        print(f"error: {single[0]}: flags take two dashes and the full name (--name VALUE); see "
+              f"`semiseg {argv[0] if argv and not argv[0].startswith('-') else ''} --help`".replace("  ", " "),
+              file=sys.stderr)
+        sys.exit(2)
     try:
         fire.Fire(SemisegCLI(), command=argv, name="semiseg", serialize=_serialize)
     except TrainingInterrupted as exc:  # not a failure: the run is resumable

@@ -32,58 +32,58 @@ class TrainConfig:
     labelled: str = "1/16"                    # "1/16", "1/8", "all", a fraction or a count
     unlabelled_root: Optional[str] = None     # extra unlabelled images (any folder of images), added to the unlabelled stream
     split_file: Optional[str] = None          # reuse this split (JSON); default: <run>/split.json
-    val_split: str = "val"
+    val_split: str = "val"                    # split scored at every evaluation; "val+test" joins splits (folder layout)
     patch_size: Optional[int] = None          # cut training images into a grid of patches this size (large tiles); val stays whole
     patch_overlap: int = 0                    # pixels shared by neighbouring patches (at least)
     # model
-    model: str = "deeplabv3plus"
-    encoder: str = "resnet18"
+    model: str = "deeplabv3plus"              # decoder: deeplabv3plus, pspnet, fcn, unet, unetplusplus (see `semiseg models`)
+    encoder: str = "resnet18"                 # backbone: resnet18, resnet50, efficientnet_lite0, tiny (see `semiseg models`)
     output_stride: Optional[int] = None       # None = the decoder's default (16 for DeepLab/PSP/FCN, 32 for U-Nets)
     model_args: Dict[str, Any] = field(default_factory=dict)  # decoder options, e.g. {"channels": 128, "dropout": 0.0}
     pretrained: Optional[str] = None          # None, "imagenet" (packaged weights) or a local file path
     # method
-    method: str = "supervised"
-    method_args: Dict[str, Any] = field(default_factory=dict)
+    method: str = "supervised"                # training method (see `semiseg methods`)
+    method_args: Dict[str, Any] = field(default_factory=dict)  # method options over its official defaults, e.g. {"conf_thresh": 0.95}
     sup_loss: str = "ce"                      # labelled loss of every method: "ce" or "ohem" (CPS/UniMatch Cityscapes recipe)
     ohem_thresh: float = 0.7                  # OHEM: pixels with true-class probability <= this count ...
     ohem_min_kept: int = 200000               # ... and at least this many per process batch (official: 2 x 801^2 crops)
     # optimisation
-    steps: int = 2000
-    batch_size: int = 8
+    steps: int = 2000                         # optimiser steps of the whole run
+    batch_size: int = 8                       # labelled images per step (per process)
     unlabelled_batch_size: Optional[int] = None  # default: batch_size
-    crop_size: Tuple[int, int] = (128, 128)
-    scale_range: Tuple[float, float] = (0.5, 2.0)
+    crop_size: Tuple[int, int] = (128, 128)   # training crop, H,W (or one number)
+    scale_range: Tuple[float, float] = (0.5, 2.0)  # random rescale of the weak view before cropping
     flip_p: float = 0.5                       # horizontal flip probability of the weak view
     strong_aug: Dict[str, Any] = field(default_factory=dict)  # strong-view overrides, e.g. {"blur_sigma": [0.1, 0.6]} (StrongConfig)
     optimizer: str = "sgd"                    # "sgd" or "adamw"
-    lr: float = 0.01
-    head_lr_mult: float = 10.0
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    poly_power: float = 0.9
-    grad_clip: Optional[float] = None
+    lr: float = 0.01                          # base learning rate (poly schedule to 0)
+    head_lr_mult: float = 10.0                # learning-rate factor of the decoder/head against the pretrained encoder
+    weight_decay: float = 1e-4                # L2 weight decay
+    momentum: float = 0.9                     # SGD momentum
+    poly_power: float = 0.9                   # exponent of the poly learning-rate schedule
+    grad_clip: Optional[float] = None         # clip the gradient norm to this value (None = off)
     freeze_bn: bool = False                   # BatchNorm uses its running statistics while training (French et al. --freeze_bn)
     amp: str = "auto"                         # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
     channels_last: str = "auto"               # "auto" (on for CUDA), "on", "off"
     sync_bn: str = "auto"                     # SyncBatchNorm under torchrun: "auto" (on for multi-GPU CUDA), "on", "off"
     compile: bool = False                     # torch.compile the student network in place (same state_dict keys); first steps are slow
     # evaluation, checkpoints, logging
-    eval_every: int = 500
+    eval_every: int = 500                     # evaluate on the validation split (and write best.pt/last.pt) every N steps and at the end
     save_every: int = 0                       # also write last.pt every N steps, without evaluating (0 = at evaluations only)
     eval_mode: str = "auto"                   # "whole", "slide" or "auto" (per image: slide for images > 1024 px a side)
-    eval_window: Tuple[int, int] = (512, 512)
-    eval_batch_size: int = 8
-    log_every: int = 20
+    eval_window: Tuple[int, int] = (512, 512) # sliding-window size, H,W
+    eval_batch_size: int = 8                  # images per network call at evaluation (the score does not depend on it)
+    log_every: int = 20                       # write loss terms, learning rate and throughput to metrics.jsonl every N steps
     time_phases: bool = False                 # add seconds per step in data, augmentation, forward+backward, optimiser to each metrics line (syncs CUDA)
-    num_workers: int = 2
+    num_workers: int = 2                      # data-loader processes per stream
     check_data: bool = True                   # before step 1: load every validation item, check training masks and headers
     data_cache_mb: int = 0                    # keep decoded training items in memory, this many MiB per stream and worker (0 = off)
-    device: str = "auto"
-    seed: int = 0
-    out: str = "runs"
-    name: Optional[str] = None
-    resume: bool = False
-    progress: bool = True
+    device: str = "auto"                      # "auto" (CUDA when available), "cpu", "cuda", "cuda:1"
+    seed: int = 0                             # fixes the split, the initial weights and the augmentations
+    out: str = "runs"                         # folder of run folders
+    name: Optional[str] = None                # run folder name (default: method-data-labelled-seed)
+    resume: bool = False                      # continue the run in <out>/<name> from its last.pt
+    progress: bool = True                     # show a progress bar
 
     def __post_init__(self) -> None:
         for name in ("crop_size", "scale_range", "eval_window"):

@@ -13,25 +13,53 @@ def run_cli(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "semiseg_sdk.cli", *args], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
-def test_help_lists_subcommands():
-    r = run_cli("--help")
-    assert r.returncode == 0
-    for cmd in ("train", "evaluate", "export", "infer", "demo", "methods", "models", "datasets"):
-        assert cmd in r.stdout + r.stderr
+def test_help_lists_subcommands_on_stdout():
+    for args in ([], ["--help"], ["-h"]):
+        r = run_cli(*args)
+        assert r.returncode == 0 and r.stderr == "", (args, r.stderr)
+        for cmd in ("train", "evaluate", "export", "infer", "demo", "methods", "models", "datasets", "continual"):
+            assert f"\n  {cmd} " in r.stdout, (args, cmd)
+        assert "SemisegCLI object" not in r.stdout
 
 
-def test_train_help_names_the_flags():
+def test_train_help_documents_every_flag_with_its_default():
+    import dataclasses
+
+    from semiseg_sdk.cli_help import train_fields
+    from semiseg_sdk.config import TrainConfig
+
     r = run_cli("train", "--help")
-    assert r.returncode == 0
-    out = r.stdout + r.stderr
-    assert "--labelled" in out and "--method" in out
+    assert r.returncode == 0 and r.stderr == ""
+    fields = train_fields()
+    assert [name for _, name, _, _ in fields] == [f.name for f in dataclasses.fields(TrainConfig)]
+    for section, name, default, text in fields:
+        assert text, f"TrainConfig.{name} has no comment: its comment is its --help line"
+        assert f"  --{name} " in r.stdout, name
+    assert "  --lr 0.01 " in r.stdout and "  --crop_size 128,128 " in r.stdout and "Type: Optional" not in r.stdout
 
 
-def test_listing_commands():
+def test_command_help_shows_flags_and_defaults():
+    r = run_cli("evaluate", "--help")
+    assert r.returncode == 0 and "usage: semiseg evaluate CHECKPOINT" in r.stdout and "  --mode auto" in r.stdout
+    r = run_cli("continual", "run", "--help")
+    assert r.returncode == 0 and "usage: semiseg continual run STORE" in r.stdout and "  --min_images 16" in r.stdout
+
+
+def test_single_dash_flags_are_refused_instead_of_guessed():
+    r = run_cli("train", "-w", "0.1")  # fire would have read it as --weight_decay
+    assert r.returncode == 2 and r.stderr.startswith("error: -w: flags take two dashes") and "Traceback" not in r.stderr
+
+
+def test_listing_commands_give_one_line_each():
     r = run_cli("methods")
-    assert r.returncode == 0 and "supervised" in r.stdout
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and len(lines) == 16
+    unimatch = next(line for line in lines if line.startswith("unimatch "))
+    assert "hybrid" in unimatch and "feature perturbation" in unimatch
     r = run_cli("datasets")
-    assert "synthetic-driving" in r.stdout and "folder" in r.stdout
+    assert any(line.startswith("folder ") and "images/" in line for line in r.stdout.splitlines())
+    r = run_cli("models")
+    assert "encoders:" in r.stdout and any(line.startswith("efficientnet_lite0 ") for line in r.stdout.splitlines())
 
 
 def test_train_then_evaluate(tmp_path):

@@ -145,7 +145,7 @@ def holdout_split(stem: str, holdout: float, seed: int = 0) -> str:
 
 @register_dataset("folder")
 class FolderDataset(FileListDataset):
-    """The generic layout described in the module docstring.
+    """Your own data: images/{train,val,...}/ with class-id PNG masks in masks/ (layout in the module docstring).
 
     ``holdout`` (flat layout only, 0 < holdout < 1) splits the flat folder into "train" and "val" by stem hash
     (``holdout_seed`` picks another split); without it the flat layout has only "train"."""

@@ -61,6 +61,8 @@ def self_taught_loss(pred_u: torch.Tensor, d_logits: torch.Tensor, valid: torch.
 class AdvSemiSeg(Method):
     """Segmentor + fully convolutional discriminator with its own Adam (saved in the method's state_dict)."""
 
+    family = "adversarial"
+
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         lambda_adv_pred: float = 0.01   # hfslyc/AdvSemiSeg README training command (train.py default: 0.1)

@@ -50,6 +50,7 @@ class Method(nn.Module):
     the engine."""
 
     name: ClassVar[str] = "base"
+    family: ClassVar[str] = ""  # the method family, shown by `semiseg methods`
     Config: ClassVar[type] = MethodConfig
     uses_unlabelled: ClassVar[bool] = True
     staged: ClassVar[bool] = False

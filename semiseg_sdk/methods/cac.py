@@ -156,6 +156,8 @@ def directional_contrastive_loss(f1: torch.Tensor, f2: torch.Tensor, conf1: torc
 class CAC(Method):
     """Supervised CE + directional contrast between two overlapping crops; the student is the inference model."""
 
+    family = "contrastive (context-aware consistency)"
+
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         weight_unsup: float = 0.1        # Context-Aware-Consistency configs/voc_cac_*.json "weight_unsup"

@@ -112,6 +112,8 @@ def _resize_mask(m: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 class CCT(Method):
     """Main decoder trained on labels; auxiliary decoders on perturbed decoder features match its prediction."""
 
+    family = "consistency: feature perturbation"
+
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         unsupervised_w: float = 30.0        # yassouali/CCT configs/config.json "unsupervised_w"

@@ -79,6 +79,8 @@ def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class CPS(Method):
     """Two networks supervising each other with hard pseudo-labels; branch 1 is the deployed network."""
 
+    family = "consistency: network perturbation"
+
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         cutmix: bool = True                     # TorchSemiSeg exp.voc/voc8.res50v3+.CPS+CutMix (reproduces, TorchSemiSeg#14)

@@ -45,6 +45,8 @@ from .registry import register_method
 class FixMatch(Method):
     """Weak-to-strong pseudo-labelling with a confidence threshold and CutMix on the strong view."""
 
+    family = "pseudo-labelling (weak-to-strong)"
+
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         conf_thresh: float = 0.95  # LiheYoung/UniMatch configs/pascal.yaml (configs/cityscapes.yaml uses 0)

@@ -105,6 +105,8 @@ def complexmix_masks(labels: torch.Tensor, num_classes: int, complexity: int) ->
 class MeanTeacher(Method):
     """EMA teacher + mask-based mixing consistency (``mix``: cutmix, cutout, classmix, complexmix)."""
 
+    family = "consistency: input perturbation (mean teacher + mixing)"
+
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         mix: str = "cutmix"  # French et al.'s headline variant (Britefury/cutmix-semisup-seg --mask_mode mix)

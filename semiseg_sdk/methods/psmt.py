@@ -88,6 +88,8 @@ def assist(core: torch.Tensor, other: torch.Tensor, topk: int) -> torch.Tensor:
 class PSMT(Method):
     """Student + two alternately updated EMA teachers, strong/CutMix/T-VAT perturbations, confidence-weighted CE."""
 
+    family = "consistency: network perturbation (mean teachers)"
+
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         keep_rate: float = 0.996                # yyliu01/PS-MT VocCode/train.py update_teachers(keep_rate=0.996)

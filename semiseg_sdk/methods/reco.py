@@ -103,6 +103,8 @@ def reco_loss(rep: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, prob
 class ReCo(Method):
     """Mean teacher + ClassMix + regional contrast; the EMA teacher is the inference model."""
 
+    family = "contrastive (regional contrast)"
+
     @dataclasses.dataclass(frozen=True)
     class Config(MethodConfig):
         ema_momentum: float = 0.99       # lorenmt/reco train_semisup.py EMA(model, 0.99) (warm-up in module_list.EMA)

@@ -70,6 +70,7 @@ def stage_steps(steps: int, stages: int, split: bool) -> List[int]:
 class SelfTraining(Method):
     """ST: SupOnly -> TTA pseudo-labels of all unlabelled images -> re-training from scratch (strong view on them)."""
 
+    family = "self-training (offline pseudo-labels)"
     staged = True
     uses_unlabelled = False  # the re-training stages serve pseudo-labelled images in the labelled stream
 

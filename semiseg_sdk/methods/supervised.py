@@ -13,6 +13,7 @@ from .registry import register_method
 class Supervised(Method):
     """Labelled data only; the unlabelled batch is ignored (and not even loaded by the trainer)."""
 
+    family = "baseline (labels only)"
     uses_unlabelled = False
 
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:

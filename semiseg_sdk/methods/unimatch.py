@@ -48,6 +48,8 @@ class UniMatch(FixMatch):
     Shares FixMatch's settings (threshold, CutMix p and box law, partner label, model dropout, the EMA teacher lever)
     and its step wrapper; adds the FP stream's dropout."""
 
+    family = "hybrid: input + feature perturbation"
+
     @dataclasses.dataclass(frozen=True)
     class Config(FixMatch.Config):
         fp_dropout: float = 0.5  # LiheYoung/UniMatch model/semseg/deeplabv3plus.py: nn.Dropout2d(0.5)

@@ -46,5 +46,5 @@ class TinyEncoder(Encoder):
 
 @register_encoder("tiny")
 def tiny(output_stride: int = 32) -> TinyEncoder:
-    """The test encoder."""
+    """A small 5-stage encoder without pretrained weights (fast tests, smoke runs)."""
     return TinyEncoder(output_stride)

@@ -1,0 +1,93 @@
+"""The command line's help, written to stdout: the command list, each command's flags with their defaults, and the
+training flags generated from :class:`~semiseg_sdk.config.TrainConfig` (each field's comment is its help: one source).
+
+Imports nothing heavy: help works on an install without the training extras.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import textwrap
+from typing import Any, Dict, List, Tuple
+
+_FIELD = re.compile(r"^    (\w+): .+? = .+?\s+# (.*)$")
+_SECTION = re.compile(r"^    # (\w[\w ,]*)$")
+
+
+def train_fields() -> List[Tuple[str, str, Any, str]]:
+    """``(section, flag, default, help)`` of every TrainConfig field, in source order, from its trailing comment."""
+    from .config import TrainConfig
+
+    docs: Dict[str, Tuple[str, str]] = {}
+    section = "general"
+    for line in inspect.getsource(TrainConfig).splitlines():
+        m = _SECTION.match(line)
+        if m:
+            section = m.group(1)
+            continue
+        m = _FIELD.match(line)
+        if m:
+            docs[m.group(1)] = (section, m.group(2).strip())
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        section, text = docs.get(f.name, ("general", ""))
+        out.append((section, f.name, default, text))
+    return out
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return "{}" if not value else str(value)
+    return str(value)
+
+
+def train_help() -> str:
+    """``semiseg train --help``: every flag with its default and meaning, grouped as in the config."""
+    lines = ["usage: semiseg train [--config FILE] [--recipe NAME] [--FLAG VALUE ...]", "",
+             "Train a model. Values come from the defaults, then --recipe, then --config (JSON or TOML), then the flags.",
+             "Dict flags take JSON: --method_args '{\"conf_thresh\": 0.9}'. Pairs take H,W: --crop_size 321,321.", ""]
+    section = None
+    for sec, name, default, text in train_fields():
+        if sec != section:
+            lines += ["", f"{sec}:"] if section is not None else [f"{sec}:"]
+            section = sec
+        head = f"  --{name} {_shown(default)}"
+        wrapped = textwrap.wrap(text, 78) or [""]
+        lines.append(f"{head:<40}{wrapped[0]}" if len(head) < 40 else f"{head}\n{'':<40}{wrapped[0]}")
+        lines += [f"{'':<40}{w}" for w in wrapped[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _first_paragraph(doc: str) -> str:
+    return inspect.cleandoc(doc or "").split("\n\n")[0].replace("\n", " ")
+
+
+def command_list(cli: type, prog: str) -> str:
+    """The commands of ``cli`` (a fire command class), one line each."""
+    lines = []
+    for name, member in inspect.getmembers(cli):
+        if name.startswith("_"):
+            continue
+        doc = member.fget.__doc__ if isinstance(member, property) else getattr(member, "__doc__", "")
+        lines.append(f"  {name:<12}{textwrap.shorten(_first_paragraph(doc or ''), 104, placeholder=' ...')}")
+    intro = inspect.cleandoc(cli.__doc__ or "")
+    return f"usage: {prog} COMMAND [--FLAG VALUE ...]   ({prog} COMMAND --help for its flags)\n\n{intro}\n\ncommands:\n" + \
+        "\n".join(lines) + "\n"
+
+
+def command_help(cli: type, name: str, prog: str) -> str:
+    """One command's usage, description and flags with their defaults."""
+    member = inspect.getattr_static(cli, name)
+    if isinstance(member, property):
+        return command_list(type(member.fget(cli())), f"{prog} {name}")
+    fn = getattr(cli, name)
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD]
+    positional = [p.name.upper() for p in params if p.default is inspect.Parameter.empty]
+    flags = [f"  --{p.name} {_shown(p.default)}" for p in params if p.default is not inspect.Parameter.empty]
+    usage = " ".join([f"usage: {prog} {name}", *positional, "[--FLAG VALUE ...]" if flags else ""]).rstrip()
+    return f"{usage}\n\n{inspect.cleandoc(fn.__doc__ or '')}\n" + ("\nflags (defaults shown):\n" + "\n".join(flags) + "\n"
+                                                                  if flags else "")
