@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -18,6 +20,27 @@ def check_patch_settings(size: Any, overlap: Any) -> None:
         raise ConfigError(f"patch_size must be a positive integer (pixels), got {size!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < size:
         raise ConfigError(f"patch_overlap must be an integer in [0, patch_size={size}), got {overlap!r}")
+
+
+def _pair(name: str, value: Any, kind: type) -> Tuple[Any, Any]:
+    """A two-number setting from ``N``, ``(H, W)``, ``"H,W"`` or ``"HxW"``; ConfigError naming the flag otherwise."""
+    given = value
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[x,\s]+", value.strip().strip("()[]")) if v]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        a, b = value  # type: ignore[misc]
+        pair = (kind(a), kind(b))
+        if kind is int and (float(a) != pair[0] or float(b) != pair[1]):
+            raise ValueError
+    except (TypeError, ValueError):
+        example = "321,321" if kind is int else "0.5,2.0"
+        raise ConfigError(f"--{name} {given!r}: expected two {'whole ' if kind is int else ''}numbers such as "
+                          f"{example} (or one for both)") from None
+    if min(pair) <= 0:
+        raise ConfigError(f"--{name} {pair}: both numbers must be positive")
+    return pair
 
 
 @dataclass(frozen=True)
@@ -87,10 +110,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("crop_size", "scale_range", "eval_window"):
-            v = getattr(self, name)
-            if isinstance(v, (int, float)):
-                v = (v, v)
-            object.__setattr__(self, name, tuple(v))
+            object.__setattr__(self, name, _pair(name, getattr(self, name), float if name == "scale_range" else int))
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
@@ -150,5 +170,8 @@ def resolve_config(file: Optional[str] = None, overrides: Optional[Mapping[str, 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {sorted(names)}")
+        close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+        hint = f"; did you mean --{close[0]}?" if close else ""
+        raise ConfigError(f"unknown setting --{unknown[0]}{hint} (`semiseg train --help` lists them all)"
+                          + (f"; also unknown: {', '.join(unknown[1:])}" if unknown[1:] else ""))
     return TrainConfig(**values)

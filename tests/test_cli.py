@@ -84,3 +84,41 @@ def test_errors_are_one_line_and_actionable(tmp_path):
     assert r.returncode == 2 and "nothing.pt" in r.stderr
     r = run_cli("train", "--data", "folder", "--data_root", str(tmp_path / "missing"), "--out", str(tmp_path))
     assert r.returncode == 2 and "missing" in r.stderr
+
+
+MISTAKES = [  # (flags, what the one line must say)
+    (["--data", "folder"], "--data folder reads files: pass --data_root DIR"),
+    (["--crop_size", "96y96"], "--crop_size '96y96': expected two whole numbers such as 321,321"),
+    (["--data_args", '{"lenght": 4}'], "takes no argument 'lenght'; did you mean 'length'?"),
+    (["--device", "cuda:7"], "--device cuda:7"),
+    (["--device", "gpu"], "--device 'gpu': not a device"),
+    (["--data", "folder", "--data_root", "../no-such-set"], "no-such-set: dataset folder not found"),
+    (["--methd", "unimatch"], "unknown setting --methd; did you mean --method?"),
+]
+
+
+@pytest.mark.parametrize("flags, message", MISTAKES, ids=[m[0][0] + "-" + m[0][1] for m in MISTAKES])
+def test_an_ordinary_mistake_is_one_line_and_leaves_no_run_folder(tmp_path, capsys, flags, message):
+    from semiseg_sdk.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *flags, "--out", str(tmp_path / "runs"), "--steps", "1", "--num_workers", "0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+    if "no-such-set" in message:
+        assert os.path.abspath(os.path.join(os.getcwd(), "..", "no-such-set")) in err  # the absolute path tried
+
+
+def test_a_resume_with_other_settings_names_them(tmp_path, capsys):
+    from semiseg_sdk.cli import main
+
+    common = ["--data_args", '{"length": 8, "size": [32, 64]}', "--encoder", "tiny", "--crop_size", "32",
+              "--num_workers", "0", "--out", str(tmp_path), "--name", "r", "--eval_every", "1", "--progress", "False"]
+    main(["train", "--model", "fcn", "--steps", "1", *common])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "unet", "--steps", "2", "--resume", *common])
+    err = capsys.readouterr().err
+    assert "settings that differ from the run's: --model 'unet' (the run: 'fcn')" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "r" / "last.pt").is_file()  # the run it refused to resume is kept

@@ -8,6 +8,7 @@ The 11 classes and colours are those of the SegNet tutorial (alexgkendall/SegNet
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ class CamVidDataset(FileListDataset):
     """CamVid, 11 classes; the void label 11 becomes 255 (ignore)."""
 
     def __init__(self, split: str = "train", *, root: PathLike) -> None:
-        self.root = Path(root)
+        self.root = Path(os.path.abspath(os.path.expanduser(root)))  # errors name the path that was tried
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset folder not found")
         image_dir, mask_dir = self.root / split, self.root / f"{split}annot"

@@ -9,6 +9,7 @@ Item names are ``{city}_{seq}_{frame}`` (the file name without its suffix).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict
 
@@ -63,7 +64,7 @@ class CityscapesDataset(FileListDataset):
     ) -> None:
         if label_type not in ("labelIds", "labelTrainIds"):
             raise DataError(f"label_type must be 'labelIds' or 'labelTrainIds', got '{label_type}'")
-        self.root = Path(root)
+        self.root = Path(os.path.abspath(os.path.expanduser(root)))  # errors name the path that was tried
         self.label_type = label_type
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset folder not found")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -152,7 +153,7 @@ class FolderDataset(FileListDataset):
 
     def __init__(self, split: str = "train", *, root: PathLike, num_classes: Optional[int] = None,
                  holdout: Optional[float] = None, holdout_seed: int = 0) -> None:
-        self.root = Path(root)
+        self.root = Path(os.path.abspath(os.path.expanduser(root)))  # errors name the path that was tried, not a relative one
         if holdout is not None and not (isinstance(holdout, (int, float)) and 0 < holdout < 1):
             raise ConfigError(f"holdout must be a fraction between 0 and 1 (e.g. 0.1), got {holdout!r}")
         self.holdout, self.holdout_seed = holdout, int(holdout_seed)

@@ -11,6 +11,7 @@ A split whose masks are all absent (the test set) is unlabelled.
 from __future__ import annotations
 
 from collections import Counter
+import os
 from pathlib import Path
 from typing import List
 
@@ -44,7 +45,7 @@ class VOCDataset(FileListDataset):
         mask_dir: str = "SegmentationClass",
         list_dir: str = "ImageSets/Segmentation",
     ) -> None:
-        self.root = Path(root)
+        self.root = Path(os.path.abspath(os.path.expanduser(root)))  # errors name the path that was tried
         if not (self.root / "JPEGImages").is_dir() and (self.root / "VOC2012" / "JPEGImages").is_dir():
             self.root = self.root / "VOC2012"
         if not self.root.is_dir():

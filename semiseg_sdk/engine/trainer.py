@@ -7,6 +7,7 @@ the progress bar are hooks (:mod:`.hooks`). Method-specific behaviour enters onl
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import warnings
 from pathlib import Path
@@ -42,15 +43,31 @@ class Trainer(TrainLoop):
     """Builds everything a run needs from a :class:`TrainConfig`; :meth:`fit` trains, evaluates and checkpoints."""
 
     def __init__(self, cfg: TrainConfig, data: Optional[TrainData] = None) -> None:
-        """``data`` replaces the datasets/split built from ``cfg`` (staged methods train on pseudo-labelled sets)."""
+        """``data`` replaces the datasets/split built from ``cfg`` (staged methods train on pseudo-labelled sets).
+
+        A start that fails (bad data, a model that cannot be built, a checkpoint that does not fit) removes the run
+        folder it created, so a corrected command can use the same name."""
         super().__init__()
         self.cfg = cfg
+        root = Path(cfg.out) / cfg.run_name()
+        fresh = not root.exists()
+        try:
+            self._build(data)
+        except BaseException:
+            if fresh and root.is_dir() and getattr(self, "dist", None) is not None and self.dist.is_main:
+                self.run.close()
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+
+    def _build(self, data: Optional[TrainData]) -> None:
+        cfg = self.cfg
         strong = strong_config(cfg.strong_aug)  # a bad strong-view setting fails before anything is written
         self.dist, self.device = setup_distributed(cfg.device)
         self.run = RunFolder(Path(cfg.out) / cfg.run_name(), enabled=self.dist.is_main)
         self.run.remove_orphan_temporaries()
         if self.run.last.exists() and not cfg.resume:
-            raise ConfigError(f"{self.run.root} already holds a run; pass --resume to continue it or choose another --name")
+            raise ConfigError(f"{self.run.root.absolute()} already holds a run; pass --resume to continue it or choose "
+                              "another --name")
         seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         self.data = data or self._build_data()
         info = self.data.info
@@ -120,18 +137,18 @@ class Trainer(TrainLoop):
         state = ckpt.get("trainer_state")
         if state is None:
             raise CheckpointError(f"{self.run.last}: has no trainer_state, cannot resume")
+        differ = _changed_settings(state.get("config") or {}, self.cfg.to_dict())
         try:
             self.method.load_state_dict(state["method"])
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"{self.run.last}: does not fit this method/model ({first}); resume with the "
-                                  f"flags the run was started with (its config.json)") from None
+            raise CheckpointError(f"{self.run.last}: does not fit this method/model ({first}); {differ}") from None
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{self.run.last}: its optimiser state does not fit this run "
-                                  f"({type(exc).__name__}: {exc}); resume with the run's own flags") from None
+                                  f"({type(exc).__name__}: {exc}); {differ}") from None
         if self.run.best.exists():  # checked now, not when the run ends and reads it for its summary
             try:
                 load_checkpoint(self.run.best)
@@ -329,6 +346,25 @@ def train(cfg: TrainConfig) -> Dict[str, Any]:
 
         return method_cls.run_stages(cfg, lambda budget, tag: StagedRun(cfg, budget, tag))
     return Trainer(cfg).fit()
+
+
+# Settings a resumed run may change without changing what it trains (budget, logging, workers, evaluation).
+_RESUMABLE_CHANGES = {"resume", "progress", "num_workers", "eval_batch_size", "log_every", "device", "steps",
+                      "save_every", "eval_every", "eval_mode", "eval_window", "out", "name", "time_phases", "check_data",
+                      "data_cache_mb", "batch_size", "unlabelled_batch_size"}
+
+
+def _changed_settings(saved: Dict[str, Any], now: Dict[str, Any]) -> str:
+    """What a resume changes against the run's saved config, as a hint for an error message."""
+    changed = [f"--{k} {now.get(k)!r} (the run: {saved.get(k)!r})" for k in sorted(set(saved) | set(now))
+               if k not in _RESUMABLE_CHANGES and _comparable(saved.get(k)) != _comparable(now.get(k))]
+    if not changed:
+        return "resume with the flags the run was started with (its config.json)"
+    return "settings that differ from the run's: " + ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _asdict(obj: Any) -> Any:

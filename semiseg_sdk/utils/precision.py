@@ -5,14 +5,22 @@ from typing import Optional
 
 import torch
 
+from ..errors import ConfigError
+
 
 def resolve_device(name: str) -> torch.device:
     """"auto" -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise ConfigError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu "
+                          "or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
     return dev
 
 
