@@ -42,7 +42,8 @@ import numpy as np
 from bench_io import write_csv
 from semiseg_sdk.config import TrainConfig
 from semiseg_sdk.engine import train
-from semiseg_sdk.engine.graceful_stop import TrainingInterrupted, stop_requests
+from semiseg_sdk.engine.graceful_stop import stop_requests
+from semiseg_sdk.errors import TrainingInterrupted
 from semiseg_sdk.models import fit_aspp_rates_to_crop
 
 # Dataset-specific settings for a CPU-sized benchmark (synthetic sets are generated at a small size).

@@ -167,6 +167,10 @@ def _train_signature() -> inspect.Signature:
 SemisegCLI.train.__signature__ = _train_signature()
 
 
+# Which optional extra provides a module (pyproject.toml's [project.optional-dependencies]).
+EXTRAS = {"train": ("torch", "kornia"), "export": ("onnx", "onnxslim"), "serve": ("starlette", "uvicorn", "anyio")}
+
+
 def _print_help(argv: list) -> bool:
     """Help on stdout: plain ``semiseg`` or ``--help`` lists the commands, ``semiseg CMD --help`` shows CMD's flags
     (``train``: every TrainConfig field with its default and meaning). Returns whether help was printed."""
@@ -199,8 +203,7 @@ def main(argv: Optional[list] = None) -> None:
     """Console entry point: errors of the SDK are printed as one line (exit 2), not a traceback."""
     import fire
 
-    from .engine.graceful_stop import TrainingInterrupted
-    from .errors import SemisegError, error_line
+    from .errors import SemisegError, TrainingInterrupted, error_line
 
     os.environ.setdefault("PAGER", "cat")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -219,6 +222,13 @@ def main(argv: Optional[list] = None) -> None:
         sys.exit(exc.exit_code)
     except SemisegError as exc:
         print(f"error: {error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:  # an install without the extra this command needs
+        extra = next((e for e, mods in EXTRAS.items() if (exc.name or "").split(".")[0] in mods), None)
+        if extra is None:
+            raise
+        print(f"error: this command needs {exc.name}, which the [{extra}] extra installs: "
+              f"pip install \"semiseg-sdk[{extra}]\"", file=sys.stderr)
         sys.exit(2)
     except KeyError as exc:  # unknown registry names
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)

@@ -20,6 +20,19 @@ class ConfigError(SemisegError, ValueError):
     """A configuration value or CLI flag is invalid; the message names the field."""
 
 
+class TrainingInterrupted(SemisegError):
+    """A run stopped early at a signal; its ``last.pt`` holds the step it reached and ``--resume`` continues it."""
+
+    def __init__(self, message: str, step: int, signum: int) -> None:
+        super().__init__(message)
+        self.step, self.signum = step, signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for death by this signal (128 + signal number): 143 for SIGTERM, 130 for SIGINT."""
+        return 128 + self.signum
+
+
 def error_line(exc: BaseException) -> str:
     """The message the CLI prints for an error. An error raised in a data-loader worker reaches the main process as
     torch's "Caught <Error> in DataLoader worker process N" plus the worker's traceback: its last line is the error."""

@@ -14,7 +14,7 @@ import torch
 from semiseg_sdk.config import TrainConfig
 from semiseg_sdk.engine import AfterStep, StopAtStep, Trainer
 from semiseg_sdk.engine.distributed import cleanup
-from semiseg_sdk.engine.graceful_stop import TrainingInterrupted
+from semiseg_sdk.errors import TrainingInterrupted
 
 
 def _recorded(batches, names):

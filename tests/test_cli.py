@@ -122,3 +122,14 @@ def test_a_resume_with_other_settings_names_them(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "settings that differ from the run's: --model 'unet' (the run: 'fcn')" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "r" / "last.pt").is_file()  # the run it refused to resume is kept
+
+
+def test_help_and_the_runtime_commands_work_without_the_training_extras(tmp_path):
+    """An install without [train]: help works, and a training command names the extra to install in one line."""
+    block = "import sys; sys.modules['torch'] = None; sys.modules['kornia'] = None; from semiseg_sdk.cli import main; "
+    for args, code, expect in ((["--help"], 0, "commands:"), (["train", "--help"], 0, "--labelled"),
+                               (["infer", "--help"], 0, "usage: semiseg infer MODEL"),
+                               (["train", "--steps", "1"], 2, 'which the [train] extra installs: pip install "semiseg-sdk[train]"')):
+        r = subprocess.run([sys.executable, "-c", block + f"main({args!r})"], capture_output=True, text=True, env=ENV,
+                           timeout=120, cwd=tmp_path)
+        assert r.returncode == code and expect in r.stdout + r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

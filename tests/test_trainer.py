@@ -10,7 +10,7 @@ import torch
 from semiseg_sdk.config import TrainConfig, resolve_config
 from semiseg_sdk.engine import AfterStep, StopAtStep, Trainer, train
 from semiseg_sdk.models import load_checkpoint, load_inference_model
-from semiseg_sdk.engine.graceful_stop import TrainingInterrupted
+from semiseg_sdk.errors import TrainingInterrupted
 from semiseg_sdk.errors import CheckpointError, ConfigError
 
 

@@ -1,6 +1,6 @@
 """The training engine: the loop and its hooks, the trainer that builds a run, staged runs, evaluation, metrics."""
+from ..errors import TrainingInterrupted
 from .evaluator import evaluate, evaluate_checkpoint
-from .graceful_stop import TrainingInterrupted
 from .hooks import AfterStep, StopAtStep
 from .metrics import ConfusionMatrix, format_table, metrics_from_confusion
 from .train_loop import HookBase, TrainLoop

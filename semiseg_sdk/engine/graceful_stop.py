@@ -12,22 +12,8 @@ import signal
 import threading
 from typing import Iterator, Optional
 
-from ..errors import SemisegError
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class TrainingInterrupted(SemisegError):
-    """A run stopped early at a signal; its ``last.pt`` holds the step it reached and ``--resume`` continues it."""
-
-    def __init__(self, message: str, step: int, signum: int) -> None:
-        super().__init__(message)
-        self.step, self.signum = step, signum
-
-    @property
-    def exit_code(self) -> int:
-        """The shell's code for death by this signal (128 + signal number): 143 for SIGTERM, 130 for SIGINT."""
-        return 128 + self.signum
 
 
 class StopRequest:

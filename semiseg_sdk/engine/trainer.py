@@ -30,7 +30,7 @@ from .confusion_plot import save_confusion
 from .data_setup import TrainData, build_train_data, make_loaders
 from .distributed import barrier, setup_distributed, wrap_method
 from .evaluator import evaluate
-from .graceful_stop import TrainingInterrupted
+from ..errors import TrainingInterrupted
 from .hooks import (SIGNAL_STOP, Evaluation, FiniteLossCheck, LastCheckpoint, MetricsWriter, PhaseTiming, PolyLR,
                     ProgressBar, StopOnSignal, default_writers)
 from .metrics import format_table
