@@ -49,15 +49,15 @@ class SemisegCLI:
                  save: Optional[str] = None) -> Dict[str, Any]:
         """Evaluate a run folder or checkpoint on a dataset split: per-class IoU table, mIoU, confusion matrix.
 
-        --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto; --save DIR writes
-        metrics.json and the confusion matrix (CSV + PNG) there.
+        --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto; metrics.json and the confusion
+        matrix (CSV + PNG) go to --save DIR, by default eval-<data>-<split>/ next to the checkpoint.
         """
         from .engine.evaluator import evaluate_checkpoint
 
         res = evaluate_checkpoint(checkpoint, data=data, data_root=data_root, split=split, mode=mode, window=window,
                                   device=device, data_args=data_args, save=save)
         print(res.pop("table"))
-        return {k: v for k, v in res.items() if k in ("miou", "macc", "aacc", "pixels", "mode", "images")}
+        return {k: v for k, v in res.items() if k in ("miou", "macc", "aacc", "pixels", "mode", "images", "saved_to")}
 
     def export(self, checkpoint: str, output: str, fp16: bool = False, simplify: bool = True, opset: int = 17,
                triton: Optional[str] = None, int8: bool = False, calibration: Optional[str] = None,
@@ -101,11 +101,11 @@ class SemisegCLI:
               memory_budget_mb=memory_budget_mb)
 
     def demo(self, out: str = "runs/demo", steps: int = 300, method: str = "supervised", data: str = "synthetic-driving",
-             device: str = "auto") -> Dict[str, Any]:
+             device: str = "auto") -> None:
         """The main job end to end on built-in data: a short train, ONNX export, inference, printed result."""
         from .demo import run_demo
 
-        return run_demo(out=out, steps=steps, method=method, data=data, device=device)
+        run_demo(out=out, steps=steps, method=method, data=data, device=device)  # prints its own summary
 
     @property
     def continual(self):
@@ -240,7 +240,10 @@ def main(argv: Optional[list] = None) -> None:
         raise
 
 
-def _serialize(obj: Any) -> str:
+def _serialize(obj: Any) -> Optional[str]:
+    """How fire prints a command's result: JSON for dicts and lists, nothing for None."""
+    if obj is None:
+        return None
     return json.dumps(obj, indent=2, default=str) if isinstance(obj, (dict, list)) else str(obj)
 
 

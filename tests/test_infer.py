@@ -13,7 +13,7 @@ import torch
 from semiseg_export import export_model
 from semiseg_sdk.models import build_model
 from semiseg_serving import ServingError, Segmenter, encode_palette_png, infer_path, read_palette_png, write_palette_png
-from semiseg_serving.overlay import overlay
+from semiseg_serving.overlay import draw_legend, legend_entries, overlay
 
 CLASSES = ["bg", "road", "car"]
 PALETTE = [(0, 0, 0), (128, 64, 128), (0, 0, 142)]
@@ -97,8 +97,10 @@ def test_infer_folder_with_a_corrupt_file(model_path: Path, tmp_path: Path) -> N
         expected = seg.predict(bgr, channel_order="bgr")
         assert (indices == expected).all() and colours[:3] == PALETTE
         over = cv2.imread(str(out / f"{stem}_overlay.jpg"))
-        want = overlay(bgr[:, :, ::-1], expected, PALETTE)[:, :, ::-1]
+        want = draw_legend(overlay(bgr[:, :, ::-1], expected, PALETTE), expected, CLASSES, PALETTE)[:, :, ::-1]
         assert over.shape == bgr.shape and np.abs(over.astype(int) - want).mean() < 4  # JPEG loss only
+        plain = overlay(bgr[:, :, ::-1], expected, PALETTE)[:, :, ::-1]
+        assert np.abs(over[:12, :12].astype(int) - plain[:12, :12]).mean() > 20  # the legend panel is there
         conf = cv2.imread(str(out / f"{stem}_conf.png"), cv2.IMREAD_UNCHANGED)
         _, ref_conf = seg.predict(bgr, return_confidence=True, channel_order="bgr")
         assert conf.dtype == np.uint16 and np.abs(conf / 65535.0 - ref_conf).max() < 1e-4
@@ -135,3 +137,16 @@ def test_infer_bad_input_paths(model_path: Path, tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_text("a,b")
     with pytest.raises(ServingError, match="data.csv"):
         infer_path(str(model_path), str(tmp_path / "data.csv"), str(tmp_path / "o"), progress=False)
+
+
+def test_the_legend_lists_the_classes_present_most_frequent_first():
+    mask = np.zeros((40, 60), np.uint8)
+    mask[:, :20] = 2
+    mask[:10, 20:] = 1
+    assert [(c, n) for c, n, _ in legend_entries(mask, CLASSES)] == [(0, "bg"), (2, "car"), (1, "road")]
+    assert abs(sum(share for _, _, share in legend_entries(mask, CLASSES)) - 1.0) < 1e-9
+    assert legend_entries(np.zeros((4, 4), np.uint8), CLASSES) == [(0, "bg", 1.0)]
+    image = np.full((120, 200, 3), 200, np.uint8)
+    mask = cv2.resize(mask, (200, 120), interpolation=cv2.INTER_NEAREST)
+    drawn = draw_legend(image, mask, CLASSES, PALETTE)
+    assert drawn.shape == image.shape and (drawn[:20, :20] != 200).any() and (drawn[-5:, -5:] == 200).all()

@@ -22,10 +22,11 @@ def save_confusion(mat: np.ndarray, class_names: Sequence[str], folder: str | Pa
 
 
 def render_confusion(mat: np.ndarray, class_names: Sequence[str], cell: int = 40) -> np.ndarray:
-    """A BGR image: cells shaded by the row-normalised rate, with the percentage written in each cell."""
+    """A BGR image: cells shaded by the row-normalised rate, the percentage written in each cell, class names on both
+    axes, under a title line that says which axis is which."""
     n = len(class_names)
     rates = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
-    margin = 8 * max(len(c) for c in class_names) + 12
+    margin = 8 * min(14, max(len(c) for c in class_names)) + 12
     img = np.full((margin + n * cell + 10, margin + n * cell + 10, 3), 255, np.uint8)
     heat = cv2.applyColorMap((rates * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
     for i in range(n):
@@ -41,4 +42,7 @@ def render_confusion(mat: np.ndarray, class_names: Sequence[str], cell: int = 40
         rot = cv2.rotate(label, cv2.ROTATE_90_COUNTERCLOCKWISE)
         x = margin + j * cell + cell // 2 - 6
         img[0 : rot.shape[0], x : x + rot.shape[1]] = rot
-    return img
+    title = np.full((28, img.shape[1], 3), 255, np.uint8)
+    cv2.putText(title, "rows: ground truth, columns: prediction (% of row)", (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([title, img], axis=0)

@@ -91,7 +91,9 @@ def evaluate_checkpoint(
 ) -> Dict[str, Any]:
     """Load the inference network of ``checkpoint`` and evaluate it; returns metrics plus a printable ``table``.
 
-    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments).
+    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments). ``metrics.json``
+    and the confusion matrix (CSV, PNG) are written to ``save``, by default ``eval-<data>-<split>/`` beside the
+    checkpoint (returned as ``saved_to``).
     """
     if mode not in ("whole", "slide", "auto"):
         raise ConfigError(f"--mode {mode!r}: choose whole, slide or auto (auto: sliding window for images over "
@@ -113,9 +115,10 @@ def evaluate_checkpoint(
     res = evaluate(model, ds, ds.info.num_classes, ds.info.classes, dev, mode=mode, window=(window, window), progress=True)
     confusion = res.pop("confusion")
     res.update(mode=mode, images=len(ds), table=format_table(res))
-    if save:
-        write_json_atomic(Path(save) / "metrics.json", {k: v for k, v in res.items() if k != "table"})
-        save_confusion(confusion, list(ds.info.classes), save)
+    folder = Path(save) if save else Path(ckpt["path"]).parent / f"eval-{data}-{split.replace('+', '-')}"
+    write_json_atomic(folder / "metrics.json", {k: v for k, v in res.items() if k != "table"})
+    save_confusion(confusion, list(ds.info.classes), folder)
+    res["saved_to"] = str(folder)
     return res
 
 

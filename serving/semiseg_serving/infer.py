@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .errors import ServingError
 from .media import is_image, is_video, list_media, read_image_bgr, video_frames, write_image
-from .overlay import overlay as blend_overlay
+from .overlay import draw_legend, overlay as blend_overlay
 from .png_palette import write_palette_png
 from .segmenter import Segmenter
 
@@ -52,7 +52,8 @@ class _Writer:
             write_image(stem.with_name(stem.name + ".png"), mask)
         if self.overlay:
             rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-            write_image(stem.with_name(stem.name + "_overlay.jpg"), blend_overlay(rgb, mask, self.seg.palette)[:, :, ::-1])
+            shown = draw_legend(blend_overlay(rgb, mask, self.seg.palette), mask, self.seg.classes, self.seg.palette)
+            write_image(stem.with_name(stem.name + "_overlay.jpg"), shown[:, :, ::-1])
         if self.confidence:
             write_image(stem.with_name(stem.name + "_conf.png"), np.rint(conf * 65535.0).astype(np.uint16))
         self.pixels += np.bincount(mask.ravel(), minlength=len(self.pixels))[: len(self.pixels)]
