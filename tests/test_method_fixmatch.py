@@ -143,3 +143,54 @@ def test_ema_teacher_lever_takes_the_pseudo_labels_from_the_teacher_and_follows_
     method.after_optimizer_step(10**6)
     assert method.teacher.net.a.item() == pytest.approx(0.996 * 3.0 + 0.004 * 2.0)
     assert "teacher.net.a" in method.state_dict()  # checkpointed with the method: --resume continues the teacher
+
+
+def test_class_thresholds_by_hand():
+    """m_c: EMA (momentum 0.5, start 1) of the mean weak confidence of the pixels labelled c; threshold
+    0.95 * m_c / max m. Class 0: confidences 0.9, 0.7 -> m 0.9; class 1: 0.6 -> 0.8; class 2 absent -> 1."""
+    from semiseg_sdk.methods.pseudo_labels import ClassThresholds
+
+    ct = ClassThresholds(3, 0.95, momentum=0.5)
+    conf = torch.tensor([[[0.9, 0.7], [0.6, 0.99]]])
+    label = torch.tensor([[[0, 0], [1, 2]]])
+    valid = torch.tensor([[[True, True], [True, False]]])  # the class-2 pixel is padding: not counted
+    ct.update(conf, label, valid)
+    assert torch.allclose(ct.mean_conf, torch.tensor([0.9, 0.8, 1.0]))
+    assert torch.allclose(ct.thresholds(), torch.tensor([0.855, 0.76, 0.95]))
+    assert torch.allclose(ct.per_pixel(label), torch.tensor([[[0.855, 0.855], [0.76, 0.95]]]))
+    ct.update(torch.tensor([[[0.5]]]), torch.tensor([[[2]]]), torch.tensor([[[True]]]))  # class 2 now 0.75
+    assert torch.allclose(ct.mean_conf, torch.tensor([0.9, 0.8, 0.75]))
+    assert torch.allclose(ct.thresholds(), torch.tensor([0.95, 0.95 * 0.8 / 0.9, 0.95 * 0.75 / 0.9]))
+
+
+def test_class_thresholds_admit_pixels_of_less_certain_classes_and_resume(tmp_path):
+    """With the lever, FixMatch counts pixels of a class whose typical confidence is low; the EMA is saved with the
+    method's state."""
+    from semiseg_sdk.augment import ViewConfig, ViewMaker
+    from semiseg_sdk.methods import get_method
+    from semiseg_sdk.models import build_model
+
+    torch.manual_seed(0)
+    views = ViewMaker(ViewConfig(crop_size=(32, 32), scale_range=(1.0, 1.0), flip_p=0.0))
+    cls = get_method("fixmatch")
+    method = cls(build_model("fcn", encoder="tiny", num_classes=3), 3, views,
+                 cls.make_config({"class_thresholds": True, "class_threshold_momentum": 0.0}))
+    method.class_thresholds.mean_conf.copy_(torch.tensor([0.99, 0.5, 0.99]))
+    label = torch.tensor([[[0, 1, 1, 2]]])
+    thr = method.threshold(Target(label, torch.full((1, 1, 4), 0.6), torch.ones(1, 1, 4, dtype=torch.bool)))
+    assert torch.allclose(thr, torch.tensor([[[0.95, 0.95 * 0.5 / 0.99, 0.95 * 0.5 / 0.99, 0.95]]]))
+    assert (torch.full((1, 1, 4), 0.6) >= thr).tolist() == [[[False, True, True, False]]]  # class 1 gets its pixels
+    assert "class_thresholds.mean_conf" in method.state_dict()
+
+
+@pytest.mark.parametrize("name", ["fixmatch", "unimatch"])
+def test_the_class_threshold_lever_trains(tmp_path, monkeypatch, name):
+    from semiseg_sdk.engine import Trainer
+    from test_trainer import _val_small, tiny_cfg
+
+    _val_small(monkeypatch)
+    trainer = Trainer(tiny_cfg(tmp_path, method=name, steps=2, eval_every=2, model="unet",
+                               method_args={"class_thresholds": True, "class_threshold_momentum": 0.5}))
+    trainer.fit()
+    ema = trainer.method.class_thresholds.mean_conf
+    assert torch.isfinite(ema).all() and not torch.equal(ema, torch.ones_like(ema))  # moved by the weak views

@@ -23,7 +23,9 @@ Differences from the official script:
 Opt-in lever (off by default): ``ema_teacher=True`` takes the pseudo-labels (and the CutMix partner's) from an EMA of
 the student predicting in eval mode, updated after every optimiser step with ``min(1 - 1 / (t + 1), ema_momentum)``
 (0.996), as UniMatch V2's code does; the student still makes every prediction that is trained, and is what is
-evaluated and exported.
+evaluated and exported. ``class_thresholds=True`` replaces the one threshold by class-wise ones
+(:class:`~semiseg_sdk.methods.pseudo_labels.ClassThresholds`), so classes the model is less sure of keep getting
+pseudo-labels; UniMatch inherits both levers.
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ from ..augment import ViewMaker, mix, unimatch_box_masks
 from .base import Method, MethodConfig
 from .ema import EMATeacher
 from .layer_modes import dropout_off
-from .pseudo_labels import (Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label,
-                            weak_logits)
+from .pseudo_labels import (ClassThresholds, Target, Threshold, confident_fraction, cutmix_partner,
+                            masked_cross_entropy, pseudo_label, weak_logits)
 from .registry import register_method
 
 
@@ -57,15 +59,30 @@ class FixMatch(Method):
         # LiheYoung/UniMatch-V2 fixmatch.py / unimatch_v2.py (ema_ratio = min(1 - 1 / (iters + 1), 0.996))
         ema_teacher: bool = False
         ema_momentum: float = 0.996
+        # opt-in lever: class-wise thresholds (pseudo_labels.ClassThresholds); the official recipe has one threshold
+        class_thresholds: bool = False
+        class_threshold_momentum: float = 0.999
 
     def __init__(self, model: torch.nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
         super().__init__(model, num_classes, views, config, total_steps)
         self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True) if self.cfg.ema_teacher else None
+        self.class_thresholds = (ClassThresholds(num_classes, self.cfg.conf_thresh, self.cfg.class_threshold_momentum)
+                                 if self.cfg.class_thresholds else None)
 
     @property
     def target_net(self) -> torch.nn.Module:
         """The network whose predictions are the pseudo-labels: the EMA teacher's with ``ema_teacher``, else the student."""
         return self.teacher.net if self.teacher is not None else self.model
+
+    def threshold(self, target: Target) -> Threshold:
+        """The confidence a pixel of ``target`` must reach: ``conf_thresh``, or its class's with ``class_thresholds``
+        (updated from the weak view's pseudo-labels by :meth:`observe`)."""
+        return self.cfg.conf_thresh if self.class_thresholds is None else self.class_thresholds.per_pixel(target.label)
+
+    def observe(self, weak: Target) -> None:
+        """Feed the weak view's pseudo-labels to the class-wise thresholds (no-op without them)."""
+        if self.class_thresholds is not None:
+            self.class_thresholds.update(weak.conf, weak.label, weak.valid)
 
     def after_optimizer_step(self, step: int) -> None:
         """With ``ema_teacher``: move the teacher towards the student."""
@@ -92,10 +109,11 @@ class FixMatch(Method):
 
         conf_u_w, mask_u_w = pseudo_label(weak_logits(self.teacher, v_u.image, pred_u_w))
         weak = Target(mask_u_w, conf_u_w, v_u.valid)
+        self.observe(weak)
         target = weak.mixed(cutmix_partner(self.target_net, v_u.image, weak, cfg.partner_label), box)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
-        loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, cfg.conf_thresh, target.valid)
+        loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, self.threshold(target), target.valid)
         loss = (loss_x + loss_u_s) / 2.0
-        mask_ratio = confident_fraction(conf_u_w, cfg.conf_thresh, v_u.valid)
+        mask_ratio = confident_fraction(conf_u_w, self.threshold(weak), v_u.valid)
         return {"loss": loss, "sup": loss_x, "unsup": loss_u_s, "mask_ratio": mask_ratio}

@@ -6,7 +6,7 @@ its denominator (UniMatch divides by the number of non-padding pixels, its ``ign
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -38,20 +38,61 @@ def mean_over_valid(loss_map: torch.Tensor, keep: torch.Tensor, valid: torch.Ten
     return (loss_map.float() * keep).sum() / n
 
 
-def confident_mask(conf: torch.Tensor, thresh: float, valid: torch.Tensor) -> torch.Tensor:
+Threshold = Union[float, torch.Tensor]  # one value, or one per pixel (B,H,W) (class-wise thresholds)
+
+
+def confident_mask(conf: torch.Tensor, thresh: Threshold, valid: torch.Tensor) -> torch.Tensor:
     """Bool (B,H,W): valid pixels whose confidence reaches ``thresh`` (``>=``, as in the official code)."""
     return (conf >= thresh) & valid
 
 
-def confident_fraction(conf: torch.Tensor, thresh: float, valid: torch.Tensor) -> torch.Tensor:
+def confident_fraction(conf: torch.Tensor, thresh: Threshold, valid: torch.Tensor) -> torch.Tensor:
     """Fraction of valid pixels with ``conf >= thresh``: the scalar loss weight of French et al. and ClassMix."""
     return confident_mask(conf, thresh, valid).sum().to(torch.float32) / valid.sum().clamp(min=1).to(torch.float32)
 
 
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, conf: torch.Tensor, thresh: float,
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, conf: torch.Tensor, thresh: Threshold,
                          valid: torch.Tensor) -> torch.Tensor:
     """FixMatch/UniMatch unsupervised loss: CE on valid pixels with ``conf >= thresh``, divided by the valid count."""
     return mean_over_valid(pixel_cross_entropy(logits, target), confident_mask(conf, thresh, valid), valid)
+
+
+class ClassThresholds(nn.Module):
+    """Class-wise confidence thresholds (an opt-in lever, not in the official FixMatch/UniMatch recipes).
+
+    With one threshold for all, classes the model is less sure of (thin structures: poles, people, signs) rarely
+    reach it, get almost no pseudo-labels and fade. Here class ``c``'s threshold is ``thresh * m_c / max_k m_k``,
+    ``m_c`` an EMA (``momentum``) of the mean confidence of the valid pixels pseudo-labelled ``c``, so the most
+    confident class keeps ``thresh`` and the others are scaled by how confident the model typically is on them (the
+    per-class normalisation of FreeMatch's self-adaptive thresholds, Wang et al. ICLR 2023, without its global
+    schedule). Every ``m_c`` starts at 1 (all thresholds at ``thresh``); classes absent from a batch keep theirs.
+    The EMA is a buffer: it is saved with the method and resumes exactly."""
+
+    def __init__(self, num_classes: int, thresh: float, momentum: float = 0.999) -> None:
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ConfigError(f"class_threshold_momentum must lie in [0, 1), got {momentum!r}")
+        self.thresh, self.momentum = float(thresh), float(momentum)
+        self.register_buffer("mean_conf", torch.ones(num_classes))
+
+    @torch.no_grad()
+    def update(self, conf: torch.Tensor, label: torch.Tensor, valid: torch.Tensor) -> None:
+        """Move each present class's mean confidence towards this batch's (weak-view pseudo-labels)."""
+        n = self.mean_conf.numel()
+        label, conf = label[valid], conf[valid].float()
+        counts = torch.bincount(label, minlength=n)[:n]
+        sums = torch.zeros(n, device=conf.device).scatter_add_(0, label, conf)
+        present = counts > 0
+        batch_mean = sums / counts.clamp(min=1)
+        self.mean_conf[present] = self.momentum * self.mean_conf[present] + (1.0 - self.momentum) * batch_mean[present]
+
+    def thresholds(self) -> torch.Tensor:
+        """The threshold of every class, (C,)."""
+        return self.thresh * self.mean_conf / self.mean_conf.max().clamp(min=1e-6)
+
+    def per_pixel(self, label: torch.Tensor) -> torch.Tensor:
+        """The threshold of each pixel's pseudo-label class, (B,H,W)."""
+        return self.thresholds()[label]
 
 
 class Target(NamedTuple):

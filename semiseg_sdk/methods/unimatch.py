@@ -81,15 +81,16 @@ class UniMatch(FixMatch):
 
         conf_u_w, mask_u_w = pseudo_label(weak_logits(self.teacher, v_u.image, pred_u_w))
         target = Target(mask_u_w, conf_u_w, v_u.valid)
+        self.observe(target)
         target_mix = cutmix_partner(self.target_net, v_u.image, target, cfg.partner_label)
         target1, target2 = target.mixed(target_mix, box1), target.mixed(target_mix, box2)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
-        loss_u_s1 = masked_cross_entropy(pred_u_s1, target1.label, target1.conf, cfg.conf_thresh, target1.valid)
-        loss_u_s2 = masked_cross_entropy(pred_u_s2, target2.label, target2.conf, cfg.conf_thresh, target2.valid)
-        loss_u_fp = masked_cross_entropy(pred_u_w_fp, target.label, target.conf, cfg.conf_thresh, target.valid)
+        loss_u_s1 = masked_cross_entropy(pred_u_s1, target1.label, target1.conf, self.threshold(target1), target1.valid)
+        loss_u_s2 = masked_cross_entropy(pred_u_s2, target2.label, target2.conf, self.threshold(target2), target2.valid)
+        loss_u_fp = masked_cross_entropy(pred_u_w_fp, target.label, target.conf, self.threshold(target), target.valid)
         unsup = 0.25 * loss_u_s1 + 0.25 * loss_u_s2 + 0.5 * loss_u_fp
         loss = (loss_x + unsup) / 2.0
-        mask_ratio = confident_fraction(conf_u_w, cfg.conf_thresh, v_u.valid)
+        mask_ratio = confident_fraction(conf_u_w, self.threshold(target), v_u.valid)
         return {"loss": loss, "sup": loss_x, "unsup": unsup, "unsup_s1": loss_u_s1, "unsup_s2": loss_u_s2,
                 "unsup_fp": loss_u_fp, "mask_ratio": mask_ratio}
