@@ -97,6 +97,7 @@ class TrainConfig:
     eval_window: Tuple[int, int] = (512, 512) # sliding-window size, H,W
     eval_batch_size: int = 8                  # images per network call at evaluation (the score does not depend on it)
     log_every: int = 20                       # write loss terms, learning rate and throughput to metrics.jsonl every N steps
+    tensorboard: bool = False                 # also write loss terms, lr, evaluations and predicted masks to <run>/tensorboard ([tensorboard] extra)
     time_phases: bool = False                 # add seconds per step in data, augmentation, forward+backward, optimiser to each metrics line (syncs CUDA)
     num_workers: int = 2                      # data-loader processes per stream
     check_data: bool = True                   # before step 1: load every validation item, check training masks and headers

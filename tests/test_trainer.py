@@ -388,3 +388,30 @@ def test_time_phases_adds_seconds_per_step_of_each_phase_to_the_log(tmp_path, mo
         assert all(v > 0 for v in l["phase_s"].values()), l
         # seconds per step of the phases together cannot exceed the wall time per step the throughput implies
         assert sum(l["phase_s"].values()) <= 1.05 * 2 / l["img_per_s"], l  # 2 labelled images per step
+
+
+def test_tensorboard_gets_losses_evaluations_and_predicted_masks(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _val_small(monkeypatch)
+    trainer = Trainer(tiny_cfg(tmp_path, steps=4, eval_every=2, log_every=2, tensorboard=True))
+    trainer.fit()
+    events = EventAccumulator(str(Path(trainer.run.root) / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "val/miou"} <= set(scalars)
+    assert [e.step for e in events.Scalars("val/miou")] == [2, 4]
+    assert [e.step for e in events.Scalars("train/loss")] == [2, 4]
+    images = events.Images("val/prediction_0")
+    assert [e.step for e in images] == [2, 4] and images[0].width == 3 * 64 and images[0].height == 32
+
+
+def test_tensorboard_without_the_package_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(ConfigError, match=r'--tensorboard needs the tensorboard package: pip install "semiseg-sdk\[tensorboard\]"'):
+        Trainer(tiny_cfg(tmp_path, tensorboard=True))
+    assert not (tmp_path / "run").exists()

@@ -5,7 +5,7 @@ registers them in this order (user hooks go after logging and before evaluation,
 has passed every user hook call before it):
 
     PolyLR, PhaseTiming (opt-in), FiniteLossCheck, MetricsWriter, <user hooks>, Evaluation, LastCheckpoint,
-    ProgressBar, StopOnSignal
+    ProgressBar, TensorBoardLog (opt-in), StopOnSignal
 
 The evaluation and checkpoint hooks call the trainer's public methods (``eval_and_save``, ``save_last``,
 ``check_finite``); they hold no state of their own beyond their period.
@@ -207,6 +207,81 @@ class ProgressBar(HookBase):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class TensorBoardLog(HookBase):
+    """Writes each logged record (loss terms, learning rate, throughput) and each evaluation (mIoU, per-class IoU, and
+    ``images`` validation images as image | prediction | ground truth) as TensorBoard events under ``log_dir``
+    (``tensorboard --logdir runs``). Needs the ``tensorboard`` package (the ``[tensorboard]`` extra)."""
+
+    def __init__(self, log_dir: Any, evaluation: Evaluation, dataset: Any, palette: Sequence[Sequence[int]],
+                 device: torch.device, images: int = 4) -> None:
+        self.log_dir, self.evaluation, self.dataset, self.palette = log_dir, evaluation, dataset, palette
+        self.device, self.images = device, images
+        self.writer: Any = None
+        self._logged_eval: Optional[Dict[str, Any]] = None
+
+    def before_train(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.log_dir))
+
+    def after_step(self) -> None:
+        loop, w = self.loop, self.writer
+        record = loop.stats.record
+        if record.get("step") == loop.step:
+            for key, value in _numbers(record, "train/").items():
+                if key != "train/step":
+                    w.add_scalar(key, value, loop.step)
+        last = self.evaluation.last
+        if last is not None and last is not self._logged_eval and last.get("miou") == last.get("miou"):  # not NaN
+            self._logged_eval = last
+            for key, value in _numbers({k: last[k] for k in ("miou", "macc", "aacc", "iou") if k in last}, "val/").items():
+                w.add_scalar(key, value, loop.step)
+            for i, panel in enumerate(self._panels()):
+                w.add_image(f"val/prediction_{i}", panel, loop.step, dataformats="HWC")
+        w.flush()
+
+    @torch.no_grad()
+    def _panels(self) -> List[Any]:
+        """image | prediction | ground truth (palette colours) of the first validation images."""
+        from ..data.base import IGNORE_INDEX
+        from .sliding_window import predict_whole
+
+        model = self.loop.method.inference_model()
+        was_training = model.training
+        model.eval()
+        lut = torch.zeros(256, 3, dtype=torch.uint8)
+        colours = torch.tensor([list(c) for c in self.palette], dtype=torch.uint8).reshape(-1, 3)[:255]
+        lut[: len(colours)] = colours
+        panels = []
+        for i in range(min(self.images, len(self.dataset))):
+            item = self.dataset[i]
+            image = item["image"]
+            logits = predict_whole(model, image[None].to(self.device).float() / 255.0, int(getattr(model, "size_divisor", 32)))
+            pred = lut[logits.argmax(1)[0].cpu()]
+            gt = lut[item["mask"].long()] if "mask" in item else torch.zeros_like(pred)
+            if "mask" in item:
+                gt[item["mask"] == IGNORE_INDEX] = 0
+            panels.append(torch.cat([image.permute(1, 2, 0), pred, gt], dim=1).numpy())
+        model.train(was_training)
+        return panels
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _numbers(record: Dict[str, Any], prefix: str) -> Dict[str, float]:
+    """The finite numbers of a (nested) record, keys joined with "/"."""
+    out: Dict[str, float] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update(_numbers(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            out[prefix + key] = float(value)
+    return out
 
 
 class StopOnSignal(HookBase):

@@ -6,6 +6,7 @@ the progress bar are hooks (:mod:`.hooks`). Method-specific behaviour enters onl
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import shutil
 import signal
@@ -32,7 +33,7 @@ from .distributed import barrier, setup_distributed, wrap_method
 from .evaluator import evaluate
 from ..errors import TrainingInterrupted
 from .hooks import (SIGNAL_STOP, Evaluation, FiniteLossCheck, LastCheckpoint, MetricsWriter, PhaseTiming, PolyLR,
-                    ProgressBar, StopOnSignal, default_writers)
+                    ProgressBar, StopOnSignal, TensorBoardLog, default_writers)
 from .metrics import format_table
 from .optim import build_optimizer
 from .run_folder import RunFolder
@@ -61,7 +62,9 @@ class Trainer(TrainLoop):
 
     def _build(self, data: Optional[TrainData]) -> None:
         cfg = self.cfg
-        strong = strong_config(cfg.strong_aug)  # a bad strong-view setting fails before anything is written
+        strong = strong_config(cfg.strong_aug)
+        if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError('--tensorboard needs the tensorboard package: pip install "semiseg-sdk[tensorboard]"')  # a bad strong-view setting fails before anything is written
         self.dist, self.device = setup_distributed(cfg.device)
         self.run = RunFolder(Path(cfg.out) / cfg.run_name(), enabled=self.dist.is_main)
         self.run.remove_orphan_temporaries()
@@ -287,6 +290,8 @@ class Trainer(TrainLoop):
             evaluation,
             LastCheckpoint(cfg.save_every),
             ProgressBar(cfg.method, cfg.progress and self.dist.is_main, evaluation),
+            TensorBoardLog(self.run.root / "tensorboard", evaluation, self.data.val, self.data.info.palette, self.device)
+            if cfg.tensorboard and self.dist.is_main else None,
             StopOnSignal(self.dist, self.device, cfg.log_every),
         ]
 
@@ -351,7 +356,7 @@ def train(cfg: TrainConfig) -> Dict[str, Any]:
 # Settings a resumed run may change without changing what it trains (budget, logging, workers, evaluation).
 _RESUMABLE_CHANGES = {"resume", "progress", "num_workers", "eval_batch_size", "log_every", "device", "steps",
                       "save_every", "eval_every", "eval_mode", "eval_window", "out", "name", "time_phases", "check_data",
-                      "data_cache_mb", "batch_size", "unlabelled_batch_size"}
+                      "data_cache_mb", "batch_size", "unlabelled_batch_size", "tensorboard"}
 
 
 def _changed_settings(saved: Dict[str, Any], now: Dict[str, Any]) -> str:
