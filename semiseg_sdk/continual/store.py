@@ -43,6 +43,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from ..errors import SemisegError
 from ..models.checkpoint import load_checkpoint, load_inference_model, save_checkpoint
 from ..utils.atomic import _fsync_dir, write_json_atomic, write_text_atomic  # the one directory fsync of the SDK
+from ..utils.json_lines import read_json_lines
 
 
 class StoreError(SemisegError, RuntimeError):
@@ -77,22 +78,7 @@ def append_event(path: Path, event: Dict[str, Any]) -> Dict[str, Any]:
 
 def read_events(path: Path) -> Tuple[List[Dict[str, Any]], int]:
     """``(events, skipped)``: every line that is a JSON object, in order, and the number of unreadable lines."""
-    if not path.is_file():
-        return [], 0
-    events, skipped = [], 0
-    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            skipped += 1
-            continue
-        if isinstance(obj, dict):
-            events.append(obj)
-        else:
-            skipped += 1
-    return events, skipped
+    return read_json_lines(path)
 
 
 STORE_FORMAT = "semiseg-registry/1"  # on-disk format names are unchanged: stores made by earlier versions open

@@ -21,6 +21,8 @@ from typing import Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from semiseg_serving.image_header import jpeg_size
+
 from ..errors import DataError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -149,33 +151,11 @@ def image_size(path: PathLike) -> Tuple[int, int]:
         return w, h
     if data.startswith(_JPEG_SOI):
         _check_complete(data, path)
-        size = _jpeg_size(data)
+        size = jpeg_size(data)
         if size is not None:
             return size
     array = _decode_bytes(data, path)
     return array.shape[1], array.shape[0]
-
-
-def _jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
-    """Width and height from the first start-of-frame segment of a JPEG, or None if none is found."""
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF) and pos + 9 <= len(data):
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        pos += 2 + length
-    return None
 
 
 def _colour_keys(rgb: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from ..utils.atomic import atomic_path, write_json_atomic
+from ..utils.json_lines import read_json_lines
 
 
 class RunFolder:
@@ -51,21 +52,11 @@ class RunFolder:
         p = self.root / "metrics.jsonl"
         if not (self.enabled and p.exists()):
             return
-        kept, torn = [], 0
-        for ln in p.read_text().splitlines():
-            if not ln.strip():
-                continue
-            try:
-                record = json.loads(ln)
-            except ValueError:
-                torn += 1
-                continue
-            if isinstance(record, dict) and record.get("step", 0) <= step:
-                kept.append(ln)
+        records, torn = read_json_lines(p)
         if torn:
             self.info(f"warning: {p}: dropped {torn} unreadable line(s) (a write cut short)")
         with atomic_path(p) as tmp:
-            tmp.write_text("".join(ln + "\n" for ln in kept))
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step))
 
     def remove_orphan_temporaries(self) -> List[str]:
         """Delete the temporary files of atomic writes a killed process left behind (``.<name>.*.tmp``)."""
