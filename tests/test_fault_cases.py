@@ -128,3 +128,17 @@ def test_a_store_drops_the_temporaries_of_killed_writes(tmp_path):
     removed = store.clean_stale_builds()
     assert sorted(removed) == [".current.json.y2.tmp", "field/.abc.png.x1.tmp"]
     assert store.current() == "v0001"
+
+
+def test_atomic_writes_get_the_permissions_a_plain_write_would(tmp_path):
+    """mkstemp creates 0600 files; an exported model mounted into a container as another user must stay readable."""
+    from semiseg_sdk.utils.atomic import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.onnx") as tmp:
+            tmp.write_bytes(b"x")
+        (tmp_path / "plain.bin").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.onnx").stat().st_mode & 0o777 == (tmp_path / "plain.bin").stat().st_mode & 0o777 == 0o644
