@@ -10,6 +10,10 @@ length. So ``sum(counts) == H * W`` and the mask is ``np.repeat(values, counts).
 
 Unlike COCO's per-class column-major RLE, one list encodes all classes at once, and consecutive runs always
 have different values. :func:`decode_rle` is the reference decoder.
+
+``?mask_encoding=coco`` answers with COCO RLE instead (what pycocotools, CVAT and FiftyOne read): one binary mask per
+class present, each ``{"size": [H, W], "counts": "<compressed string>"}`` exactly as ``pycocotools.mask.encode``
+writes it (column-major runs, starting with the background run; :func:`coco_rle`).
 """
 from __future__ import annotations
 
@@ -53,3 +57,41 @@ def decode_rle(rle: Mapping[str, Any], dtype: Any = np.uint8) -> np.ndarray:
         raise ServingError(f"rle.counts: runs cover {int(counts.sum())} pixels, size {height}x{width} "
                            f"needs {height * width}")
     return np.repeat(values, counts).astype(dtype).reshape(height, width)
+
+
+COCO_ENCODING = "coco-rle"
+
+
+def coco_rle(binary: np.ndarray) -> Dict[str, Any]:
+    """A (H, W) boolean mask as COCO's compressed RLE ``{"size": [H, W], "counts": str}``: run lengths in
+    column-major order starting with a run of zeros, each stored as the difference to the run two before (from the
+    third on) in 5-bit groups offset by 48 (pycocotools' ``rleToString``)."""
+    flat = np.asarray(binary, dtype=bool).ravel(order="F")
+    height, width = int(binary.shape[0]), int(binary.shape[1])
+    if flat.size == 0:
+        return {"size": [height, width], "counts": ""}
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    if flat[0]:
+        runs = [0] + runs  # COCO counts start with the zeros
+    out = []
+    for i, run in enumerate(runs):
+        x = int(run) - (int(runs[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = (x != -1) if (c & 0x10) else (x != 0)
+            if more:
+                c |= 0x20
+            out.append(chr(c + 48))
+    return {"size": [height, width], "counts": "".join(out)}
+
+
+def encode_coco(mask: np.ndarray, classes: Any) -> Dict[str, Any]:
+    """The JSON ``mask`` field with ``?mask_encoding=coco``: one COCO RLE per class present, with its area."""
+    counts = np.bincount(mask.ravel().astype(np.int64), minlength=len(classes))
+    per_class = [{"class_id": int(c), "class": str(classes[c]), "area": int(counts[c]), "segmentation": coco_rle(mask == c)}
+                 for c in range(len(classes)) if counts[c]]
+    return {"encoding": COCO_ENCODING, "size": [int(mask.shape[0]), int(mask.shape[1])], "classes": per_class}

@@ -8,6 +8,8 @@ JSON answer::
 
     {"model": {"name", "version"}, "size": [H, W], "classes": [...],
      "mask": {"encoding": "rle-row-major", "size": [H, W], "values": [...], "counts": [...]},   # see rle.py
+              # with ?mask_encoding=coco: {"encoding": "coco-rle", "size": [H, W], "classes": [{"class_id", "class",
+              #   "area", "segmentation": {"size": [H, W], "counts": "<COCO compressed RLE>"}}, ...]}
      "pixel_counts": {class name: pixels}, "mean_confidence": mean of the per-pixel max softmax probability,
      "batch_size": images in the network call this image ran in,
      "latency_ms": {"total", "decode", "queue", "inference", "postprocess"}}
@@ -37,7 +39,7 @@ from .image_decode import checked_size, decode_image
 from .model_holder import LoadedModel
 from .negotiation import choose_format
 from .request_body import check_content_type, image_bytes, read_body
-from .rle import encode_rle
+from .rle import encode_coco, encode_rle
 from .state import ServiceState
 
 
@@ -97,7 +99,7 @@ def _response(fmt: str, model: LoadedModel, mask: np.ndarray, mean_conf: float, 
     counts = np.bincount(mask.ravel(), minlength=seg.num_classes)[: seg.num_classes]
     payload: Dict[str, Any] = {
         "model": model.identity(), "size": [int(mask.shape[0]), int(mask.shape[1])], "classes": list(seg.classes),
-        "mask": encode_rle(mask),
+        "mask": encode_coco(mask, seg.classes) if fmt == "json-coco" else encode_rle(mask),
         "pixel_counts": {name: int(n) for name, n in zip(seg.classes, counts)},
         "mean_confidence": round(mean_conf, 6), "batch_size": batch_size,
     }
@@ -108,6 +110,18 @@ def _response(fmt: str, model: LoadedModel, mask: np.ndarray, mean_conf: float, 
         "postprocess": timing.ms(done - post_start),
     }
     return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+
+
+MASK_ENCODINGS = ("rle-row-major", "coco")
+
+
+def _answer_format(request: Request) -> str:
+    """``"png"``, ``"json"`` or ``"json-coco"`` (JSON with ``?mask_encoding=coco``); 400 for an unknown encoding."""
+    fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
+    encoding = request.query_params.get("mask_encoding", "rle-row-major").strip().lower()
+    if encoding not in MASK_ENCODINGS:
+        raise ApiError(400, "bad_request", f"mask_encoding={encoding!r}: use one of {', '.join(MASK_ENCODINGS)}")
+    return "json-coco" if fmt == "json" and encoding == "coco" else fmt
 
 
 async def _receive(request: Request, state: ServiceState) -> bytes:
@@ -122,7 +136,7 @@ async def _receive(request: Request, state: ServiceState) -> bytes:
 
 
 async def _process(request: Request, state: ServiceState, data: bytes, timing: _Timing, deadline: float) -> Response:
-    fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
+    fmt = _answer_format(request)
     model = state.require_model()  # this request uses this model to the end, even across a reload
     cfg = state.config
     width, height = checked_size(data, cfg.max_pixels)  # from the header: nothing decoded yet
@@ -162,7 +176,7 @@ async def segment(request: Request) -> Response:
     """Handler of ``POST /v1/segment`` (refusals are raised as :class:`ApiError`)."""
     state: ServiceState = request.app.state.service
     timing = _Timing(time.perf_counter())
-    choose_format(request.query_params.get("format"), request.headers.get("accept"))  # 406 and 503 before the body
+    _answer_format(request)  # 400/406 and 503 before the body
     state.require_model()
     data = await _receive(request, state)
     state.enter()
