@@ -496,3 +496,39 @@ def test_a_huge_image_in_a_small_request_stays_within_a_memory_bound(models, tmp
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def test_serving_a_store_follows_promotion_and_rollback(models, tmp_path) -> None:
+    """--store serves the current version's model and hot-reloads when current.json moves (promote, rollback)."""
+    import shutil as sh
+
+    store = tmp_path / "store"
+    for version, model in (("v0001", models[0]), ("v0002", models[1])):
+        (store / version).mkdir(parents=True)
+        sh.copyfile(model, store / version / "model.onnx")
+
+    def point(version: str) -> None:
+        tmp = store / ".current.json.tmp"
+        tmp.write_text(json.dumps({"version": version, "event": "promote"}))
+        os.replace(tmp, store / "current.json")
+
+    def served() -> tuple:
+        info = json.loads(call(svc.port, "GET", "/v1/model")[2])
+        return info["store_version"], info["num_classes"]
+
+    point("v0001")
+    config = ServiceConfig(providers="cpu", intra_op_threads=1)
+    with start_in_thread(create_app(config=config, store=str(store), follow_interval_s=0.1)) as svc:
+        deadline = time.monotonic() + 30
+        while call(svc.port, "GET", "/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert served() == ("v0001", len(CLASSES_A))
+        for version, classes in (("v0002", CLASSES_B), ("v0001", CLASSES_A)):  # promote, then roll back
+            point(version)
+            deadline = time.monotonic() + 30
+            while served()[0] != version and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert served() == (version, len(classes))
+            assert segment(svc.port, GOOD)["classes"] == classes
+    with pytest.raises(ServingError, match="current.json: not found"):
+        create_app(config=config, store=str(tmp_path / "empty"))

@@ -32,12 +32,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..errors import ModelFileError
 from .api_error import ApiError, error_response
 from .config import ServiceConfig
 from .middleware import ServiceMiddleware
 from .model_holder import ModelHolder
 from .segment_endpoint import segment
 from .state import ServiceState
+from .store_follow import current_model, follow_store
 
 log = logging.getLogger(__name__)
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
@@ -58,7 +60,8 @@ async def readyz(request: Request) -> Response:
 
 async def model_info(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse({**state.require_model().describe(), "service": state.config.to_dict()})
+    extra = {"store_version": state.served_version} if state.served_version is not None else {}
+    return JSONResponse({**state.require_model().describe(), **extra, "service": state.config.to_dict()})
 
 
 async def metrics(request: Request) -> Response:
@@ -135,15 +138,24 @@ def _install_sighup(state: ServiceState) -> bool:
     return True
 
 
-def create_app(model: Union[str, os.PathLike, ModelHolder], config: Optional[ServiceConfig] = None,
-               install_sighup: bool = False) -> Starlette:
-    """The ASGI app serving ``model`` (an ONNX path, loaded in the background at start-up, or a ModelHolder).
+def create_app(model: Union[str, os.PathLike, ModelHolder, None] = None, config: Optional[ServiceConfig] = None,
+               install_sighup: bool = False, store: Union[str, os.PathLike, None] = None,
+               follow_interval_s: float = 2.0) -> Starlette:
+    """The ASGI app serving ``model`` (an ONNX path, loaded in the background at start-up, or a ModelHolder), or the
+    current version of the continual model ``store``, followed as it is promoted or rolled back.
 
     Run it with any ASGI server, e.g. ``uvicorn.run(create_app("model.onnx"), host="127.0.0.1", port=8080)``.
     """
     config = config or ServiceConfig()
+    version = None
+    if store is not None:
+        version, path = current_model(store)
+        model = str(path)
+    if model is None:
+        raise ModelFileError("create_app: give a model (.onnx) or a store")
     holder = model if isinstance(model, ModelHolder) else ModelHolder(os.fspath(model), config)
     state = ServiceState(holder, config)
+    state.served_version = version
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -152,9 +164,12 @@ def create_app(model: Union[str, os.PathLike, ModelHolder], config: Optional[Ser
         if holder.current is None:
             holder.load_in_background()
         hup = install_sighup and _install_sighup(state)
+        follower = asyncio.create_task(follow_store(state, store, version, follow_interval_s)) if store is not None else None
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await state.batcher.stop()

@@ -18,11 +18,11 @@ from .config import ServiceConfig
 log = logging.getLogger(__name__)
 
 
-def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int = 8, max_wait_ms: float = 5.0,
+def serve(model: Optional[str] = None, host: str = "127.0.0.1", port: int = 8080, max_batch: int = 8, max_wait_ms: float = 5.0,
           max_body_mb: float = 20.0, max_pixels: int = 40_000_000, request_timeout_s: float = 30.0,
           max_in_flight: int = 64, providers: str = "auto", threads: Optional[int] = None,
           log_level: str = "info", body_timeout_s: float = 10.0, max_receiving: int = 256,
-          memory_budget_mb: int = 1024) -> None:
+          memory_budget_mb: int = 1024, store: Optional[str] = None) -> None:
     """Serve ``model`` (a semiseg ONNX export) over HTTP until interrupted (Ctrl+C / SIGTERM).
 
     Endpoints: ``POST /v1/segment``, ``GET /v1/model``, ``/healthz``, ``/readyz``, ``/metrics``,
@@ -30,6 +30,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int 
 
     Args:
         model: the ``.onnx`` file; replace it (``mv new.onnx model.onnx``) and reload to deploy a new model.
+        store: instead of ``model``, a continual model store: its current version is served, and a promote or
+            rollback (``current.json`` changing) is picked up within two seconds without a restart.
         host / port: where to listen; keep 127.0.0.1 behind a reverse proxy, ``0.0.0.0`` to listen on all.
         max_batch / max_wait_ms: dynamic batching (``max_batch=1`` turns it off).
         max_body_mb / max_pixels / request_timeout_s / max_in_flight: limits (413 / 413 / 504 / 503).
@@ -41,7 +43,9 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int 
         threads: onnxruntime intra-op threads (None: one per core).
         log_level: uvicorn's log level.
     """
-    if not Path(model).is_file():
+    if (model is None) == (store is None):
+        raise ModelFileError("serve: give either a model file (.onnx) or --store DIR (a continual model store)")
+    if model is not None and not Path(model).is_file():
         raise ModelFileError(f"{model}: model file not found")
     config = ServiceConfig(max_batch=int(max_batch), max_wait_ms=float(max_wait_ms),
                            max_body_bytes=int(float(max_body_mb) * 2**20), max_pixels=int(max_pixels),
@@ -51,7 +55,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_batch: int 
                            providers=str(providers), intra_op_threads=threads)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(model, config, install_sighup=True)
+    app = create_app(model, config, install_sighup=True, store=store)
     # proxy_headers: a reverse proxy on loopback passes the real client address, so /admin/reload stays local.
     uvicorn.run(app, host=host, port=int(port), log_level=log_level, proxy_headers=True,
                 forwarded_allow_ips="127.0.0.1", timeout_graceful_shutdown=int(request_timeout_s) + 1)

@@ -27,6 +27,7 @@ class ServiceState:
         self.receiving = 0
         self.memory = MemoryBudget(config.memory_budget_mb * 2**20)  # bytes reserved by requests being served
         self.background: Set["asyncio.Task[Any]"] = set()  # tasks started by signal handlers
+        self.served_version: Optional[str] = None  # the store version being served (serving a store)
 
     def require_model(self) -> LoadedModel:
         """The model to use now; 503 ``not_ready`` (with the load error, if any) before one is loaded."""
