@@ -227,7 +227,7 @@ def test_bad_request_is_refused_and_service_keeps_serving(svc, case, method, pat
 def test_concurrent_requests_are_batched_and_all_correct(svc, seg_a) -> None:
     images = [smooth_bgr(70, 40, 10 + i) if i % 2 else smooth_bgr(50, 77, 10 + i) for i in range(16)]  # 2 padded sizes
     def multi_image_calls() -> float:
-        return metric(svc.port, "semiseg_batch_size_count") - metric(svc.port, "semiseg_batch_size_bucket", le="1")
+        return metric(svc.port, "semiseg_batch_size_count") - metric(svc.port, "semiseg_batch_size_bucket", le="1.0")
 
     batched_before = multi_image_calls()
     answers, barrier = [None] * 16, threading.Barrier(16, timeout=30)

@@ -29,12 +29,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ModelFileError
 from .api_error import ApiError, error_response
 from .config import ServiceConfig
+from .metrics import CONTENT_TYPE
 from .middleware import ServiceMiddleware
 from .model_holder import ModelHolder
 from .segment_endpoint import segment
@@ -68,7 +69,7 @@ async def metrics(request: Request) -> Response:
     state = _state(request)
     current = state.holder.current
     text = state.metrics.render(current.prometheus_labels() if current else {}, current is not None)
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    return Response(text, media_type=CONTENT_TYPE)
 
 
 def is_loopback(host: Optional[str]) -> bool:
