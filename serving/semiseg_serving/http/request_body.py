@@ -1,8 +1,8 @@
 """Reading a request body under a size limit and a deadline, and finding the image bytes in it.
 
 Raw bodies (``image/png``, ``image/jpeg``, ``application/octet-stream``) are the image itself; a
-``multipart/form-data`` body carries it in the field ``image`` (parsed by :mod:`.multipart_form`, no extra
-dependency). Anything else is refused with 415 before the body is read.
+``multipart/form-data`` body carries it in the field ``image`` (parsed by :mod:`.multipart_form` with
+python-multipart). Anything else is refused with 415 before the body is read.
 """
 from __future__ import annotations
 
