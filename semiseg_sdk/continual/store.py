@@ -42,7 +42,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from ..errors import SemisegError
 from ..models.checkpoint import load_checkpoint, load_inference_model, save_checkpoint
-from ..utils.atomic import _fsync_dir, write_json_atomic, write_text_atomic  # the one directory fsync of the SDK
+# _fsync_dir: the one directory fsync of the SDK
+from ..utils.atomic import _fsync_dir, remove_orphan_temporaries, write_json_atomic, write_text_atomic
 from ..utils.json_lines import read_json_lines
 
 
@@ -198,10 +199,8 @@ class ModelStore:
         stale = [p for p in self.root.iterdir() if p.is_dir() and _BUILDING.match(p.name)]
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
-        temporaries = [t for folder in (self.root, self.store, self.quarantine, self.pending) if folder.is_dir()
-                       for t in folder.glob(".*.tmp") if t.is_file() and not t.is_symlink()]
-        for t in temporaries:
-            t.unlink(missing_ok=True)
+        temporaries = [t for folder in (self.root, self.store, self.quarantine, self.pending)
+                       for t in remove_orphan_temporaries(folder)]
         return [p.name for p in stale] + [str(t.relative_to(self.root)) for t in temporaries]
 
     @contextmanager

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List
 
-from ..utils.atomic import atomic_path, write_json_atomic
+from ..utils.atomic import atomic_path, remove_orphan_temporaries, write_json_atomic
 from ..utils.json_lines import read_json_lines
 
 
@@ -60,13 +60,9 @@ class RunFolder:
 
     def remove_orphan_temporaries(self) -> List[str]:
         """Delete the temporary files of atomic writes a killed process left behind (``.<name>.*.tmp``)."""
-        if not (self.enabled and self.root.is_dir()):
+        if not self.enabled:
             return []
-        removed = []
-        for tmp in self.root.glob(".*.tmp"):
-            if tmp.is_file() and not tmp.is_symlink():
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp.name)
+        removed = [t.name for t in remove_orphan_temporaries(self.root)]
         if removed:
             self.info(f"removed {len(removed)} temporary file(s) of writes cut short: {', '.join(sorted(removed))}")
         return removed

@@ -6,7 +6,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, List, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -29,6 +29,15 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_orphan_temporaries(folder: Path) -> List[Path]:
+    """Delete the temporary files ``.<name>.*.tmp`` that :func:`atomic_path` leaves when its process is killed;
+    returns them (links and folders are left alone)."""
+    found = [t for t in Path(folder).glob(".*.tmp") if t.is_file() and not t.is_symlink()] if Path(folder).is_dir() else []
+    for t in found:
+        t.unlink(missing_ok=True)
+    return found
 
 
 def _umask() -> int:
