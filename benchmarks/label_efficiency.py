@@ -25,7 +25,10 @@ Runs go seed by seed (then ratio, dataset, method), so a sweep cut short still h
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -56,14 +59,10 @@ DATASET_ARGS: Dict[str, dict] = {
 # far: every schedule in the methods (ramp-ups, warm-ups, AdvSemiSeg's semi_start, PS-MT's teacher alternation,
 # ST++'s checkpoints) is a fraction of --steps, so it scales with the budget; thresholds and weights stay official.
 BENCH_METHOD_ARGS: Dict[str, dict] = {}
-# A method's revision enters its recipe once its default behaviour changes after rows were recorded, so those rows
-# are not reused for it (revision 1 is left out of the recipe: untouched methods keep their tags).
-# 2 (aligned with the official codes): EMA teachers predict with BatchNorm on the batch's statistics
-# (psmt, classmix, complexmix, reco); pseudo-labels from forwards without the model's dropout, which the official
-# networks lack (fixmatch, unimatch, cps, cct); UniMatch's CutMix box law (fixmatch, unimatch); CAC's pair scales.
-METHOD_REVISIONS: Dict[str, int] = {m: 2 for m in ("psmt", "classmix", "complexmix", "reco", "fixmatch", "unimatch",
-                                                   "cps", "cct", "cac")}
-
+# A row is reused only while the code that decides what its method trains is unchanged: the recipe holds a hash of the
+# method's module and of every module of these packages it imports, transitively (see ``method_code``).
+METHOD_CODE_PACKAGES = ("semiseg_sdk.methods", "semiseg_sdk.augment")
+SDK_ROOT = Path(__file__).resolve().parents[1]
 
 # Named protocols: a protocol's "defaults" replace the command line's defaults (flags still win), its "datasets" entry
 # refines DATASET_ARGS per dataset. docs/benchmarks.md says how each value was chosen and what a sweep costs.
@@ -92,12 +91,63 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             "model": args.model, "encoder": args.encoder, "pretrained": args.pretrained,
             "model_args": fit_aspp_rates_to_crop(json.loads(args.model_args), ds["crop_size"], None),
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-            **({"method_revision": METHOD_REVISIONS[method]} if METHOD_REVISIONS.get(method, 1) > 1 else {}),
+            "method_config": method_config(method, json.loads(args.method_args).get(method, {})),
+            "method_code": method_code(method),
             # only when not the default, so that rows written before these options keep the tag they were written with
             **({"val_split": ds["val_split"]} if ds["val_split"] != "val" else {}),
             **({"strong_aug": strong_aug} if strong_aug else {}),
             **({"patch_size": ds["patch_size"], "patch_overlap": ds.get("patch_overlap", 0)} if ds.get("patch_size") else {}),
 }
+
+
+def method_config(method: str, method_args: dict) -> Dict[str, object]:
+    """The method's resolved configuration: its defaults with ``method_args`` applied."""
+    from semiseg_sdk.methods import get_method
+
+    return json.loads(json.dumps(dataclasses.asdict(get_method(method).Config(**method_args)), default=str))
+
+
+def method_code(method: str, root: Path = SDK_ROOT, packages=METHOD_CODE_PACKAGES) -> str:
+    """Hash of the code a method trains with: its module and the modules of ``packages`` it imports, transitively.
+
+    Docstrings, comments and formatting do not count (the hash is taken over the syntax trees without docstrings),
+    so a row stays reusable through an edit of the text but not of what runs.
+    """
+    from semiseg_sdk.methods import get_method
+
+    todo, seen = [get_method(method).__module__], {}
+    while todo:
+        name = todo.pop()
+        path = module_path(name, root)
+        if name in seen or path is None:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        seen[name] = ast.dump(strip_docstrings(tree))
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
+                todo += [base] + [f"{base}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+        todo = [t for t in todo if t and any(t == p or t.startswith(p + ".") for p in packages)]
+    return hashlib.sha1("\n".join(seen[k] for k in sorted(seen)).encode()).hexdigest()[:10]
+
+
+def module_path(name: str, root: Path) -> Optional[Path]:
+    """The source file of module ``name`` under ``root`` (a package's ``__init__.py``), or None."""
+    base = root.joinpath(*name.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def strip_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` without the docstrings of its module, classes and functions."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
 
 
 def recipe_tag(rec: Dict[str, object]) -> str:

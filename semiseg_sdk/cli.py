@@ -117,22 +117,15 @@ class SemisegCLI:
 
     def datasets(self) -> str:
         """The registered datasets, one line each (--data NAME)."""
-        from .data import DATASETS
-
-        return _listing((name, "", DATASETS.get(name).__doc__) for name in sorted(DATASETS.names()))
+        return _listing("dataset")
 
     def models(self) -> str:
         """The registered models (--model, decoders) and encoders (--encoder), one line each."""
-        from .models import ENCODERS, MODELS
-
-        return ("models:\n" + _listing((n, "", MODELS.get(n).__doc__) for n in sorted(MODELS.names())) +
-                "\nencoders:\n" + _listing((n, "", ENCODERS.get(n).__doc__) for n in sorted(ENCODERS.names())))
+        return "models:\n" + _listing("model") + "\nencoders:\n" + _listing("encoder")
 
     def methods(self) -> str:
         """The training methods (--method NAME), one line each: family and what it does."""
-        from .methods import get_method, list_methods
-
-        return _listing((n, get_method(n).family, get_method(n).__doc__) for n in list_methods())
+        return _listing("method")
 
     def recipes(self) -> Dict[str, Dict[str, Any]]:
         """Named training recipes (`semiseg train --recipe NAME`): what each sets and the measurement behind it."""
@@ -141,15 +134,17 @@ class SemisegCLI:
         return {r.name: {"summary": r.summary, "sets": r.values, "evidence": r.evidence} for r in RECIPES.values()}
 
 
-def _listing(rows) -> str:
-    """``name  family  first line of the doc`` per row."""
-    rows = list(rows)
-    width = max(len(n) for n, _, _ in rows) + 2
-    fam = max((len(f) for _, f, _ in rows), default=0)
+def _listing(kind: str) -> str:
+    """``name  family  first line of the doc`` per registered entry of ``kind`` (read without importing torch)."""
+    from .catalog import entries
+
+    rows = entries(kind)
+    width = max(len(e.name) for e in rows) + 2
+    fam = max(len(e.family) for e in rows)
     out = []
-    for name, family, doc in rows:
-        first = inspect.cleandoc(doc or "").split("\n\n")[0].replace("\n", " ")
-        out.append(f"{name:<{width}}" + (f"{family:<{fam + 2}}" if fam else "") + first[:110])
+    for e in rows:
+        first = inspect.cleandoc(e.doc).split("\n\n")[0].replace("\n", " ")
+        out.append(f"{e.name:<{width}}" + (f"{e.family:<{fam + 2}}" if fam else "") + first[:110])
     return "\n".join(out)
 
 

@@ -1,4 +1,5 @@
 """The fire CLI: help a new user can act on, train/evaluate through flags, one-line errors (exit 2)."""
+import inspect
 import json
 import os
 import subprocess
@@ -131,7 +132,26 @@ def test_help_and_the_runtime_commands_work_without_the_training_extras(tmp_path
     block = "import sys; sys.modules['torch'] = None; sys.modules['kornia'] = None; from semiseg_sdk.cli import main; "
     for args, code, expect in ((["--help"], 0, "commands:"), (["train", "--help"], 0, "--labelled"),
                                (["infer", "--help"], 0, "usage: semiseg infer MODEL"),
+                               (["methods"], 0, "unimatch"), (["models"], 0, "efficientnet_lite0"),
+                               (["datasets"], 0, "synthetic-driving"),
                                (["train", "--steps", "1"], 2, 'which the [train] extra installs: pip install "semiseg-sdk[train]"')):
         r = subprocess.run([sys.executable, "-c", block + f"main({args!r})"], capture_output=True, text=True, env=ENV,
                            timeout=120, cwd=tmp_path)
         assert r.returncode == code and expect in r.stdout + r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+@pytest.mark.parametrize("kind", ["method", "model", "encoder", "dataset"])
+def test_the_torch_free_listing_equals_what_the_registries_hold(kind):
+    """`semiseg methods|models|datasets` read the source; importing the registries must give the same names and docs."""
+    from semiseg_sdk.catalog import entries
+    from semiseg_sdk.data import DATASETS
+    from semiseg_sdk.methods import METHODS
+    from semiseg_sdk.models import ENCODERS, MODELS
+
+    registry = {"method": METHODS, "model": MODELS, "encoder": ENCODERS, "dataset": DATASETS}[kind]
+    listed = {e.name: e for e in entries(kind)}
+    assert sorted(listed) == registry.names()
+    for name, entry in listed.items():
+        obj = registry.get(name)
+        assert entry.doc == inspect.getdoc(obj), name
+        assert entry.family == getattr(obj, "family", ""), name

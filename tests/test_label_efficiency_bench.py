@@ -111,32 +111,43 @@ def test_sigterm_pauses_every_parallel_run_at_its_step(tmp_path):
     assert not (tmp_path / "runs.jsonl").exists()
 
 
-def test_committed_rows_keep_their_recipe_tag_and_val_split_or_strong_aug_change_it():
-    """The committed reference rows are reused by recipe tag: today's ``recipe()`` with the same flags must give
-    the same tag (else every row would be trained again), and scoring on another split must give another."""
+def test_the_recipe_holds_the_method_config_and_code_and_split_or_strong_aug_change_its_tag():
     import argparse
 
-    row = json.loads((Path(le.__file__).parent / "results" / "label_efficiency_gpu_1of16.jsonl").read_text().splitlines()[0])
-    rec = row["recipe"]
     args = argparse.Namespace(
-        data_root=rec["data_root"], data_args="{}", crop_size=None, method_args="{}", sup_loss=rec["sup_loss"],
-        ohem_min_kept=200000, model=rec["model"], encoder=rec["encoder"], pretrained=rec["pretrained"],
-        model_args=json.dumps(rec["model_args"]), steps=rec["steps"], batch_size=rec["batch_size"], lr=rec["lr"],
-        val_split="val", strong_aug="{}")
-    assert le.recipe(row["dataset"], row["method"], args) == rec
+        data_root=None, data_args="{}", crop_size=None, method_args="{}", sup_loss="ce", ohem_min_kept=200000,
+        model="deeplabv3plus", encoder="efficientnet_lite0", pretrained="imagenet", model_args='{"channels": 64}',
+        steps=100, batch_size=8, lr=0.01, val_split="val", strong_aug="{}")
+    rec = le.recipe("synthetic-driving", "unimatch", args)
+    assert rec["method_config"]["conf_thresh"] == 0.95 and rec["method_code"] == le.method_code("unimatch")
+    args.method_args = '{"unimatch": {"conf_thresh": 0.9}}'
+    assert le.recipe("synthetic-driving", "unimatch", args)["method_config"]["conf_thresh"] == 0.9
+    args.method_args = "{}"
     args.val_split = "val+test"
-    assert le.recipe_tag(le.recipe(row["dataset"], row["method"], args)) != le.recipe_tag(rec)
+    assert le.recipe_tag(le.recipe("synthetic-driving", "unimatch", args)) != le.recipe_tag(rec)
     args.val_split, args.strong_aug = "val", '{"blur_p": 0.0}'  # another strong view: another recipe
-    assert le.recipe(row["dataset"], row["method"], args)["strong_aug"] == {"blur_p": 0.0}
-    assert le.recipe_tag(le.recipe(row["dataset"], row["method"], args)) != le.recipe_tag(rec)
-    args.strong_aug = "{}"
-    # a committed row of a method revised since (PS-MT's teachers) is not reused: same flags, another tag
-    psmt = next(r for r in map(json.loads, (Path(le.__file__).parent / "results" / "label_efficiency_gpu_1of16.jsonl")
-                               .read_text().splitlines()) if r["method"] == "psmt")
-    args.val_split = "val"
-    assert le.recipe("synthetic-driving", "cutmix", args)["method_args"] == psmt["recipe"]["method_args"] == {}
-    assert le.recipe_tag(le.recipe(psmt["dataset"], "psmt", args)) != le.recipe_tag(psmt["recipe"])
-    assert le.recipe_tag(le.recipe(psmt["dataset"], "cutmix", args)) == le.recipe_tag(psmt["recipe"])  # unrevised: same tag
+    assert le.recipe("synthetic-driving", "unimatch", args)["strong_aug"] == {"blur_p": 0.0}
+    assert le.recipe_tag(le.recipe("synthetic-driving", "unimatch", args)) != le.recipe_tag(rec)
+
+
+def test_method_code_follows_what_runs_not_its_text(tmp_path):
+    """Rows are reused by the hash of a method's code: an edit of a docstring or comment keeps it, an edit of a
+    module the method imports (transitively) changes it, and a method that does not import that module keeps its hash."""
+    import shutil
+
+    sdk = Path(le.__file__).resolve().parents[1] / "semiseg_sdk"
+    for package in ("methods", "augment"):
+        shutil.copytree(sdk / package, tmp_path / "semiseg_sdk" / package)
+    shutil.copy(sdk / "__init__.py", tmp_path / "semiseg_sdk" / "__init__.py")
+    before = {m: le.method_code(m, root=tmp_path) for m in ("unimatch", "supervised")}
+    assert before == {m: le.method_code(m) for m in before}
+    labels = tmp_path / "semiseg_sdk" / "methods" / "pseudo_labels.py"
+    text = labels.read_text()
+    labels.write_text(text.replace('"""', '"""Reworded. ', 1) + "\n# a new comment\n")
+    assert {m: le.method_code(m, root=tmp_path) for m in before} == before
+    labels.write_text(text + "\nNEW_CONSTANT = 1\n")
+    assert le.method_code("unimatch", root=tmp_path) != before["unimatch"]
+    assert le.method_code("supervised", root=tmp_path) == before["supervised"]
 
 
 def test_a_protocol_sets_the_defaults_flags_still_win_and_fitted_rates_enter_the_recipe():

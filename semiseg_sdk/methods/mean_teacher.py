@@ -184,20 +184,41 @@ class MeanTeacher(Method):
         return self.teacher.net
 
 
-def _mix_alias(cls_name: str, default_mix: str, doc: str) -> type:
-    """Register ``default_mix`` as a MeanTeacher subclass ``cls_name`` whose ``Config.mix`` defaults to it."""
+def _mix_config(default_mix: str, owner: str) -> type:
+    """``MeanTeacher.Config`` whose ``mix`` defaults to ``default_mix`` (the aliases' only difference)."""
 
     @dataclasses.dataclass(frozen=True)
     class Config(MeanTeacher.Config):
         mix: str = default_mix
 
-    Config.__qualname__ = f"{cls_name}.Config"
-    return register_method(default_mix)(type(cls_name, (MeanTeacher,), {"__doc__": doc, "Config": Config}))
+    Config.__qualname__ = f"{owner}.Config"
+    return Config
 
 
 # Thin aliases: ``--method classmix`` = ``--method mean-teacher --method_args '{"mix": "classmix"}'``.
-CutMixMT = _mix_alias("CutMixMT", "cutmix", "Mean teacher with CutMix (French et al.).")
-CutOutMT = _mix_alias("CutOutMT", "cutout", "Mean teacher with CutOut (French et al.).")
-ClassMixMT = _mix_alias("ClassMixMT", "classmix", "Mean teacher with ClassMix (Olsson et al.).")
-ComplexMixMT = _mix_alias("ComplexMixMT", "complexmix",
-                          "Mean teacher with ComplexMix (Chen et al.; implemented from the paper, no official code).")
+@register_method("cutmix")
+class CutMixMT(MeanTeacher):
+    """Mean teacher with CutMix (French et al.)."""
+
+    Config = _mix_config("cutmix", "CutMixMT")
+
+
+@register_method("cutout")
+class CutOutMT(MeanTeacher):
+    """Mean teacher with CutOut (French et al.)."""
+
+    Config = _mix_config("cutout", "CutOutMT")
+
+
+@register_method("classmix")
+class ClassMixMT(MeanTeacher):
+    """Mean teacher with ClassMix (Olsson et al.)."""
+
+    Config = _mix_config("classmix", "ClassMixMT")
+
+
+@register_method("complexmix")
+class ComplexMixMT(MeanTeacher):
+    """Mean teacher with ComplexMix (Chen et al.; implemented from the paper, no official code)."""
+
+    Config = _mix_config("complexmix", "ComplexMixMT")
