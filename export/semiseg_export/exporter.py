@@ -175,7 +175,7 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
         raise ExportError(f"{out}: cannot write the ONNX file ({exc})") from exc
     repo = None
     if triton:
-        repo = write_triton_repository(out, triton, out.stem, model.num_classes, triton_max_batch)
+        repo = write_triton_repository(out, triton, out.stem, triton_max_batch)
     n_init, n_weights = weight_count(graph)
     summary = {
         "output": str(out), "checkpoint": meta.source.get("checkpoint"), "opset": opset, "fp16": bool(fp16),

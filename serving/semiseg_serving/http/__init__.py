@@ -1,4 +1,4 @@
-"""The HTTP inference service on the torch-free runtime (Starlette + uvicorn, ``pip install semiseg-sdk[serve]``).
+"""The HTTP inference service on the torch-free runtime (FastAPI + uvicorn, ``pip install semiseg-sdk[serve]``).
 
     from semiseg_serving.http import serve
     serve("model.onnx", host="127.0.0.1", port=8080, max_batch=8, max_wait_ms=5.0)

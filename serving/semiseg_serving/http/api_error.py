@@ -5,7 +5,6 @@ Codes (stable, for clients to branch on):
 ==================  ======  =================================================================
 code                status  meaning
 ==================  ======  =================================================================
-bad_path            400     ``..`` segments, backslashes or NUL bytes in the path (even %-encoded)
 empty_body          400     the request had no image bytes
 bad_multipart       400     a multipart body without a well-formed ``image`` field
 bad_image           400     bytes that are not a decodable PNG/JPEG (malformed, truncated)

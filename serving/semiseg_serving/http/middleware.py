@@ -1,45 +1,17 @@
-"""ASGI middleware around every request: refuse traversal-looking paths, count requests, errors and latency."""
+"""ASGI middleware around every request: count requests, errors and latency for /metrics."""
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, List, Optional
-from urllib.parse import unquote
+from typing import Any, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api_error import ERROR_HEADER, error_response
+from .api_error import ERROR_HEADER
 from .metrics import Metrics
 
-MAX_DECODE_ROUNDS = 4  # undo %-encoding this many times (catches %252e%252e and deeper nesting)
 
-
-def unsafe_path_reason(path: str, raw_path: Optional[bytes] = None) -> Optional[str]:
-    """Why a request path is refused (``..`` segment, backslash, NUL), in any %-decoding of it; None if fine.
-
-    The service has no route that reads files, but such paths are refused before routing so that no future
-    route, proxy or log viewer ever sees them.
-    """
-    forms: List[str] = [path]
-    text = raw_path.decode("latin-1") if raw_path else path
-    for _ in range(MAX_DECODE_ROUNDS):
-        forms.append(text)
-        decoded = unquote(text)
-        if decoded == text:
-            break
-        text = decoded
-    forms.append(text)
-    for form in forms:
-        if "\x00" in form:
-            return "the path contains a NUL byte"
-        if "\\" in form:
-            return "the path contains a backslash"
-        if ".." in form.split("/"):
-            return "the path contains a '..' segment"
-    return None
-
-
-class ServiceMiddleware:
-    """Path guard + per-request metrics (endpoint label = a known route path or ``other``)."""
+class RequestMetrics:
+    """Per-request metrics (endpoint label = a known route path or ``other``; error code from ``X-Error-Code``)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, endpoints: Iterable[str]) -> None:
         self.app = app
@@ -64,11 +36,7 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            reason = unsafe_path_reason(path, scope.get("raw_path"))
-            if reason is not None:
-                await error_response(400, "bad_path", f"refused: {reason}")(scope, receive, observed_send)
-            else:
-                await self.app(scope, receive, observed_send)
+            await self.app(scope, receive, observed_send)
         finally:
             status: Any = seen["status"]
             self.metrics.observe_request(endpoint, status, time.perf_counter() - start)
