@@ -1,4 +1,5 @@
-"""Read images and label masks from disk with OpenCV, refusing bad files with errors that name them.
+"""Read images and label masks from disk (the image codec: OpenCV, Pillow for indexed PNGs), refusing bad files
+with errors that name them.
 
 Conventions (what is accepted and how it is converted):
 - images: JPEG, PNG, BMP, TIFF (whatever OpenCV decodes), returned as uint8 RGB (H, W, 3). Grayscale becomes three
@@ -21,7 +22,8 @@ from typing import Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from semiseg_serving.image_header import jpeg_size
+from semiseg_serving.errors import ImageError
+from semiseg_serving.image_codec import decode_palette_png, decode_unchanged, jpeg_size, png_header
 
 from ..errors import DataError
 
@@ -182,7 +184,7 @@ def _decode(path: PathLike) -> np.ndarray:
 def _decode_bytes(data: bytes, path: PathLike) -> np.ndarray:
     _check_complete(data, path)
     try:
-        array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        array = decode_unchanged(data)
     except cv2.error as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from exc
     if array is None or array.size == 0:
@@ -223,37 +225,17 @@ def _png_chunks(data: bytes, path: PathLike) -> list:
 
 def _png_header(data: bytes, path: PathLike) -> Tuple[int, int, int, int, int]:
     """(width, height, bit depth, colour type, interlace) from the IHDR chunk."""
-    kind, start, length = _png_chunks(data, path)[0]
-    if kind != b"IHDR" or length != 13:
+    kind, _, length = _png_chunks(data, path)[0]
+    header = png_header(data)
+    if kind != b"IHDR" or length != 13 or header is None:
         raise DataError(f"{path}: corrupt PNG (first chunk is not a valid IHDR)")
-    ihdr = data[start:start + 13]
-    return (int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big"), ihdr[8], ihdr[9], ihdr[12])
+    return header
 
 
 def _decode_palette_indices(data: bytes, path: PathLike) -> np.ndarray:
-    """Palette indices of an indexed PNG: relabel it as grayscale (same bit depth, same pixel data), decode that.
-
-    libpng then does the inflating, unfiltering and de-interlacing, and returns the raw indices as gray values
-    (1/2/4-bit values may come back scaled to 0..255, which is undone here).
-    """
-    chunks = _png_chunks(data, path)
-    bit_depth = _png_header(data, path)[2]
-    if bit_depth not in (1, 2, 4, 8):
-        raise DataError(f"{path}: invalid bit depth {bit_depth} for an indexed PNG")
-    ihdr = bytearray(data[chunks[0][1]:chunks[0][1] + 13])
-    ihdr[9] = 0  # colour type 0: grayscale
-    parts = [_PNG_SIGNATURE, _png_chunk(b"IHDR", bytes(ihdr))]
-    parts += [_png_chunk(b"IDAT", data[s:s + n]) for kind, s, n in chunks if kind == b"IDAT"]
-    parts.append(_png_chunk(b"IEND", b""))
-    gray = _decode_bytes(b"".join(parts), path)
-    if gray.ndim != 2 or gray.dtype != np.uint8:
-        raise DataError(f"{path}: cannot decode the indices of this indexed PNG")
-    scale = 255 // ((1 << bit_depth) - 1)
-    if scale > 1 and not np.any(gray % scale):
-        gray = gray // scale
-    return gray
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return len(payload).to_bytes(4, "big") + kind + payload + crc.to_bytes(4, "big")
+    """Palette indices of an indexed PNG (checked complete first, so a damaged file is named as such)."""
+    _png_chunks(data, path)
+    try:
+        return decode_palette_png(data, str(path))[0]
+    except ImageError as exc:
+        raise DataError(str(exc)) from None

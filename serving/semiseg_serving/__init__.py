@@ -6,7 +6,7 @@
 from .errors import ImageError, ModelFileError, ServingError
 from .infer import infer_path
 from .metadata import ModelMetadata
-from .png_palette import encode_palette_png, read_palette_png, write_palette_png
+from .image_codec import encode_palette_png, read_palette_png, write_palette_png
 from .segmenter import Segmenter
 from .session import resolve_providers
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .errors import ServingError
 from .media import is_image, is_video, list_media, read_image_bgr, video_frames, write_image
 from .overlay import draw_legend, overlay as blend_overlay
-from .png_palette import write_palette_png
+from .image_codec import write_palette_png
 from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)

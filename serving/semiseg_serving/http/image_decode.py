@@ -1,20 +1,19 @@
 """Bytes -> BGR image, refusing what is not a PNG/JPEG and anything over the pixel limit before decoding it (the
-size comes from the header, :mod:`semiseg_serving.image_header`, so a decompression bomb is never allocated)."""
+size comes from the header, :mod:`semiseg_serving.image_codec`, so a decompression bomb is never allocated)."""
 from __future__ import annotations
 
 from typing import Tuple
 
-import cv2
 import numpy as np
 
-from ..image_header import jpeg_size, png_size, sniff
+from ..image_codec import decode_bgr, jpeg_size, png_size, sniff
 from .api_error import ApiError
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """PNG/JPEG bytes -> (H, W, 3) uint8 BGR; 400 ``bad_image`` / 413 ``too_many_pixels`` when refused."""
     kind = sniff(data)
     checked_size(data, max_pixels)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    image = decode_bgr(data)
     if image is None:
         raise ApiError(400, "bad_image", f"the {kind.upper()} data could not be decoded (truncated or corrupt)")
     return image

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..memory import request_bytes
-from ..png_palette import encode_palette_png
+from ..image_codec import encode_palette_png
 from ..postprocess import logits_to_mask
 from ..preprocess import Prepared, prepare
 from ..sliding_window import predict_tiled_rgb
