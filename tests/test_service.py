@@ -525,7 +525,8 @@ def test_a_huge_image_in_a_small_request_stays_within_a_memory_bound(models, tmp
 
 
 def test_serving_a_store_follows_promotion_and_rollback(models, tmp_path) -> None:
-    """--store serves the current version's model and hot-reloads when current.json moves (promote, rollback)."""
+    """--store serves the current version's model and hot-reloads when current.json moves (promote, rollback),
+    without failing a request of the clients that keep sending all along."""
     import shutil as sh
 
     store = tmp_path / "store"
@@ -549,6 +550,16 @@ def test_serving_a_store_follows_promotion_and_rollback(models, tmp_path) -> Non
         while call(svc.port, "GET", "/readyz")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert served() == ("v0001", len(CLASSES_A))
+        stop, answers, failures = threading.Event(), [], []
+
+        def client() -> None:  # sends requests all through the switches, over its own connections
+            while not stop.is_set():
+                status, _, raw = call(svc.port, "POST", "/v1/segment?format=json", GOOD, {"Content-Type": "image/png"})
+                (answers if status == 200 else failures).append(json.loads(raw)["classes"] if status == 200 else raw)
+
+        clients = [threading.Thread(target=client) for _ in range(3)]
+        for t in clients:
+            t.start()
         for version, classes in (("v0002", CLASSES_B), ("v0001", CLASSES_A)):  # promote, then roll back
             point(version)
             deadline = time.monotonic() + 30
@@ -556,5 +567,10 @@ def test_serving_a_store_follows_promotion_and_rollback(models, tmp_path) -> Non
                 time.sleep(0.05)
             assert served() == (version, len(classes))
             assert segment(svc.port, GOOD)["classes"] == classes
+        stop.set()
+        for t in clients:
+            t.join(timeout=30)
+        assert failures == [] and len(answers) > 0  # no request dropped or refused while the model switched
+        assert CLASSES_A in answers and CLASSES_B in answers  # requests were served by both versions
     with pytest.raises(ServingError, match="current.json: not found"):
         create_app(config=config, store=str(tmp_path / "empty"))
