@@ -71,9 +71,13 @@ def module_weight_count(model: nn.Module) -> Tuple[int, int]:
     return len(tensors), sum(t.numel() for t in tensors)
 
 
+UNUSED_AT_INFERENCE = ("num_batches_tracked", "mask_token")  # buffers a correct graph does not ship
+
+
 def audit_initializers(model: nn.Module, opset: int = MIN_OPSET) -> Dict[str, List[str]]:
     """Which tensors does the traced graph ship? Compares the initializer names of an unfolded export with the
-    model's parameters and buffers (``num_batches_tracked`` excluded: unused at inference).
+    model's parameters and buffers (``UNUSED_AT_INFERENCE`` excluded: BatchNorm's step counters, DINOv2's
+    masked-modelling token).
 
     The exporter merges initializers with identical values (e.g. freshly initialised BatchNorms), so the audit
     works on a copy whose tensors are all made distinct and whose non-persistent buffers are made persistent. Returns ``{"extra": [...], "missing": [...],
@@ -90,7 +94,7 @@ def audit_initializers(model: nn.Module, opset: int = MIN_OPSET) -> Dict[str, Li
     graph = trace_to_onnx(model, opset, fold_constants=False)
     names = sorted(t.name for t in graph.graph.initializer)
     own = sorted([n for n, _ in model.named_parameters()]
-                 + [n for n, _ in model.named_buffers() if not n.endswith("num_batches_tracked")])
+                 + [n for n, _ in model.named_buffers() if not n.endswith(UNUSED_AT_INFERENCE)])
     return {"extra": sorted(set(names) - set(own)), "missing": sorted(set(own) - set(names)),
             "initializers": names, "module": own}
 

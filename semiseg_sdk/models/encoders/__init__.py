@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Union
 from ...errors import ConfigError
 from ..registries import ENCODERS
 from ..segmentor import Encoder
-from . import efficientnet_lite, resnet, tiny  # noqa: F401  (registration)
+from . import dinov2, efficientnet_lite, resnet, tiny  # noqa: F401  (registration)
 from .weights import load_encoder_file
 
 # Encoders whose ImageNet weights ship inside an installed package (never downloaded).
