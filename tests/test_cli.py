@@ -54,7 +54,7 @@ def test_single_dash_flags_are_refused_instead_of_guessed():
 def test_listing_commands_give_one_line_each():
     r = run_cli("methods")
     lines = r.stdout.strip().splitlines()
-    assert r.returncode == 0 and len(lines) == 16
+    assert r.returncode == 0 and len(lines) == 17
     unimatch = next(line for line in lines if line.startswith("unimatch "))
     assert "hybrid" in unimatch and "feature perturbation" in unimatch
     r = run_cli("datasets")
