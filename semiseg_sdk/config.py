@@ -93,7 +93,7 @@ class TrainConfig:
     # evaluation, checkpoints, logging
     eval_every: int = 500                     # evaluate on the validation split (and write best.pt/last.pt) every N steps and at the end
     save_every: int = 0                       # also write last.pt every N steps, without evaluating (0 = at evaluations only)
-    eval_mode: str = "auto"                   # "whole", "slide" or "auto" (per image: slide for images > 1024 px a side)
+    eval_mode: str = "auto"                   # "whole", "slide" or "auto" (per image: slide if larger than eval_window)
     eval_window: Tuple[int, int] = (512, 512) # sliding-window size, H,W
     eval_batch_size: int = 8                  # images per network call at evaluation (the score does not depend on it)
     log_every: int = 20                       # write loss terms, learning rate and throughput to metrics.jsonl every N steps

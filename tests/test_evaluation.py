@@ -54,9 +54,8 @@ def test_the_score_does_not_depend_on_the_batch_size(model):
     assert all(np.array_equal(scores[0], s) for s in scores[1:])
 
 
-def test_auto_chooses_per_image(model, monkeypatch):
-    monkeypatch.setattr(evaluator, "AUTO_SLIDE_ABOVE", 48)
-    small, large = [(32, 32), (40, 40)], [(64, 96)]
+def test_auto_slides_over_the_images_larger_than_the_window_only(model):
+    small, large = [(32, 32), (24, 32)], [(64, 96)]
     mixed = Items(small + large)
     auto = evaluate(model, mixed, 3, mode="auto", window=(32, 32), batch_size=3)["confusion"]
     whole_small = evaluate(model, torch.utils.data.Subset(mixed, [0, 1]), 3, mode="whole")["confusion"]
@@ -64,6 +63,7 @@ def test_auto_chooses_per_image(model, monkeypatch):
     whole_large = evaluate(model, torch.utils.data.Subset(mixed, [2]), 3, mode="whole")["confusion"]
     assert np.array_equal(auto, whole_small + slide_large)
     assert not np.array_equal(slide_large, whole_large)  # the choice is visible in the result
+    assert evaluator.image_mode("auto", 32, 33, (32, 32)) == "slide" and evaluator.image_mode("auto", 32, 32, (32, 32)) == "whole"
 
 
 def test_a_misspelt_mode_fails_before_anything_loads(tmp_path):

@@ -3,7 +3,7 @@ metrics), and a saved model (run folder or checkpoint) on any dataset split."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -22,14 +22,12 @@ from .metrics import ConfusionMatrix, format_table
 from .sliding_window import predict_whole, sliding_label_bands
 
 
-AUTO_SLIDE_ABOVE = 1024  # "auto": images with a side over this many pixels are evaluated by sliding window
-
-
-def image_mode(mode: str, height: int, width: int) -> str:
-    """The evaluation mode of one image: ``mode``, or for "auto" sliding window above ``AUTO_SLIDE_ABOVE`` pixels."""
+def image_mode(mode: str, height: int, width: int, window: Sequence[int]) -> str:
+    """The evaluation mode of one image: ``mode``, or for "auto" sliding window when the image is larger than the
+    ``window`` (h, w) on either side, whole otherwise."""
     if mode != "auto":
         return mode
-    return "slide" if max(height, width) > AUTO_SLIDE_ABOVE else "whole"
+    return "slide" if height > window[0] or width > window[1] else "whole"
 
 
 @torch.no_grad()
@@ -53,7 +51,7 @@ def evaluate(
     share a network call). ``mode`` "whole" pads an image to the model's stride; "slide" averages the softmax of
     ``window`` crops (default 512x512) every ``stride`` pixels (default 2/3 of the window), one row of windows at a
     time (:func:`sliding_label_bands`: bounded memory for very large tiles); "auto" chooses per image (sliding
-    window above ``AUTO_SLIDE_ABOVE`` pixels a side).
+    window for an image larger than the window, whole otherwise).
     """
     if mode not in ("whole", "slide", "auto"):
         raise ValueError(f"evaluation mode must be 'whole', 'slide' or 'auto', got {mode!r}")
@@ -74,7 +72,7 @@ def evaluate(
             image = batch["image"][idx, :, :h, :w].to(device)
             mask = batch["mask"][idx, :h, :w].to(device)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                if image_mode(mode, h, w) == "slide":
+                if image_mode(mode, h, w, win) == "slide":
                     for row, labels in sliding_label_bands(model, image, num_classes, win, st, divisor):
                         cm.update(labels, mask[:, row: row + labels.shape[1]])
                 else:
@@ -96,8 +94,8 @@ def evaluate_checkpoint(
     checkpoint (returned as ``saved_to``).
     """
     if mode not in ("whole", "slide", "auto"):
-        raise ConfigError(f"--mode {mode!r}: choose whole, slide or auto (auto: sliding window for images over "
-                          f"{AUTO_SLIDE_ABOVE} px a side)")
+        raise ConfigError(f"--mode {mode!r}: choose whole, slide or auto (auto: sliding window for images larger "
+                          "than --window, whole otherwise)")
     dev = resolve_device(device)
     model, ckpt = load_inference_model(checkpoint, map_location="cpu")
     model.to(dev)

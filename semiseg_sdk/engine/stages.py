@@ -224,7 +224,7 @@ class StagedRun:
 
     def mode_for(self, image: torch.Tensor) -> str:
         """Whole-image or sliding-window inference, by the run's ``eval_mode`` (see :func:`.evaluator.image_mode`)."""
-        return image_mode(self.cfg.eval_mode, *image.shape[-2:])
+        return image_mode(self.cfg.eval_mode, *image.shape[-2:], self.cfg.eval_window)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
