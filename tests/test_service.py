@@ -159,9 +159,11 @@ def test_multipart_upload(svc, seg_a) -> None:
     answer = segment(svc.port, body, ctype=f"multipart/form-data; boundary={boundary}")
     assert (decode_rle(answer["mask"]) == seg_a.predict(image, channel_order="bgr")).all()
     no_image = f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--{boundary}--\r\n"
-    status, _, err = call(svc.port, "POST", "/v1/segment", no_image.encode(),
-                          {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 400 and json.loads(err)["error"]["code"] == "bad_multipart"
+    for bad in (no_image.encode(), body[:-20], body[: len(body) // 2], b"not a multipart body"):  # missing, cut short
+        status, _, err = call(svc.port, "POST", "/v1/segment", bad,
+                              {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert status == 400 and json.loads(err)["error"]["code"] == "bad_multipart", err
+    assert segment(svc.port, body, ctype=f"multipart/form-data; boundary={boundary}")["size"] == [48, 64]
 
 
 def test_rle_format_by_hand() -> None:

@@ -72,13 +72,13 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
         raise ApiError(408, "body_timeout", f"the request body did not arrive within {timeout_s:g} s") from None
 
 
-def image_bytes(request: Request, body: bytes) -> bytes:
+async def image_bytes(request: Request, body: bytes) -> bytes:
     """The image bytes of a body already read: the body itself, or the multipart field ``image``."""
     if not body:
         raise ApiError(400, "empty_body", "the request body is empty: send PNG or JPEG bytes")
     if media_type(request) != MULTIPART:
         return body
-    data = form_field(body, request.headers.get("content-type", ""), "image")
+    data = await form_field(body, request.headers, "image")
     if not data:
         raise ApiError(400, "empty_body", "the multipart field 'image' is empty")
     return data

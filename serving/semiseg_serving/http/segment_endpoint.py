@@ -132,7 +132,7 @@ async def _receive(request: Request, state: ServiceState) -> bytes:
         body = await read_body(request, state.config.max_body_bytes, state.config.body_timeout_s)
     finally:
         state.stop_receiving()
-    return image_bytes(request, body)
+    return await image_bytes(request, body)
 
 
 async def _process(request: Request, state: ServiceState, data: bytes, timing: _Timing, deadline: float) -> Response:
