@@ -150,7 +150,11 @@ def test_the_torch_free_listing_equals_what_the_registries_hold(kind):
 
     registry = {"method": METHODS, "model": MODELS, "encoder": ENCODERS, "dataset": DATASETS}[kind]
     listed = {e.name: e for e in entries(kind)}
-    assert sorted(listed) == registry.names()
+    # the listing covers the SDK's own packages; another module may register more (the continual loop's field-adapt
+    # method, once semiseg_sdk.continual is imported)
+    package = {"method": "semiseg_sdk.methods", "model": "semiseg_sdk.models", "encoder": "semiseg_sdk.models",
+               "dataset": "semiseg_sdk.data"}[kind]
+    assert sorted(listed) == [n for n in registry.names() if registry.get(n).__module__.startswith(package)]
     for name, entry in listed.items():
         obj = registry.get(name)
         assert entry.doc == inspect.getdoc(obj), name

@@ -46,8 +46,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
-        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
+        qkv = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         return self.proj(out.transpose(1, 2).reshape(n, t, d))
 
 
@@ -109,6 +109,13 @@ def bicubic_matrix(out_size: torch.Tensor, in_size: int, offset: torch.Tensor) -
     return ((taps.unsqueeze(2) == grid).to(weights.dtype) * weights.unsqueeze(2)).sum(1)  # (out, in)
 
 
+def _size_tensor(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x.shape[dim]`` as a 0-d tensor: already one while tracing for export (so the graph follows the input's size),
+    an int made a tensor in eager mode."""
+    size = x.shape[dim]
+    return size if isinstance(size, torch.Tensor) else torch.tensor(size, device=x.device)
+
+
 class DinoV2Encoder(Encoder):
     """A DINOv2 ViT with patch size 14; returns the normalised patch tokens of ``layers`` as feature maps."""
 
@@ -151,8 +158,7 @@ class DinoV2Encoder(Encoder):
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Patch tokens with the class token in front and position embeddings added."""
-        h = torch.as_tensor(x.shape[-2]) // PATCH
-        w = torch.as_tensor(x.shape[-1]) // PATCH
+        h, w = (_size_tensor(x, dim) // PATCH for dim in (-2, -1))
         patches = self.patch_embed(x)
         tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), patches], dim=1)
         return tokens + self.position_embedding(h, w)
