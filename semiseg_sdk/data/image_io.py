@@ -23,14 +23,13 @@ import cv2
 import numpy as np
 
 from semiseg_serving.errors import ImageError
-from semiseg_serving.image_codec import decode_palette_png, decode_unchanged, jpeg_size, png_header
+from semiseg_serving.image_codec import PNG_SIGNATURE, decode_palette_png, decode_unchanged, jpeg_size, png_header
 
 from ..errors import DataError
 
 PathLike = Union[str, "os.PathLike[str]"]
 Colour = Tuple[int, int, int]
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS = b"\xff\xda"
@@ -60,7 +59,7 @@ def read_mask(
 ) -> np.ndarray:
     """Read a label mask as uint8 (H, W) class ids; ``colours[i]`` (RGB), when given, maps colour masks to id ``i``."""
     data = _read_bytes(path)
-    if data.startswith(_PNG_SIGNATURE) and _png_header(data, path)[3] == _PNG_PALETTE_TYPE:
+    if data.startswith(PNG_SIGNATURE) and _png_header(data, path)[3] == _PNG_PALETTE_TYPE:
         return _decode_palette_indices(data, path)
     array = _decode_bytes(data, path)
     if array.dtype == np.uint16:
@@ -89,7 +88,7 @@ def read_mask(
 def read_palette_mask(path: PathLike) -> np.ndarray:
     """Read an indexed ("P" mode) PNG as its raw palette indices, uint8 (H, W) (e.g. Pascal VOC masks)."""
     data = _read_bytes(path)
-    if not data.startswith(_PNG_SIGNATURE):
+    if not data.startswith(PNG_SIGNATURE):
         raise DataError(f"{path}: not a PNG file; an indexed (palette) PNG mask was expected")
     colour_type = _png_header(data, path)[3]
     if colour_type != _PNG_PALETTE_TYPE:
@@ -148,7 +147,7 @@ def image_size(path: PathLike) -> Tuple[int, int]:
     """``(width, height)`` of an image file from its header (PNG, JPEG; other formats are decoded); checks that a
     PNG or JPEG is complete (IEND / end-of-image marker) like the full readers do."""
     data = _read_bytes(path)
-    if data.startswith(_PNG_SIGNATURE):
+    if data.startswith(PNG_SIGNATURE):
         w, h = _png_header(data, path)[:2]
         return w, h
     if data.startswith(_JPEG_SOI):
@@ -193,7 +192,7 @@ def _decode_bytes(data: bytes, path: PathLike) -> np.ndarray:
 
 
 def _check_complete(data: bytes, path: PathLike) -> None:
-    if data.startswith(_PNG_SIGNATURE):
+    if data.startswith(PNG_SIGNATURE):
         _png_chunks(data, path)
     elif data.startswith(_JPEG_SOI):
         if data.rstrip(b"\x00\xff\r\n\t ").endswith(_JPEG_EOI):
@@ -205,7 +204,7 @@ def _check_complete(data: bytes, path: PathLike) -> None:
 
 def _png_chunks(data: bytes, path: PathLike) -> list:
     """Walk the PNG chunk list; return (type, start, length) triples up to IEND, or raise on truncation."""
-    chunks, pos = [], len(_PNG_SIGNATURE)
+    chunks, pos = [], len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
         length = int.from_bytes(data[pos:pos + 4], "big")
         kind = data[pos + 4:pos + 8]
@@ -233,8 +232,7 @@ def _png_header(data: bytes, path: PathLike) -> Tuple[int, int, int, int, int]:
 
 
 def _decode_palette_indices(data: bytes, path: PathLike) -> np.ndarray:
-    """Palette indices of an indexed PNG (checked complete first, so a damaged file is named as such)."""
-    _png_chunks(data, path)
+    """Palette indices of an indexed PNG whose chunks the caller has checked (through :func:`_png_header`)."""
     try:
         return decode_palette_png(data, str(path))[0]
     except ImageError as exc:

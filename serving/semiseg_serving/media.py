@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageError
+from .image_codec import decode_bgr
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -33,10 +34,10 @@ def list_media(folder: Union[str, Path], recursive: bool = True) -> List[Path]:
 def read_image_bgr(path: Union[str, Path]) -> np.ndarray:
     """Decode an image file to (H, W, 3) uint8 BGR (gray is expanded, alpha dropped); ImageError if it cannot."""
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc})") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = decode_bgr(data) if data else None
     if image is None:
         raise ImageError(f"{path}: not a decodable image")
     return image

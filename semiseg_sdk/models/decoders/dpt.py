@@ -101,7 +101,7 @@ def dpt(num_classes: int = 19, encoder: str = "dinov2_vits14", output_stride: in
     if getattr(enc, "patch_size", None) is None:
         raise ConfigError(f"model dpt: encoder {encoder!r} is not a ViT; use dinov2_vits14 or dinov2_vitb14 "
                           "(CNN encoders go with deeplabv3plus, unet, fcn, pspnet, unetplusplus)")
-    default_features, default_projections = DPT_SIZES.get(enc.out_channels[0], (64, (48, 96, 192, 384)))
+    default_features, default_projections = DPT_SIZES.get(enc.out_channels[0], DPT_SIZES[384])  # else ViT-S's
     features = int(features or default_features)
     projections = [int(c) for c in (projections or default_projections)]
     dec = DPTDecoder(enc.out_channels, features, projections)

@@ -24,7 +24,7 @@ from ..segmentor import IMAGENET_MEAN, IMAGENET_STD, Encoder
 
 PATCH = 14
 PRETRAIN_GRID = 37  # 518 / 14: the official checkpoints' position-embedding grid
-INTERPOLATE_OFFSET = 0.1  # the official code's work-around offset (dino issue #8)
+INTERPOLATE_OFFSET = 0.1  # the official code adds it to the target grid so that floating point keeps its size
 BICUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient
 
 
@@ -151,7 +151,7 @@ class DinoV2Encoder(Encoder):
         table = self.pos_embed[0, 1:].reshape(self.grid, self.grid, dim).float()
         # the official code uses the table as is on the pretraining grid, and resizes it otherwise
         same = (h == self.grid) & (w == self.grid)
-        offset = torch.where(same, torch.zeros(()), torch.full((), INTERPOLATE_OFFSET))
+        offset = (~same).to(torch.float32) * INTERPOLATE_OFFSET  # on the input's device, traced in an export
         rows, cols = bicubic_matrix(h, self.grid, offset), bicubic_matrix(w, self.grid, offset)
         patches = torch.einsum("hi,ijd,wj->hwd", rows, table, cols).reshape(1, -1, dim)
         return torch.cat([self.pos_embed[:, :1].float(), patches], dim=1).to(self.pos_embed.dtype)
