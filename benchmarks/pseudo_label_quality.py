@@ -74,6 +74,8 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str
     split = load_split(run / "split.json", names)
     index = {n: i for i, n in enumerate(names)}
     chosen = [index[n] for n in split.unlabelled[:images]]
+    if not chosen:
+        raise SystemExit(f"{run}: its split has no unlabelled images to score")
     c = ds.info.num_classes
     probs, truth = [], []
     with torch.no_grad():
@@ -126,11 +128,13 @@ def main() -> None:
         for m in args.mode:
             torch.manual_seed(0)  # the dropout draws of --mode train
             results += quality(Path(r), args.threshold, args.images, mode=m, dist_align=args.dist_align)
-    classes = list(results[0]["classes"])
     print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
-    print("| run | mode | mask ratio | precision | " + " | ".join(classes) + " |")
-    print("|---|---|---|---|" + "---|" * len(classes))
+    classes = None
     for r in results:
+        if list(r["classes"]) != classes:  # a header per data set: runs of different sets have different classes
+            classes = list(r["classes"])
+            print("\n| run | mode | mask ratio | precision | " + " | ".join(classes) + " |")
+            print("|---|---|---|---|" + "---|" * len(classes))
         cells = " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b in r["classes"].values())
         print(f"| {r['run']} | {r['mode']} | {100 * r['mask_ratio']:.0f} % | {100 * r['precision']:.1f} % | {cells} |")
     if args.json:
