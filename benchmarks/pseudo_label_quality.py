@@ -15,6 +15,9 @@ et al. ICLR 2020: ``p * prior / mean(p)``, renormalised; ``prior`` = the class f
 images, ``mean(p)`` = the network's mean probability over the scored pixels): what class-aware pseudo-labelling by
 alignment would change in the confident set, measured before anyone trains with it.
 
+``--tta 0.75 1 1.5`` predicts with the mean over those scales, each as is and mirrored: how much a test-time-augmented
+teacher would raise the precision of the confident set.
+
     python benchmarks/pseudo_label_quality.py bench/sup_long/runs/synthetic-driving-1of16-supervised-s0 \
         bench/sup_long/runs/synthetic-driving-1of16-fixmatch-s0 --images 200 --threshold 0.95
 """
@@ -23,9 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from semiseg_sdk.data import build_dataset
 from semiseg_sdk.data.splits import load_split
@@ -48,6 +52,18 @@ def predict(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
         model.train(was)
 
 
+def predict_tta(model: torch.nn.Module, x: torch.Tensor, mode: str, scales: Sequence[float]) -> torch.Tensor:
+    """Mean of :func:`predict` over ``scales`` x {as is, mirrored}, each resized back to ``x``'s size."""
+    total = torch.zeros(())
+    for s in scales:
+        xs = x if s == 1 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        for mirrored in (False, True):
+            probs = predict(model, xs.flip(-1) if mirrored else xs, mode)
+            probs = probs.flip(-1) if mirrored else probs
+            total = total + F.interpolate(probs, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return total / (2 * len(scales))
+
+
 def class_frequencies(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Share of each class among the labelled pixels of ``masks`` (any shape; 255 and other out-of-range values skipped)."""
     m = masks[(masks >= 0) & (masks < num_classes)]
@@ -62,7 +78,7 @@ def distribution_align(probs: torch.Tensor, prior: torch.Tensor, pred_mean: torc
 
 
 def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str = "eval",
-            dist_align: bool = False) -> List[Dict[str, object]]:
+            dist_align: bool = False, tta: Sequence[float] = ()) -> List[Dict[str, object]]:
     """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``.
 
     One row; with ``dist_align`` a second one (mode ``<mode>+DA``) scores the same predictions aligned to the labelled
@@ -83,7 +99,8 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str
             items = [ds[i] for i in chosen[s : s + batch]]
             x = torch.stack([it["image"] for it in items]).float() / 255
             truth.append(torch.stack([it["mask"] for it in items]).long())
-            probs.append(predict(model, x, mode))
+            probs.append(predict_tta(model, x, mode, tta) if tta else predict(model, x, mode))
+    mode = mode + (f"+TTA{','.join(map(str, tta))}" if tta else "")
     rows = [_score(probs, truth, threshold, list(ds.info.classes), run.name, mode)]
     if dist_align:
         prior = class_frequencies(torch.stack([ds[index[n]]["mask"].long() for n in split.labelled]), c)
@@ -121,13 +138,16 @@ def main() -> None:
     p.add_argument("--images", type=int, default=200, help="unlabelled images to score")
     p.add_argument("--mode", nargs="+", default=["eval"], choices=MODES, help="how the network predicts (one row each)")
     p.add_argument("--dist_align", action="store_true", help="also score each run and mode with distribution alignment")
+    p.add_argument("--tta", type=float, nargs="*", default=(), metavar="SCALE",
+                   help="predict as the mean over these scales, each as is and mirrored (e.g. --tta 0.75 1 1.5)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     results = []
     for r in args.runs:
         for m in args.mode:
             torch.manual_seed(0)  # the dropout draws of --mode train
-            results += quality(Path(r), args.threshold, args.images, mode=m, dist_align=args.dist_align)
+            results += quality(Path(r), args.threshold, args.images, mode=m, dist_align=args.dist_align,
+                               tta=args.tta)
     print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
     classes = None
     for r in results:
