@@ -44,3 +44,14 @@ def test_distribution_alignment_by_hand():
 def test_class_frequencies_skip_ignored_pixels():
     masks = torch.tensor([[0, 0, 1, 255], [2, 255, 0, 1]])
     assert torch.allclose(plq.class_frequencies(masks, 3), torch.tensor([3, 2, 1]) / 6.0)
+
+
+def test_tta_averages_the_mirrored_view_mapped_back_and_keeps_the_input_size():
+    torch.manual_seed(0)
+    net = nn.Conv2d(3, 4, (1, 3), padding=(0, 1)).eval()  # a horizontal kernel: mirroring changes its answer
+    x = torch.rand(2, 3, 9, 11)
+    by_hand = (plq.predict(net, x, "eval") + plq.predict(net, x.flip(-1), "eval").flip(-1)) / 2
+    assert not torch.allclose(by_hand, plq.predict(net, x, "eval"), atol=1e-3)
+    assert torch.allclose(plq.predict_tta(net, x, "eval", [1.0]), by_hand, atol=1e-6)
+    multi = plq.predict_tta(net, x, "eval", [0.5, 1.0, 1.5])
+    assert multi.shape == (2, 4, 9, 11) and torch.allclose(multi.sum(1), torch.ones(2, 9, 11), atol=1e-5)
