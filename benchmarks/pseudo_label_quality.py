@@ -25,43 +25,45 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from semiseg_sdk.data import build_dataset
 from semiseg_sdk.data.splits import load_split
 from semiseg_sdk.models.checkpoint import load_inference_model
 from semiseg_sdk.data import run_dataset_kwargs
 from semiseg_sdk.models.checkpoint import run_config
+from semiseg_sdk.engine.stages import tta_probs
 from semiseg_sdk.methods.layer_modes import dropout_off
 
 MODES = ("eval", "train", "train-nodropout")
 
 
-def predict(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
-    """Softmax of ``model`` on ``x`` in one of :data:`MODES` (the model's modes are restored)."""
+@contextmanager
+def prediction_mode(model: torch.nn.Module, mode: str) -> Iterator[None]:
+    """Put ``model`` in one of :data:`MODES` for the block; its modes are restored after."""
     was = model.training
     model.train(mode != "eval")
     try:
         with dropout_off(model, enabled=mode == "train-nodropout"):
-            return model(x).softmax(1)
+            yield
     finally:
         model.train(was)
 
 
+def predict(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Softmax of ``model`` on ``x`` in one of :data:`MODES` (the model's modes are restored)."""
+    with prediction_mode(model, mode):
+        return model(x).softmax(1)
+
+
 def predict_tta(model: torch.nn.Module, x: torch.Tensor, mode: str, scales: Sequence[float]) -> torch.Tensor:
-    """Mean of :func:`predict` over ``scales`` x {as is, mirrored}, each resized back to ``x``'s size."""
-    total = torch.zeros(())
-    for s in scales:
-        xs = x if s == 1 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        for mirrored in (False, True):
-            probs = predict(model, xs.flip(-1) if mirrored else xs, mode)
-            probs = probs.flip(-1) if mirrored else probs
-            total = total + F.interpolate(probs, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return total / (2 * len(scales))
+    """Mean over ``scales`` x {as is, mirrored} of the SDK's pseudo-labelling TTA (:func:`tta_probs`) in ``mode``."""
+    with prediction_mode(model, mode):
+        return tta_probs(model, x, scales, flip=True) / (2 * len(scales))
 
 
 def class_frequencies(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
