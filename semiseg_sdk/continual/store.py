@@ -30,7 +30,6 @@ in ``pending/`` is a leftover and is wiped before a new refresh starts.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 import os
 import re
@@ -44,6 +43,7 @@ from ..errors import SemisegError
 from ..models.checkpoint import load_checkpoint, load_inference_model, save_checkpoint
 # _fsync_dir: the one directory fsync of the SDK
 from ..utils.atomic import _fsync_dir, remove_orphan_temporaries, write_json_atomic, write_text_atomic
+from ..utils.folder_lock import LOCK_NAME, FolderInUseError, acquire_folder_lock, release_folder_lock
 from ..utils.json_lines import read_json_lines
 
 
@@ -206,17 +206,15 @@ class ModelStore:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive lock for writers (released by the OS if the process dies); StoreError when busy."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StoreError(f"{self.root}: another semiseg continual process is writing this store "
-                                    f"(lock {self.root / '.lock'} is held)") from None
+            fd = acquire_folder_lock(self.root)
+        except FolderInUseError as exc:
+            raise StoreError(f"{self.root}: another semiseg continual process (pid {exc.holder}) is writing this "
+                             f"store (lock {self.root / LOCK_NAME} is held)") from None
+        try:
             yield
         finally:
-            os.close(fd)
+            release_folder_lock(fd)
 
 
 def _read_json(path: Path) -> Dict[str, Any]:

@@ -5,14 +5,22 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..utils.atomic import atomic_path, remove_orphan_temporaries, write_json_atomic
+from ..utils.folder_lock import acquire_folder_lock, release_folder_lock
 from ..utils.json_lines import read_json_lines
 
 
 class RunFolder:
-    """Owns the files of one run; only rank 0 writes (``enabled=False`` elsewhere)."""
+    """Owns the files of one run; only rank 0 writes (``enabled=False`` elsewhere).
+
+    The writing process holds the folder's lock (:mod:`~semiseg_sdk.utils.folder_lock`) until the last RunFolder
+    it opened on that root is closed, or it exits: a second process training into the same folder fails at once,
+    naming the holder. Within one process the hold is shared (a run resumed by a second trainer).
+    """
+
+    _holds: Dict[str, List[Any]] = {}  # resolved root -> [lock descriptor, open RunFolders on it]
 
     def __init__(self, root: str | Path, enabled: bool = True) -> None:
         self.root = Path(root)
@@ -20,8 +28,9 @@ class RunFolder:
         self.logger = logging.getLogger(f"semiseg.run.{self.root.resolve()}")  # one logger per run folder
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
+        self._held: Optional[str] = None
         if enabled:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self._hold()
             log_file = str((self.root / "train.log").resolve())
             if not any(getattr(h, "baseFilename", None) == log_file for h in self.logger.handlers):
                 fh = logging.FileHandler(log_file)
@@ -73,10 +82,25 @@ class RunFolder:
             self.logger.info(msg)
 
     def close(self) -> None:
-        """Close ``train.log`` (a later :meth:`info` of a new RunFolder on the same root opens it again)."""
+        """Close ``train.log`` and release the folder's lock (a new RunFolder on the same root takes both again)."""
         for h in list(self.logger.handlers):
             h.close()
             self.logger.removeHandler(h)
+        key, self._held = self._held, None
+        if key is not None:
+            hold = RunFolder._holds[key]
+            hold[1] -= 1
+            if hold[1] == 0:
+                del RunFolder._holds[key]
+                release_folder_lock(hold[0])
+
+    def _hold(self) -> None:
+        key = str(self.root.resolve())
+        if key in RunFolder._holds:
+            RunFolder._holds[key][1] += 1
+        else:
+            RunFolder._holds[key] = [acquire_folder_lock(self.root), 1]
+        self._held = key
 
 
 def _clean(obj: Any) -> Any:
