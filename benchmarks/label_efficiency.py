@@ -45,6 +45,7 @@ import numpy as np
 from bench_io import write_csv
 from semiseg_sdk.config import TrainConfig
 from semiseg_sdk.engine import train
+from semiseg_sdk.utils.folder_lock import FolderInUseError
 from semiseg_sdk.engine.graceful_stop import stop_requests
 from semiseg_sdk.errors import TrainingInterrupted
 from semiseg_sdk.models import fit_aspp_rates_to_crop
@@ -155,11 +156,16 @@ def recipe_tag(rec: Dict[str, object]) -> str:
     return hashlib.sha1(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:7]
 
 
+def run_name(dataset: str, ratio: str, method: str, seed: int, args: argparse.Namespace) -> str:
+    """The run folder's name (under ``<out>/runs``) of one configuration."""
+    return f"{dataset}-{ratio.replace('/', 'of')}-{method}-s{seed}-{recipe_tag(recipe(dataset, method, args))}"
+
+
 def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Namespace) -> Dict[str, object]:
     """Train one configuration; returns the row of the results table (with its recipe)."""
     ds = dataset_settings(dataset, args)
     rec = recipe(dataset, method, args)
-    name = f"{dataset}-{ratio.replace('/', 'of')}-{method}-s{seed}-{recipe_tag(rec)}"
+    name = run_name(dataset, ratio, method, seed, args)
     cfg = TrainConfig(
         data=dataset, data_root=args.data_root, data_args=ds["data_args"], labelled=ratio, method=method,
         method_args=rec["method_args"], sup_loss=args.sup_loss, ohem_min_kept=args.ohem_min_kept, model=args.model,
@@ -453,6 +459,9 @@ def main() -> None:
                 print(f"{d} {ratio} {m} seed {seed}: {exc}", flush=True)
                 paused = exc.exit_code
                 break
+            except FolderInUseError as exc:  # another sweep trains it: leave it to that one
+                print(f"{d} {ratio} {m} seed {seed}: skipped, {exc}", flush=True)
+                continue
             done[(d, ratio, m, seed, recipe_tag(row["recipe"]))] = row
             with open(rows_path, "a") as f:
                 f.write(json.dumps(row) + "\n")

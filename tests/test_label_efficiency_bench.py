@@ -162,3 +162,31 @@ def test_a_protocol_sets_the_defaults_flags_still_win_and_fitted_rates_enter_the
     assert le.recipe("synthetic-driving", "supervised", args)["model_args"]["aspp_rates"] == [1, 2, 3]
     rec = le.recipe("folder", "supervised", args)
     assert rec["model_args"]["aspp_rates"] == [2, 4, 7] and (rec["patch_size"], rec["patch_overlap"]) == (256, 32)
+
+
+def test_a_run_another_process_trains_is_skipped_and_the_rest_of_the_sweep_goes_on(tmp_path):
+    """Two sweeps given the same --out: the run the other one holds is skipped in one line naming its pid (never
+    trained twice side by side, its row never written twice); the sweep's other run trains."""
+    import subprocess
+
+    script = Path(le.__file__)
+    argv = ["--datasets", "synthetic-driving", "--ratios", "1/4", "--methods", "supervised", "cutmix", "--seeds", "0",
+            "--steps", "2", "--batch_size", "2", "--crop_size", "32", "32", "--encoder", "tiny",
+            "--data_args", '{"synthetic-driving": {"length": 16, "val_length": 2, "size": [32, 64]}}', "--workers", "0",
+            "--cache_mb", "0", "--out", str(tmp_path)]
+    held = tmp_path / "runs" / le.run_name("synthetic-driving", "1/4", "cutmix", 0, le.parse_args(le.build_parser(), argv))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from semiseg_sdk.utils.folder_lock import "
+                               f"acquire_folder_lock; acquire_folder_lock({str(held)!r}); print('held', flush=True); "
+                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300,
+                             cwd=script.parents[1])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"synthetic-driving 1/4 cutmix seed 0: skipped, {held} is in use by another process (pid {holder.pid})" \
+        in res.stdout
+    rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["supervised"]
