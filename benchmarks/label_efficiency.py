@@ -156,16 +156,16 @@ def recipe_tag(rec: Dict[str, object]) -> str:
     return hashlib.sha1(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:7]
 
 
-def run_name(dataset: str, ratio: str, method: str, seed: int, args: argparse.Namespace) -> str:
-    """The run folder's name (under ``<out>/runs``) of one configuration."""
-    return f"{dataset}-{ratio.replace('/', 'of')}-{method}-s{seed}-{recipe_tag(recipe(dataset, method, args))}"
+def run_name(dataset: str, ratio: str, method: str, seed: int, rec: Dict[str, object]) -> str:
+    """The run folder's name (under ``<out>/runs``) of one configuration trained with recipe ``rec``."""
+    return f"{dataset}-{ratio.replace('/', 'of')}-{method}-s{seed}-{recipe_tag(rec)}"
 
 
 def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Namespace) -> Dict[str, object]:
     """Train one configuration; returns the row of the results table (with its recipe)."""
     ds = dataset_settings(dataset, args)
     rec = recipe(dataset, method, args)
-    name = run_name(dataset, ratio, method, seed, args)
+    name = run_name(dataset, ratio, method, seed, rec)
     cfg = TrainConfig(
         data=dataset, data_root=args.data_root, data_args=ds["data_args"], labelled=ratio, method=method,
         method_args=rec["method_args"], sup_loss=args.sup_loss, ohem_min_kept=args.ohem_min_kept, model=args.model,

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import label_efficiency as le  # noqa: E402
+from test_folder_lock import _holder  # noqa: E402
 
 
 def _metrics(path: Path, miou: float) -> None:
@@ -174,12 +175,11 @@ def test_a_run_another_process_trains_is_skipped_and_the_rest_of_the_sweep_goes_
             "--steps", "2", "--batch_size", "2", "--crop_size", "32", "32", "--encoder", "tiny",
             "--data_args", '{"synthetic-driving": {"length": 16, "val_length": 2, "size": [32, 64]}}', "--workers", "0",
             "--cache_mb", "0", "--out", str(tmp_path)]
-    held = tmp_path / "runs" / le.run_name("synthetic-driving", "1/4", "cutmix", 0, le.parse_args(le.build_parser(), argv))
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from semiseg_sdk.utils.folder_lock import "
-                               f"acquire_folder_lock; acquire_folder_lock({str(held)!r}); print('held', flush=True); "
-                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    args = le.parse_args(le.build_parser(), argv)
+    rec = le.recipe("synthetic-driving", "cutmix", args)
+    held = tmp_path / "runs" / le.run_name("synthetic-driving", "1/4", "cutmix", 0, rec)
+    holder = _holder(held)
     try:
-        assert holder.stdout.readline().strip() == "held"
         res = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300,
                              cwd=script.parents[1])
     finally:
