@@ -25,7 +25,9 @@ the student predicting in eval mode, updated after every optimiser step with ``m
 (0.996), as UniMatch V2's code does; the student still makes every prediction that is trained, and is what is
 evaluated and exported. ``class_thresholds=True`` replaces the one threshold by class-wise ones
 (:class:`~semiseg_sdk.methods.pseudo_labels.ClassThresholds`), so classes the model is less sure of keep getting
-pseudo-labels; UniMatch inherits both levers.
+pseudo-labels. ``class_balance=True`` weights each confident pixel's loss by its pseudo-label class so that every
+class gets the share of the unsupervised loss its labelled frequency asks for
+(:class:`~semiseg_sdk.methods.pseudo_labels.ClassBalance`). UniMatch inherits the three levers.
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ from ..augment import ViewMaker, mix, unimatch_box_masks
 from .base import Method, MethodConfig
 from .ema import EMATeacher
 from .layer_modes import dropout_off
-from .pseudo_labels import (ClassThresholds, Target, Threshold, confident_fraction, cutmix_partner,
-                            masked_cross_entropy, pseudo_label, weak_logits)
+from .pseudo_labels import (ClassBalance, ClassThresholds, Target, Threshold, confident_fraction, confident_mask,
+                            cutmix_partner, masked_cross_entropy, pseudo_label, weak_logits)
 from .registry import register_method
 
 
@@ -62,12 +64,18 @@ class FixMatch(Method):
         # opt-in lever: class-wise thresholds (pseudo_labels.ClassThresholds); the official recipe has one threshold
         class_thresholds: bool = False
         class_threshold_momentum: float = 0.999
+        # opt-in lever: class-balanced weights of the unsupervised loss (pseudo_labels.ClassBalance)
+        class_balance: bool = False
+        class_balance_momentum: float = 0.99
+        class_balance_cap: float = 10.0
 
     def __init__(self, model: torch.nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
         super().__init__(model, num_classes, views, config, total_steps)
         self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True) if self.cfg.ema_teacher else None
         self.class_thresholds = (ClassThresholds(num_classes, self.cfg.conf_thresh, self.cfg.class_threshold_momentum)
                                  if self.cfg.class_thresholds else None)
+        self.class_balance = (ClassBalance(num_classes, self.cfg.class_balance_momentum, self.cfg.class_balance_cap)
+                              if self.cfg.class_balance else None)
 
     @property
     def target_net(self) -> torch.nn.Module:
@@ -79,10 +87,17 @@ class FixMatch(Method):
         (updated from the weak view's pseudo-labels by :meth:`observe`)."""
         return self.cfg.conf_thresh if self.class_thresholds is None else self.class_thresholds.per_pixel(target.label)
 
-    def observe(self, weak: Target) -> None:
-        """Feed the weak view's pseudo-labels to the class-wise thresholds (no-op without them)."""
+    def pixel_weight(self, target: Target) -> Optional[torch.Tensor]:
+        """Each pixel's weight in the unsupervised loss: its pseudo-label class's with ``class_balance``, else None."""
+        return None if self.class_balance is None else self.class_balance.per_pixel(target.label)
+
+    def observe(self, weak: Target, labelled_mask: torch.Tensor) -> None:
+        """Feed the weak view's pseudo-labels to the class-wise thresholds, then its confident pixels and the labelled
+        batch's mask to the class balance (each a no-op without its lever)."""
         if self.class_thresholds is not None:
             self.class_thresholds.update(weak.conf, weak.label, weak.valid)
+        if self.class_balance is not None:
+            self.class_balance.update(labelled_mask, weak.label, confident_mask(weak.conf, self.threshold(weak), weak.valid))
 
     def after_optimizer_step(self, step: int) -> None:
         """With ``ema_teacher``: move the teacher towards the student."""
@@ -109,11 +124,12 @@ class FixMatch(Method):
 
         conf_u_w, mask_u_w = pseudo_label(weak_logits(self.teacher, v_u.image, pred_u_w))
         weak = Target(mask_u_w, conf_u_w, v_u.valid)
-        self.observe(weak)
+        self.observe(weak, v_x.mask)
         target = weak.mixed(cutmix_partner(self.target_net, v_u.image, weak, cfg.partner_label), box)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
-        loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, self.threshold(target), target.valid)
+        loss_u_s = masked_cross_entropy(pred_u_s, target.label, target.conf, self.threshold(target), target.valid,
+                                        self.pixel_weight(target))
         loss = (loss_x + loss_u_s) / 2.0
         mask_ratio = confident_fraction(conf_u_w, self.threshold(weak), v_u.valid)
         return {"loss": loss, "sup": loss_x, "unsup": loss_u_s, "mask_ratio": mask_ratio}

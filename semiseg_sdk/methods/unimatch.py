@@ -24,7 +24,8 @@ Differences from the official script:
 Opt-in lever (off by default): ``ema_teacher=True`` takes the pseudo-labels (and the CutMix partner's) from an EMA of
 the student predicting in eval mode, updated after every optimiser step with ``min(1 - 1 / (t + 1), ema_momentum)``
 (0.996), as UniMatch V2's code does; the student still makes every prediction that is trained, and is what is
-evaluated and exported.
+evaluated and exported. The class-wise thresholds (``class_thresholds``) and class-balanced unsupervised weights
+(``class_balance``) of :mod:`~semiseg_sdk.methods.fixmatch` apply to all three unlabelled losses.
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ from .registry import register_method
 class UniMatch(FixMatch):
     """Dual strong views + feature perturbation on top of FixMatch's thresholded weak-to-strong pseudo-labels.
 
-    Shares FixMatch's settings (threshold, CutMix p and box law, partner label, model dropout, the EMA teacher lever)
+    Shares FixMatch's settings (threshold, CutMix p and box law, partner label, model dropout, the EMA teacher,
+    class-threshold and class-balance levers)
     and its step wrapper; adds the FP stream's dropout."""
 
     family = "hybrid: input + feature perturbation"
@@ -81,14 +83,17 @@ class UniMatch(FixMatch):
 
         conf_u_w, mask_u_w = pseudo_label(weak_logits(self.teacher, v_u.image, pred_u_w))
         target = Target(mask_u_w, conf_u_w, v_u.valid)
-        self.observe(target)
+        self.observe(target, v_x.mask)
         target_mix = cutmix_partner(self.target_net, v_u.image, target, cfg.partner_label)
         target1, target2 = target.mixed(target_mix, box1), target.mixed(target_mix, box2)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
-        loss_u_s1 = masked_cross_entropy(pred_u_s1, target1.label, target1.conf, self.threshold(target1), target1.valid)
-        loss_u_s2 = masked_cross_entropy(pred_u_s2, target2.label, target2.conf, self.threshold(target2), target2.valid)
-        loss_u_fp = masked_cross_entropy(pred_u_w_fp, target.label, target.conf, self.threshold(target), target.valid)
+        loss_u_s1 = masked_cross_entropy(pred_u_s1, target1.label, target1.conf, self.threshold(target1), target1.valid,
+                                         self.pixel_weight(target1))
+        loss_u_s2 = masked_cross_entropy(pred_u_s2, target2.label, target2.conf, self.threshold(target2), target2.valid,
+                                         self.pixel_weight(target2))
+        loss_u_fp = masked_cross_entropy(pred_u_w_fp, target.label, target.conf, self.threshold(target), target.valid,
+                                         self.pixel_weight(target))
         unsup = 0.25 * loss_u_s1 + 0.25 * loss_u_s2 + 0.5 * loss_u_fp
         loss = (loss_x + unsup) / 2.0
         mask_ratio = confident_fraction(conf_u_w, self.threshold(target), v_u.valid)
