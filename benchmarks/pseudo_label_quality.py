@@ -15,6 +15,11 @@ et al. ICLR 2020: ``p * prior / mean(p)``, renormalised; ``prior`` = the class f
 images, ``mean(p)`` = the network's mean probability over the scored pixels): what class-aware pseudo-labelling by
 alignment would change in the confident set, measured before anyone trains with it.
 
+Each row also gives, per class, its share of the confident set (pixels predicted ``c`` at or above the threshold,
+over all confident pixels) divided by its share of the run's labelled pixels: 1 where pseudo-labels carry the class
+as often as the labels do, near 0 where the unsupervised loss teaches that the class does not exist (what the
+``class_balance`` lever of FixMatch/UniMatch reweights).
+
 ``--tta 0.75 1 1.5`` predicts with the mean over those scales, each as is and mirrored: how much a test-time-augmented
 teacher would raise the precision of the confident set.
 
@@ -79,6 +84,18 @@ def distribution_align(probs: torch.Tensor, prior: torch.Tensor, pred_mean: torc
     return scaled / scaled.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
+def confident_set_balance(probs: List[torch.Tensor], threshold: float, prior: torch.Tensor) -> torch.Tensor:
+    """(C,): each class's share of the confident pixels of per-batch (B,C,H,W) ``probs`` (predicted that class with
+    top probability >= ``threshold``) divided by its share ``prior`` of the labelled pixels (0 where the prior is 0)."""
+    c = prior.numel()
+    counts = torch.zeros(c)
+    for p in probs:
+        conf, pred = p.max(1)
+        counts += torch.bincount(pred[conf >= threshold].flatten(), minlength=c)[:c].float()
+    share = counts / counts.sum().clamp(min=1)
+    return torch.where(prior > 0, share / prior.clamp(min=1e-12), torch.zeros_like(share))
+
+
 def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str = "eval",
             dist_align: bool = False, tta: Sequence[float] = ()) -> List[Dict[str, object]]:
     """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``.
@@ -103,17 +120,17 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str
             truth.append(torch.stack([it["mask"] for it in items]).long())
             probs.append(predict_tta(model, x, mode, tta) if tta else predict(model, x, mode))
     mode = mode + (f"+TTA{','.join(map(str, tta))}" if tta else "")
-    rows = [_score(probs, truth, threshold, list(ds.info.classes), run.name, mode)]
+    prior = class_frequencies(torch.stack([ds[index[n]]["mask"].long() for n in split.labelled]), c)
+    rows = [_score(probs, truth, threshold, list(ds.info.classes), run.name, mode, prior)]
     if dist_align:
-        prior = class_frequencies(torch.stack([ds[index[n]]["mask"].long() for n in split.labelled]), c)
         pred_mean = torch.cat(probs).mean(dim=(0, 2, 3))
         aligned = [distribution_align(p, prior, pred_mean) for p in probs]
-        rows.append(_score(aligned, truth, threshold, list(ds.info.classes), run.name, mode + "+DA"))
+        rows.append(_score(aligned, truth, threshold, list(ds.info.classes), run.name, mode + "+DA", prior))
     return rows
 
 
 def _score(probs: List[torch.Tensor], truth: List[torch.Tensor], threshold: float, classes: List[str], run: str,
-           mode: str) -> Dict[str, object]:
+           mode: str, prior: torch.Tensor) -> Dict[str, object]:
     """The row of :func:`quality` for per-batch (B,C,H,W) probabilities against their (B,H,W) true masks."""
     c = len(classes)
     total, confident, correct = torch.zeros(c), torch.zeros(c), torch.zeros(c)
@@ -130,6 +147,7 @@ def _score(probs: List[torch.Tensor], truth: List[torch.Tensor], threshold: floa
         "precision": float(correct.sum() / confident.sum().clamp(min=1)),
         "classes": {classes[k]: (float(confident[k] / total[k].clamp(min=1)), float(correct[k] / confident[k].clamp(min=1)))
                     for k in range(c)},
+        "balance": dict(zip(classes, confident_set_balance(probs, threshold, prior).tolist())),
     }
 
 
@@ -159,6 +177,9 @@ def main() -> None:
             print("|---|---|---|---|" + "---|" * len(classes))
         cells = " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b in r["classes"].values())
         print(f"| {r['run']} | {r['mode']} | {100 * r['mask_ratio']:.0f} % | {100 * r['precision']:.1f} % | {cells} |")
+    print("\nshare of the confident set / share of the labelled pixels, per class")
+    for r in results:
+        print(f"| {r['run']} | {r['mode']} | " + " | ".join(f"{k} {v:.2f}" for k, v in r["balance"].items()) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
