@@ -32,7 +32,7 @@ import argparse
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import torch
 
@@ -84,16 +84,21 @@ def distribution_align(probs: torch.Tensor, prior: torch.Tensor, pred_mean: torc
     return scaled / scaled.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
-def confident_set_balance(probs: List[torch.Tensor], threshold: float, prior: torch.Tensor) -> torch.Tensor:
-    """(C,): each class's share of the confident pixels of per-batch (B,C,H,W) ``probs`` (predicted that class with
-    top probability >= ``threshold``) divided by its share ``prior`` of the labelled pixels (0 where the prior is 0)."""
+def confident_set_balance(probs: List[torch.Tensor], truth: List[torch.Tensor], threshold: float,
+                          prior: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Two (C,) tensors for per-batch (B,C,H,W) ``probs`` and their (B,H,W) true masks ``truth``: each class's share of
+    the confident pixels (predicted that class with top probability >= ``threshold``) divided by its share ``prior`` of
+    the labelled pixels (0 where the prior is 0), and the share of those predicted-``c`` pixels that are truly ``c``."""
     c = prior.numel()
-    counts = torch.zeros(c)
-    for p in probs:
+    counts, right = torch.zeros(c), torch.zeros(c)
+    for p, y in zip(probs, truth):
         conf, pred = p.max(1)
-        counts += torch.bincount(pred[conf >= threshold].flatten(), minlength=c)[:c].float()
+        sure = conf >= threshold
+        counts += torch.bincount(pred[sure].flatten(), minlength=c)[:c].float()
+        right += torch.bincount(pred[sure & (pred == y)].flatten(), minlength=c)[:c].float()
     share = counts / counts.sum().clamp(min=1)
-    return torch.where(prior > 0, share / prior.clamp(min=1e-12), torch.zeros_like(share))
+    balance = torch.where(prior > 0, share / prior.clamp(min=1e-12), torch.zeros_like(share))
+    return balance, right / counts.clamp(min=1)
 
 
 def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str = "eval",
@@ -147,7 +152,7 @@ def _score(probs: List[torch.Tensor], truth: List[torch.Tensor], threshold: floa
         "precision": float(correct.sum() / confident.sum().clamp(min=1)),
         "classes": {classes[k]: (float(confident[k] / total[k].clamp(min=1)), float(correct[k] / confident[k].clamp(min=1)))
                     for k in range(c)},
-        "balance": dict(zip(classes, confident_set_balance(probs, threshold, prior).tolist())),
+        "balance": dict(zip(classes, zip(*(t.tolist() for t in confident_set_balance(probs, truth, threshold, prior))))),
     }
 
 
@@ -177,9 +182,11 @@ def main() -> None:
             print("|---|---|---|---|" + "---|" * len(classes))
         cells = " | ".join(f"{100 * a:.0f} / {100 * b:.0f}" for a, b in r["classes"].values())
         print(f"| {r['run']} | {r['mode']} | {100 * r['mask_ratio']:.0f} % | {100 * r['precision']:.1f} % | {cells} |")
-    print("\nshare of the confident set / share of the labelled pixels, per class")
+    print("\nper class: its share of the confident set / its share of the labelled pixels (% of the pixels predicted as it"
+          " that are right)")
     for r in results:
-        print(f"| {r['run']} | {r['mode']} | " + " | ".join(f"{k} {v:.2f}" for k, v in r["balance"].items()) + " |")
+        print(f"| {r['run']} | {r['mode']} | "
+              + " | ".join(f"{k} {b:.2f} ({100 * q:.0f} %)" for k, (b, q) in r["balance"].items()) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -59,10 +59,13 @@ def test_tta_averages_the_mirrored_view_mapped_back_and_keeps_the_input_size():
 
 
 def test_confident_set_balance_by_hand():
-    # four pixels: class 0 at 0.99, class 0 at 0.97, class 1 at 0.96, class 1 at 0.6 (not confident). Confident set:
-    # two of class 0, one of class 1, none of class 2 -> shares 2/3, 1/3, 0; labelled prior 0.5, 0.25, 0.25
+    # four pixels: class 0 at 0.99 (truly 0), class 0 at 0.97 (truly 1), class 1 at 0.96 (truly 1), class 1 at 0.6
+    # (not confident). Confident set: two of class 0, one of class 1, none of class 2 -> shares 2/3, 1/3, 0; labelled
+    # prior 0.5, 0.25, 0.25 -> balance 4/3, 4/3, 0; of the pixels predicted 0 half are right, of those predicted 1 all
     probs = torch.tensor([[0.99, 0.005, 0.005], [0.97, 0.02, 0.01], [0.02, 0.96, 0.02], [0.2, 0.6, 0.2]]).T
-    probs = probs.reshape(1, 3, 2, 2)
-    out = plq.confident_set_balance([probs], 0.95, torch.tensor([0.5, 0.25, 0.25]))
-    assert torch.allclose(out, torch.tensor([4 / 3, 4 / 3, 0.0]))
-    assert plq.confident_set_balance([probs], 0.95, torch.tensor([1.0, 0.0, 0.0]))[1] == 0  # no prior: 0, not inf
+    probs, truth = probs.reshape(1, 3, 2, 2), torch.tensor([[[0, 1], [1, 2]]])
+    balance, right = plq.confident_set_balance([probs], [truth], 0.95, torch.tensor([0.5, 0.25, 0.25]))
+    assert torch.allclose(balance, torch.tensor([4 / 3, 4 / 3, 0.0]))
+    assert torch.allclose(right, torch.tensor([0.5, 1.0, 0.0]))
+    no_prior, _ = plq.confident_set_balance([probs], [truth], 0.95, torch.tensor([1.0, 0.0, 0.0]))
+    assert no_prior[1] == 0  # no prior: 0, not inf
