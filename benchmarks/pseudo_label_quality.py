@@ -43,6 +43,7 @@ from semiseg_sdk.data import run_dataset_kwargs
 from semiseg_sdk.models.checkpoint import run_config
 from semiseg_sdk.engine.stages import tta_probs
 from semiseg_sdk.methods.layer_modes import dropout_off
+from semiseg_sdk.methods.pseudo_labels import class_frequencies
 
 MODES = ("eval", "train", "train-nodropout")
 
@@ -69,13 +70,6 @@ def predict_tta(model: torch.nn.Module, x: torch.Tensor, mode: str, scales: Sequ
     """Mean over ``scales`` x {as is, mirrored} of the SDK's pseudo-labelling TTA (:func:`tta_probs`) in ``mode``."""
     with prediction_mode(model, mode):
         return tta_probs(model, x, scales, flip=True) / (2 * len(scales))
-
-
-def class_frequencies(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Share of each class among the labelled pixels of ``masks`` (any shape; 255 and other out-of-range values skipped)."""
-    m = masks[(masks >= 0) & (masks < num_classes)]
-    counts = torch.bincount(m.flatten(), minlength=num_classes).float()
-    return counts / counts.sum().clamp(min=1)
 
 
 def distribution_align(probs: torch.Tensor, prior: torch.Tensor, pred_mean: torch.Tensor) -> torch.Tensor:

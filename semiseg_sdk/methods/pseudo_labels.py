@@ -62,6 +62,14 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, conf: torch
     return mean_over_valid(loss_map, confident_mask(conf, thresh, valid), valid)
 
 
+def class_frequencies(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C,) share of each class among the pixels of ``labels`` (any shape) whose value is a class; 255 and other
+    out-of-range values are skipped; all zeros if none is left."""
+    m = labels[(labels >= 0) & (labels < num_classes)]
+    counts = torch.bincount(m.flatten(), minlength=num_classes)[:num_classes].float()
+    return counts / counts.sum().clamp(min=1)
+
+
 class ClassThresholds(nn.Module):
     """Class-wise confidence thresholds (an opt-in lever, not in the official FixMatch/UniMatch recipes).
 
@@ -123,19 +131,14 @@ class ClassBalance(nn.Module):
         self.register_buffer("prior", torch.full((num_classes,), 1.0 / num_classes))
         self.register_buffer("share", torch.full((num_classes,), 1.0 / num_classes))
 
-    def _frequencies(self, label: torch.Tensor) -> Optional[torch.Tensor]:
-        n = self.prior.numel()
-        label = label[(label >= 0) & (label < n)]
-        if label.numel() == 0:
-            return None
-        return torch.bincount(label, minlength=n)[:n].float() / label.numel()
-
     @torch.no_grad()
     def update(self, labelled_mask: torch.Tensor, pseudo_label: torch.Tensor, keep: torch.Tensor) -> None:
         """Move ``prior`` towards the class shares of ``labelled_mask`` (255 and out-of-range skipped) and ``share``
         towards those of ``pseudo_label`` where ``keep``; a batch with no such pixel leaves its EMA as is."""
-        for ema, freq in ((self.prior, self._frequencies(labelled_mask)), (self.share, self._frequencies(pseudo_label[keep]))):
-            if freq is not None:
+        n = self.prior.numel()
+        for ema, labels in ((self.prior, labelled_mask), (self.share, pseudo_label[keep])):
+            freq = class_frequencies(labels, n)
+            if freq.sum() > 0:
                 ema.mul_(self.momentum).add_((1.0 - self.momentum) * freq.to(ema.device))
 
     def weights(self) -> torch.Tensor:
