@@ -146,66 +146,6 @@ def test_ema_teacher_lever_takes_the_pseudo_labels_from_the_teacher_and_follows_
     assert "teacher.net.a" in method.state_dict()  # checkpointed with the method: --resume continues the teacher
 
 
-def test_class_thresholds_by_hand():
-    """m_c: EMA (momentum 0.5, start 1) of the mean weak confidence of the pixels labelled c; threshold
-    0.95 * m_c / max m. Class 0: confidences 0.9, 0.7 -> m 0.9; class 1: 0.6 -> 0.8; class 2 absent -> 1."""
-    from semiseg_sdk.methods.pseudo_labels import ClassThresholds
-
-    ct = ClassThresholds(3, 0.95, momentum=0.5)
-    conf = torch.tensor([[[0.9, 0.7], [0.6, 0.99]]])
-    label = torch.tensor([[[0, 0], [1, 2]]])
-    valid = torch.tensor([[[True, True], [True, False]]])  # the class-2 pixel is padding: not counted
-    ct.update(conf, label, valid)
-    assert torch.allclose(ct.mean_conf, torch.tensor([0.9, 0.8, 1.0]))
-    assert torch.allclose(ct.thresholds(), torch.tensor([0.855, 0.76, 0.95]))
-    assert torch.allclose(ct.per_pixel(label), torch.tensor([[[0.855, 0.855], [0.76, 0.95]]]))
-    ct.update(torch.tensor([[[0.5]]]), torch.tensor([[[2]]]), torch.tensor([[[True]]]))  # class 2 now 0.75
-    assert torch.allclose(ct.mean_conf, torch.tensor([0.9, 0.8, 0.75]))
-    assert torch.allclose(ct.thresholds(), torch.tensor([0.95, 0.95 * 0.8 / 0.9, 0.95 * 0.75 / 0.9]))
-
-
-def test_class_thresholds_admit_pixels_of_less_certain_classes_and_resume(tmp_path):
-    """With the lever, FixMatch counts pixels of a class whose typical confidence is low; the EMA is saved with the
-    method's state."""
-    from semiseg_sdk.augment import ViewConfig, ViewMaker
-    from semiseg_sdk.methods import get_method
-    from semiseg_sdk.models import build_model
-
-    torch.manual_seed(0)
-    views = ViewMaker(ViewConfig(crop_size=(32, 32), scale_range=(1.0, 1.0), flip_p=0.0))
-    cls = get_method("fixmatch")
-    method = cls(build_model("fcn", encoder="tiny", num_classes=3), 3, views,
-                 cls.make_config({"class_thresholds": True, "class_threshold_momentum": 0.0}))
-    method.class_thresholds.mean_conf.copy_(torch.tensor([0.99, 0.5, 0.99]))
-    label = torch.tensor([[[0, 1, 1, 2]]])
-    thr = method.threshold(Target(label, torch.full((1, 1, 4), 0.6), torch.ones(1, 1, 4, dtype=torch.bool)))
-    assert torch.allclose(thr, torch.tensor([[[0.95, 0.95 * 0.5 / 0.99, 0.95 * 0.5 / 0.99, 0.95]]]))
-    assert (torch.full((1, 1, 4), 0.6) >= thr).tolist() == [[[False, True, True, False]]]  # class 1 gets its pixels
-    assert "class_thresholds.mean_conf" in method.state_dict()
-
-
-def test_class_balance_by_hand():
-    """Momentum 0.5, both EMAs start at 1/3. Labelled pixels 0, 0, 1 (and one 255) -> prior [1/2, 1/3, 1/6]; kept
-    pseudo-labels 0, 0, 0 (a class-2 pixel not kept) -> share [2/3, 1/6, 1/6]; prior / share = [0.75, 2, 1], whose
-    mean over the kept pixels sum_k share_k w_k is 1, so the weights are [0.75, 2, 1]. With cap 1.5: [0.75, 1.5, 1]
-    divided by 11/12."""
-    from semiseg_sdk.methods.pseudo_labels import ClassBalance
-
-    for cap, expected in ((10.0, [0.75, 2.0, 1.0]), (1.5, [0.75 * 12 / 11, 1.5 * 12 / 11, 12 / 11])):
-        cb = ClassBalance(3, momentum=0.5, cap=cap)
-        assert torch.allclose(cb.weights(), torch.ones(3))  # no evidence yet: every class weighs 1
-        cb.update(torch.tensor([[[0, 0], [1, 255]]]), torch.tensor([[[0, 0], [0, 2]]]),
-                  torch.tensor([[[True, True], [True, False]]]))
-        assert torch.allclose(cb.prior, torch.tensor([1 / 2, 1 / 3, 1 / 6]))
-        assert torch.allclose(cb.share, torch.tensor([2 / 3, 1 / 6, 1 / 6]))
-        assert torch.allclose(cb.weights(), torch.tensor(expected))
-        assert torch.allclose(cb.per_pixel(torch.tensor([[2, 1]])), torch.tensor([[expected[2], expected[1]]]))
-    cb.update(torch.full((1, 2, 2), 255), torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.bool))
-    assert torch.allclose(cb.prior, torch.tensor([1 / 2, 1 / 3, 1 / 6]))  # nothing labelled, nothing kept: unchanged
-    with pytest.raises(ConfigError, match="class_balance_cap"):
-        ClassBalance(3, cap=0.5)
-
-
 def test_masked_cross_entropy_weights_each_kept_pixel():
     """Two-class zero logits: every pixel's CE is ln 2. Weights 2 and 0.5 on the two kept pixels, a third pixel below
     the threshold, all three valid: (2 + 0.5) ln 2 / 3."""
@@ -214,38 +154,3 @@ def test_masked_cross_entropy_weights_each_kept_pixel():
     loss = masked_cross_entropy(logits, target, conf, 0.95, valid, weight=torch.tensor([[[2.0, 0.5, 7.0]]]))
     assert loss.item() == pytest.approx(2.5 * math.log(2) / 3)
     assert masked_cross_entropy(logits, target, conf, 0.95, valid).item() == pytest.approx(2 * math.log(2) / 3)
-
-
-@pytest.mark.parametrize("name", ["fixmatch", "unimatch"])
-def test_the_class_balance_lever_trains_and_resumes(tmp_path, monkeypatch, name):
-    """Two steps move both EMAs off uniform; the loss weights are the weights of the pseudo-label classes; the EMAs are
-    saved with the method's state (so ``--resume`` continues them)."""
-    from semiseg_sdk.engine import Trainer
-    from test_trainer import _val_small, tiny_cfg
-
-    _val_small(monkeypatch)
-    trainer = Trainer(tiny_cfg(tmp_path, method=name, steps=2, eval_every=2, model="unet",
-                               method_args={"class_balance": True, "class_balance_momentum": 0.5,
-                                            "conf_thresh": 0.0}))  # every pixel kept: the share moves at once
-    trainer.fit()
-    cb = trainer.method.class_balance
-    uniform = torch.full_like(cb.prior, 1 / cb.prior.numel())
-    assert not torch.allclose(cb.prior, uniform) and not torch.allclose(cb.share, uniform)
-    label = torch.arange(cb.prior.numel()).view(1, 1, -1)
-    target = Target(label, torch.ones(label.shape), torch.ones(label.shape, dtype=torch.bool))
-    assert torch.equal(trainer.method.pixel_weight(target), cb.weights()[label])
-    state = trainer.method.state_dict()
-    assert torch.equal(state["class_balance.prior"], cb.prior) and torch.equal(state["class_balance.share"], cb.share)
-
-
-@pytest.mark.parametrize("name", ["fixmatch", "unimatch"])
-def test_the_class_threshold_lever_trains(tmp_path, monkeypatch, name):
-    from semiseg_sdk.engine import Trainer
-    from test_trainer import _val_small, tiny_cfg
-
-    _val_small(monkeypatch)
-    trainer = Trainer(tiny_cfg(tmp_path, method=name, steps=2, eval_every=2, model="unet",
-                               method_args={"class_thresholds": True, "class_threshold_momentum": 0.5}))
-    trainer.fit()
-    ema = trainer.method.class_thresholds.mean_conf
-    assert torch.isfinite(ema).all() and not torch.equal(ema, torch.ones_like(ema))  # moved by the weak views

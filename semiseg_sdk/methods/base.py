@@ -107,7 +107,9 @@ class Method(nn.Module):
 
     # -- shared helpers -----------------------------------------------------------------------------------------
     def supervised_loss(self, x: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Weak view of the labelled batch -> the labelled loss (CE or OHEM, 255 ignored). Returns ``{"sup": loss, "pred_x": logits}``."""
+        """Weak view of the labelled batch -> the labelled loss (CE or OHEM, 255 ignored).
+
+        Returns ``{"sup": loss, "pred_x": logits, "mask_x": the view's mask}``."""
         v = self.views.weak(x)
         pred_x = self.model(v.image)
-        return {"sup": self.labelled_loss(pred_x, v.mask), "pred_x": pred_x}
+        return {"sup": self.labelled_loss(pred_x, v.mask), "pred_x": pred_x, "mask_x": v.mask}

@@ -24,10 +24,10 @@ Opt-in lever (off by default): ``ema_teacher=True`` takes the pseudo-labels (and
 the student predicting in eval mode, updated after every optimiser step with ``min(1 - 1 / (t + 1), ema_momentum)``
 (0.996), as UniMatch V2's code does; the student still makes every prediction that is trained, and is what is
 evaluated and exported. ``class_thresholds=True`` replaces the one threshold by class-wise ones
-(:class:`~semiseg_sdk.methods.pseudo_labels.ClassThresholds`), so classes the model is less sure of keep getting
+(:class:`~semiseg_sdk.methods.class_levers.ClassThresholds`), so classes the model is less sure of keep getting
 pseudo-labels. ``class_balance=True`` weights each confident pixel's loss by its pseudo-label class so that every
 class gets the share of the unsupervised loss its labelled frequency asks for
-(:class:`~semiseg_sdk.methods.pseudo_labels.ClassBalance`). UniMatch inherits the three levers.
+(:class:`~semiseg_sdk.methods.class_levers.ClassBalance`). UniMatch inherits the three levers.
 """
 from __future__ import annotations
 
@@ -37,22 +37,22 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..augment import ViewMaker, mix, unimatch_box_masks
-from .base import Method, MethodConfig
+from .base import Method
+from .class_levers import ClassLeverConfig, ClassLevers
 from .ema import EMATeacher
 from .layer_modes import dropout_off
-from .pseudo_labels import (ClassBalance, ClassThresholds, Target, Threshold, confident_fraction, confident_mask,
-                            cutmix_partner, masked_cross_entropy, pseudo_label, weak_logits)
+from .pseudo_labels import Target, confident_fraction, cutmix_partner, masked_cross_entropy, pseudo_label, weak_logits
 from .registry import register_method
 
 
 @register_method("fixmatch")
-class FixMatch(Method):
+class FixMatch(ClassLevers, Method):
     """Weak-to-strong pseudo-labelling with a confidence threshold and CutMix on the strong view."""
 
     family = "pseudo-labelling (weak-to-strong)"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(ClassLeverConfig):  # + the class levers' options (class_levers.ClassLeverConfig)
         conf_thresh: float = 0.95  # LiheYoung/UniMatch configs/pascal.yaml (configs/cityscapes.yaml uses 0)
         cutmix_p: float = 0.5  # LiheYoung/UniMatch dataset/semi.py: obtain_cutmix_box(p=0.5)
         partner_label: str = "weak"  # SDK: the CutMix partner is the rolled batch (see the module docstring)
@@ -61,43 +61,16 @@ class FixMatch(Method):
         # LiheYoung/UniMatch-V2 fixmatch.py / unimatch_v2.py (ema_ratio = min(1 - 1 / (iters + 1), 0.996))
         ema_teacher: bool = False
         ema_momentum: float = 0.996
-        # opt-in lever: class-wise thresholds (pseudo_labels.ClassThresholds); the official recipe has one threshold
-        class_thresholds: bool = False
-        class_threshold_momentum: float = 0.999
-        # opt-in lever: class-balanced weights of the unsupervised loss (pseudo_labels.ClassBalance)
-        class_balance: bool = False
-        class_balance_momentum: float = 0.99
-        class_balance_cap: float = 10.0
 
     def __init__(self, model: torch.nn.Module, num_classes: int, views: ViewMaker, config: Any = None, total_steps: int = 1) -> None:
         super().__init__(model, num_classes, views, config, total_steps)
         self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True) if self.cfg.ema_teacher else None
-        self.class_thresholds = (ClassThresholds(num_classes, self.cfg.conf_thresh, self.cfg.class_threshold_momentum)
-                                 if self.cfg.class_thresholds else None)
-        self.class_balance = (ClassBalance(num_classes, self.cfg.class_balance_momentum, self.cfg.class_balance_cap)
-                              if self.cfg.class_balance else None)
+        self.init_class_levers(num_classes, self.cfg.conf_thresh)
 
     @property
     def target_net(self) -> torch.nn.Module:
         """The network whose predictions are the pseudo-labels: the EMA teacher's with ``ema_teacher``, else the student."""
         return self.teacher.net if self.teacher is not None else self.model
-
-    def threshold(self, target: Target) -> Threshold:
-        """The confidence a pixel of ``target`` must reach: ``conf_thresh``, or its class's with ``class_thresholds``
-        (updated from the weak view's pseudo-labels by :meth:`observe`)."""
-        return self.cfg.conf_thresh if self.class_thresholds is None else self.class_thresholds.per_pixel(target.label)
-
-    def pixel_weight(self, target: Target) -> Optional[torch.Tensor]:
-        """Each pixel's weight in the unsupervised loss: its pseudo-label class's with ``class_balance``, else None."""
-        return None if self.class_balance is None else self.class_balance.per_pixel(target.label)
-
-    def observe(self, weak: Target, labelled_mask: torch.Tensor) -> None:
-        """Feed the weak view's pseudo-labels to the class-wise thresholds, then its confident pixels and the labelled
-        batch's mask to the class balance (each a no-op without its lever)."""
-        if self.class_thresholds is not None:
-            self.class_thresholds.update(weak.conf, weak.label, weak.valid)
-        if self.class_balance is not None:
-            self.class_balance.update(labelled_mask, weak.label, confident_mask(weak.conf, self.threshold(weak), weak.valid))
 
     def after_optimizer_step(self, step: int) -> None:
         """With ``ema_teacher``: move the teacher towards the student."""

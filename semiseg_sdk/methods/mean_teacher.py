@@ -31,6 +31,13 @@ is the teacher's prediction on the image that pixel came from. Official code:
   pixels: 24 px on a 96 px crop at the default 4, against 80 px (321x321 VOC crops) or 128x256 px (512x1024
   Cityscapes frames) at the input sizes of ClassMix's configs, on which the paper builds.
 
+Opt-in levers (off by default, in no official recipe): ``class_thresholds`` and ``class_balance``
+(:mod:`~semiseg_sdk.methods.class_levers`) as for FixMatch/UniMatch. Both are fed by the teacher's prediction of the
+weak view. Class-wise thresholds decide which pixels count as confident (the scalar weight's fraction, or the pixels
+kept with ``conf_per_pixel``); the class balance weights each pixel's loss by its target class (the argmax of the
+mixed teacher probabilities), its share measured over the pixels that bear the loss: every valid one under the
+scalar weight, the confident ones with ``conf_per_pixel``.
+
 ``inference_model()`` is the EMA teacher for every mix. French et al. evaluate the teacher; ClassMix's script
 evaluates the student (``evaluate(model, ...)``): the teacher is used here for all four so they compare alike.
 
@@ -50,9 +57,10 @@ import torch.nn.functional as F
 from ..augment import ViewMaker, box_masks, classmix_masks, cutout, mix
 from ..data.base import IGNORE_INDEX
 from ..errors import ConfigError
-from .base import Method, MethodConfig
+from .base import Method
+from .class_levers import ClassLeverConfig, ClassLevers
 from .ema import EMATeacher
-from .pseudo_labels import confident_fraction, mean_over_valid, pixel_cross_entropy
+from .pseudo_labels import Target, confident_fraction, confident_mask, mean_over_valid, pixel_cross_entropy
 from .registry import register_method
 
 MIXES = ("cutmix", "cutout", "classmix", "complexmix")
@@ -102,13 +110,13 @@ def complexmix_masks(labels: torch.Tensor, num_classes: int, complexity: int) ->
 
 
 @register_method("mean-teacher")
-class MeanTeacher(Method):
+class MeanTeacher(ClassLevers, Method):
     """EMA teacher + mask-based mixing consistency (``mix``: cutmix, cutout, classmix, complexmix)."""
 
     family = "consistency: input perturbation (mean teacher + mixing)"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(ClassLeverConfig):  # + the class levers' options (class_levers.ClassLeverConfig)
         mix: str = "cutmix"  # French et al.'s headline variant (Britefury/cutmix-semisup-seg --mask_mode mix)
         ema_momentum: float = 0.99  # French --teacher_alpha 0.99; ClassMix trainSSL.py alpha_teacher = 0.99
         ema_warmup: Optional[bool] = None  # None = per mix: French fixed alpha, ClassMix min(1 - 1/(t+1), alpha)
@@ -131,25 +139,35 @@ class MeanTeacher(Method):
         if cfg.complexity < 1:
             raise ConfigError(f"method '{self.name}': complexity must be >= 1, got {cfg.complexity}")
         self.teacher = EMATeacher(model, cfg.ema_momentum, cfg.ema_warmup, batch_stats=cfg.teacher_batch_stats)
+        self.init_class_levers(num_classes, cfg.conf_thresh)
 
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
         cfg = self.cfg
-        sup = self.supervised_loss(x)["sup"]
+        labelled = self.supervised_loss(x)
+        sup = labelled["sup"]
 
         v_u = self.views.weak(u)
         with torch.no_grad():
             prob_u_w = self.teacher(v_u.image).float().softmax(dim=1)
+        conf_w, label_w = prob_u_w.max(dim=1)
+        weak = Target(label_w, conf_w, v_u.valid)
+        self.observe(weak, labelled["mask_x"], None if cfg.conf_per_pixel else weak.valid)
         u_s = self.mix_unlabelled(v_u.image, prob_u_w, v_u.valid)
         pred_u_s = self.model(u_s.image)
 
         conf_t, label_t = u_s.prob.max(dim=1)
+        target = Target(label_t, conf_t, u_s.valid)
+        thresh = self.threshold(target)
         if cfg.loss == "mse":
             loss_map = (pred_u_s.float().softmax(dim=1) - u_s.prob).pow(2).sum(dim=1)
         else:
             loss_map = pixel_cross_entropy(pred_u_s, label_t)
-        conf_ratio = confident_fraction(conf_t, cfg.conf_thresh, u_s.valid)
+        weight = self.pixel_weight(target)
+        if weight is not None:
+            loss_map = loss_map * weight
+        conf_ratio = confident_fraction(conf_t, thresh, u_s.valid)
         if cfg.conf_per_pixel:
-            unsup = mean_over_valid(loss_map, u_s.keep & (conf_t >= cfg.conf_thresh), u_s.valid)
+            unsup = mean_over_valid(loss_map, u_s.keep & confident_mask(conf_t, thresh, u_s.valid), u_s.valid)
         else:
             unsup = conf_ratio * mean_over_valid(loss_map, u_s.keep, u_s.valid)
         loss = sup + cfg.unsup_weight * unsup
