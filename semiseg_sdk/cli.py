@@ -168,7 +168,8 @@ EXTRAS = {"train": ("torch", "kornia"), "export": ("onnx", "onnxslim"), "serve":
 
 
 def _print_help(argv: list) -> bool:
-    """Help on stdout: plain ``semiseg`` or ``--help`` lists the commands, ``semiseg CMD --help`` shows CMD's flags
+    """Help on stdout: plain ``semiseg`` (``semiseg continual``) or ``--help`` lists the (sub-)commands,
+    ``semiseg CMD --help`` shows CMD's flags
     (``train``: every TrainConfig field with its default and meaning). Returns whether help was printed."""
     from .cli_help import command_help, command_list, train_help
 
@@ -176,6 +177,11 @@ def _print_help(argv: list) -> bool:
     words = [a for a in argv if not a.startswith("-") and a != "help"]
     if not argv or (asks and not words):
         print(command_list(SemisegCLI, "semiseg"), end="")
+        return True
+    if argv == ["continual"]:  # a group without its sub-command: list the sub-commands
+        from .continual.cli import ContinualCLI
+
+        print(command_list(ContinualCLI, "semiseg continual"), end="")
         return True
     if not asks or words[0] not in _commands():
         return False
@@ -189,6 +195,18 @@ def _print_help(argv: list) -> bool:
     else:
         print(command_help(SemisegCLI, words[0], "semiseg"), end="")
     return True
+
+
+def _command_line_error(argv: list) -> Optional[str]:
+    """An unknown command or flag, or a missing argument, in one line (None if fire may run ``argv``)."""
+    from .cli_check import command_line_error
+
+    def continual() -> type:
+        from .continual.cli import ContinualCLI
+
+        return ContinualCLI
+
+    return command_line_error(SemisegCLI, argv, groups={"continual": continual})
 
 
 def _commands() -> list:
@@ -210,6 +228,10 @@ def main(argv: Optional[list] = None) -> None:
         print(f"error: {single[0]}: flags take two dashes and the full name (--name VALUE); see "
               f"`semiseg {argv[0] if argv and not argv[0].startswith('-') else ''} --help`".replace("  ", " "),
               file=sys.stderr)
+        sys.exit(2)
+    error = _command_line_error(argv)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     try:
         fire.Fire(SemisegCLI(), command=argv, name="semiseg", serialize=_serialize)

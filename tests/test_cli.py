@@ -113,6 +113,45 @@ def test_an_ordinary_mistake_is_one_line_and_leaves_no_run_folder(tmp_path, caps
         assert os.path.abspath(os.path.join(os.getcwd(), "..", "no-such-set")) in err  # the absolute path tried
 
 
+COMMAND_LINE_MISTAKES = [  # (command line, what the one line must say)
+    (["trian"], "unknown command 'trian' of `semiseg`; did you mean train?"),
+    (["evaluate", "--checkpont", "run/"], "unknown flag --checkpont of `semiseg evaluate`; did you mean --checkpoint?"),
+    (["evaluate"], "`semiseg evaluate` needs CHECKPOINT (the next argument, or --checkpoint VALUE)"),
+    (["export", "a.pt", "--fp61", "b.onnx"], "unknown flag --fp61 of `semiseg export`; did you mean --fp16?"),
+    (["export", "a.pt", "--fp16"], "`semiseg export` needs OUTPUT"),  # --fp16 takes no word: none is left for OUTPUT
+    (["datasets", "extra"], "`semiseg datasets` takes no argument; got 'extra'"),
+    (["continual", "ingest"], "unknown command 'ingest' of `semiseg continual`; did you mean init?"),
+    (["continual", "run", "--stor", "fleet/"], "unknown flag --stor of `semiseg continual run`; did you mean --store?"),
+]
+
+
+@pytest.mark.parametrize("argv, message", COMMAND_LINE_MISTAKES, ids=[" ".join(m[0]) for m in COMMAND_LINE_MISTAKES])
+def test_a_misspelt_command_or_flag_or_a_missing_argument_is_one_line(capsys, argv, message):
+    from semiseg_sdk.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_command_line_check_accepts_what_fire_accepts():
+    """Flags by either spelling, ``--name=value``, ``--noname`` for a boolean, arguments by position or by flag."""
+    from semiseg_sdk.cli import SemisegCLI
+    from semiseg_sdk.cli_check import command_line_error
+
+    for argv in (["evaluate", "run/"], ["evaluate", "--checkpoint", "run/", "--data-root=d", "--save"],
+                 ["export", "a.pt", "b.onnx", "--nosimplify", "--opset", "17"], ["export", "--output", "b.onnx", "a.pt"],
+                 ["infer", "m.onnx", "in/", "out/", "--overlay", "False"], ["methods"], [], ["--help"],
+                 ["train", "--anything", "1"]):  # train checks its own flags
+        assert command_line_error(SemisegCLI, argv) is None, argv
+
+
+def test_the_continual_group_alone_lists_its_commands():
+    r = run_cli("continual")
+    assert r.returncode == 0 and "semiseg continual COMMAND" in r.stdout and "  rollback " in r.stdout
+
+
 def test_a_resume_with_other_settings_names_them(tmp_path, capsys):
     from semiseg_sdk.cli import main
 
