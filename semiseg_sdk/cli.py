@@ -123,8 +123,13 @@ class SemisegCLI:
         """The registered models (--model, decoders) and encoders (--encoder), one line each."""
         return "models:\n" + _listing("model") + "\nencoders:\n" + _listing("encoder")
 
-    def methods(self) -> str:
-        """The training methods (--method NAME), one line each: family and what it does."""
+    def methods(self, name: Optional[str] = None) -> str:
+        """The training methods (--method NAME), one line each: family and what it does; with NAME, that method's
+        options (--method_args) with their defaults."""
+        if name is not None:
+            from .cli_help import method_help
+
+            return method_help(str(name)).rstrip("\n")
         return _listing("method")
 
     def recipes(self) -> Dict[str, Dict[str, Any]]:

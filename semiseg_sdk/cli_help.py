@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import re
 import textwrap
 from typing import Any, Dict, List, Tuple
@@ -59,6 +60,54 @@ def train_help() -> str:
         wrapped = textwrap.wrap(text, 78) or [""]
         lines.append(f"{head:<40}{wrapped[0]}" if len(head) < 40 else f"{head}\n{'':<40}{wrapped[0]}")
         lines += [f"{'':<40}{w}" for w in wrapped[1:]]
+    return "\n".join(lines) + "\n"
+
+
+_CONFIG_FIELD = re.compile(r"^\s+(\w+): [^=]+?= .+?(?:\s+# (.*))?$")
+_COMMENT = re.compile(r"^\s+# (.*)$")
+
+
+def config_fields(config: type) -> List[Tuple[str, Any, str]]:
+    """``(name, default, comment)`` of every field of the dataclass ``config``, in field order. A field's comment is
+    the one on its line or the comment lines just above it, in the class that declares it or the nearest base."""
+    docs: Dict[str, str] = {}
+    for cls in reversed(config.__mro__):  # bases first: a subclass's comment on a redeclared field wins
+        try:
+            source = inspect.getsource(cls) if dataclasses.is_dataclass(cls) else ""
+        except (OSError, TypeError):  # a config class made at run time has no source of its own
+            continue
+        above: List[str] = []
+        for line in source.splitlines():
+            comment, field_ = _COMMENT.match(line), _CONFIG_FIELD.match(line)
+            if comment:
+                above.append(comment.group(1).strip())
+            elif field_:
+                text = field_.group(2) or " ".join(above)
+                if text:
+                    docs[field_.group(1)] = text.strip()
+                above = []
+            else:
+                above = []
+    out = []
+    for f in dataclasses.fields(config):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        out.append((f.name, default, docs.get(f.name, "")))
+    return out
+
+
+def method_help(name: str) -> str:
+    """``semiseg methods NAME``: the method's family, what it does, and every option of ``--method_args`` with its
+    default and where that default comes from."""
+    from .methods import get_method
+
+    cls = get_method(name)
+    lines = [f"{name}: {cls.family}", "", *textwrap.wrap(_first_paragraph(cls.__doc__ or ""), 118), "",
+             f"options: --method {name} --method_args '{{\"OPTION\": VALUE, ...}}' (defaults shown in JSON)"]
+    for field_name, default, text in config_fields(cls.Config):
+        head = f"  {field_name} {json.dumps(default, separators=(',', ':'), default=str)}"  # as --method_args takes it
+        wrapped = textwrap.wrap(text, 80) or [""]
+        lines.append(f"{head:<38}{wrapped[0]}" if len(head) < 38 else f"{head}\n{'':<38}{wrapped[0]}")
+        lines += [f"{'':<38}{w}" for w in wrapped[1:]]
     return "\n".join(lines) + "\n"
 
 

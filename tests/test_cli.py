@@ -78,6 +78,33 @@ def test_train_then_evaluate(tmp_path):
     assert r.returncode == 0 and (tmp_path / "cli" / "eval-synthetic-driving-val" / "confusion.csv").is_file()
 
 
+@pytest.mark.parametrize("name", ["unimatch", "cutmix", "cps"])
+def test_a_methods_help_lists_every_option_with_its_default_and_comment(name):
+    import dataclasses
+
+    from semiseg_sdk.cli_help import method_help
+    from semiseg_sdk.methods import get_method
+
+    text = method_help(name)
+    assert text.startswith(f"{name}: {get_method(name).family}\n")
+    for f in dataclasses.fields(get_method(name).Config):
+        line = next(line for line in text.splitlines() if line.startswith(f"  {f.name} "))
+        assert json.loads(line.split()[1]) == json.loads(json.dumps(f.default)), line  # the default, as JSON
+    if name != "cps":  # the class levers' comments come from their shared base config
+        assert any(line.startswith("  class_balance false ") and "class-balanced weights" in line for line in text.splitlines())
+    if name == "cutmix":  # a comment of the base config (MeanTeacher.Config) serves the alias's config made at run time
+        assert "French --conf_thresh 0.97" in text
+
+
+def test_an_unknown_method_name_is_one_line(capsys):
+    from semiseg_sdk.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["methods", "unimatc"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: unknown method 'unimatc'") and len(err.splitlines()) == 1
+
+
 def test_errors_are_one_line_and_actionable(tmp_path):
     r = run_cli("train", "--method", "no-such-method", "--out", str(tmp_path), "--data_args", '{"length": 4}')
     assert r.returncode == 2 and "unknown method 'no-such-method'" in r.stderr and "Traceback" not in r.stderr

@@ -25,13 +25,11 @@ class ClassLeverConfig(MethodConfig):
     """The levers' settings, shared by the configs of the methods that offer them (all off by default); the
     method's config adds its own ``conf_thresh``."""
 
-    # class-wise thresholds (ClassThresholds); the official recipes have one threshold for all classes
-    class_thresholds: bool = False
-    class_threshold_momentum: float = 0.999
-    # class-balanced weights of the unsupervised loss (ClassBalance)
-    class_balance: bool = False
-    class_balance_momentum: float = 0.99
-    class_balance_cap: float = 10.0
+    class_thresholds: bool = False  # opt-in lever: class-wise thresholds (ClassThresholds), off in the official recipes
+    class_threshold_momentum: float = 0.999  # EMA momentum of each class's mean confidence
+    class_balance: bool = False  # opt-in lever: class-balanced weights of the unsupervised loss (ClassBalance)
+    class_balance_momentum: float = 0.99  # EMA momentum of the labelled and pseudo-labelled class shares
+    class_balance_cap: float = 10.0  # largest weight ratio prior / share of a class, before normalising
 
 
 class ClassThresholds(nn.Module):
