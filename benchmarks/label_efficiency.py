@@ -21,6 +21,12 @@ its run name, so one ``--out`` folder can hold several recipes and a row is reus
     timeout -s TERM 30m python benchmarks/label_efficiency.py --jobs 12 ...
 
 Runs go seed by seed (then ratio, dataset, method), so a sweep cut short still has whole seeds.
+
+The tables of committed rows, whatever commit trained them (``--table`` trains nothing; every method's
+``--method_args`` variant is its own row):
+
+    python benchmarks/label_efficiency.py --protocol converge-cpu \
+        --table benchmarks/results/label_efficiency_cpu_converge.jsonl
 """
 from __future__ import annotations
 
@@ -268,19 +274,29 @@ def dataset_settings(dataset: str, args: argparse.Namespace) -> dict:
     return ds
 
 
+def method_label(row: dict) -> str:
+    """The method as tables name it: its registry name, followed by its ``--method_args`` when the run set any
+    (``unimatch {"class_thresholds":true}``), so a lever's rows never merge with the official recipe's."""
+    args = (row.get("recipe") or {}).get("method_args") or {}
+    return row["method"] + (f" {json.dumps(args, sort_keys=True, separators=(',', ':'))}" if args else "")
+
+
 def summarise(rows: List[dict]) -> List[dict]:
-    """Mean and standard deviation of the final mIoU over seeds, and mean IoU of each class, per (dataset, ratio, method)."""
+    """Mean and standard deviation of the final mIoU over seeds, and mean IoU of each class, per (dataset, ratio,
+    method label); ``_per_seed`` maps each seed to its mIoU (for paired comparisons; not written to the CSV)."""
     groups: Dict[tuple, list] = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["ratio"], r["method"]), []).append(100 * r["miou"])
+        groups.setdefault((r["dataset"], r["ratio"], method_label(r)), []).append(r)
     classes = list(dict.fromkeys(c for r in rows for c in r.get("iou", {})))
     out = []
-    for (d, ratio, m), v in groups.items():
+    for (d, ratio, m), group in groups.items():
+        v = [100 * r["miou"] for r in group]
         row = {"dataset": d, "ratio": ratio, "method": m, "miou_mean": statistics.mean(v),
                "miou_std": statistics.stdev(v) if len(v) > 1 else 0.0, "seeds": len(v)}
         for c in classes:  # per-class IoU, mean over the seeds that measured it (None: class absent from the val set)
-            per = [r["iou"][c] for r in rows if (r["dataset"], r["ratio"], r["method"]) == (d, ratio, m) and r.get("iou", {}).get(c) is not None]
+            per = [r["iou"][c] for r in group if r.get("iou", {}).get(c) is not None]
             row[f"iou_{c}"] = statistics.mean(per) if per else float("nan")
+        row["_per_seed"] = {r["seed"]: 100 * r["miou"] for r in group}
         out.append(row)
     return out
 
@@ -313,11 +329,17 @@ def class_table(summary: List[dict]) -> str:
     return text
 
 
+MIN_SEEDS = 3  # a gain is judged against the seed spread only with at least this many seeds on both sides
+
+
 def target_table(summary: List[dict]) -> str:
-    """The label-efficiency target, per dataset and ratio below ``all``: each method's mIoU (mean +- std over seeds)
-    minus ``supervised`` at the same ratio, whether that gain exceeds supervised's own seed std, and the share of the
-    gap between ``supervised`` at that ratio and with all labels it recovers."""
+    """The label-efficiency target, per dataset and ratio below ``all``: each method's mIoU (mean +- std over seeds),
+    its gain over ``supervised`` at the same ratio (paired: the mean of the per-seed differences over the seeds, i.e.
+    labelled splits, both measured; the difference of the means when they share none), whether that gain exceeds
+    supervised's own seed std (judged only with ``MIN_SEEDS`` seeds on both sides), and the share of the gap between
+    ``supervised`` at that ratio and with all labels it recovers."""
     stat = {(s["dataset"], s["ratio"], s["method"]): (s["miou_mean"], s["miou_std"], s["seeds"]) for s in summary}
+    per_seed = {(s["dataset"], s["ratio"], s["method"]): s["_per_seed"] for s in summary}
     lines = []
     for d in dict.fromkeys(s["dataset"] for s in summary):
         full = stat.get((d, "all", "supervised"))
@@ -330,18 +352,34 @@ def target_table(summary: List[dict]) -> str:
             gap = None if full is None else full[0] - base
             lines += [f"\n{d} {ratio}: vs supervised {base:.1f} ± {base_std:.1f} ({base_n} seeds)"
                       + ("" if gap is None else f" (all labels {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f})"),
-                      "| method | mIoU | seeds | vs supervised | beyond its std | gap recovered |", "|---|---|---|---|---|---|"]
-            beats = 0
+                      "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | gap recovered |",
+                      "|---|---|---|---|---|---|"]
+            beats = judged = 0
             for m, (v, sd, n) in sorted(others, key=lambda mv: -mv[1][0]):
-                share = "-" if not gap or gap <= 0 else f"{100 * (v - base) / gap:.0f} %"
-                beyond = v - base > base_std
-                beats += beyond
-                lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {v - base:+.1f} | {'yes' if beyond else 'no'} | {share} |")
-            lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {len(others)}"
-                         + (" (one seed: no std, the claim needs >= 3)" if base_n < 3 else ""))
+                diffs = paired_diffs(per_seed[(d, ratio, m)], per_seed[(d, ratio, "supervised")])
+                gain = statistics.mean(diffs) if diffs else v - base
+                spread = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
+                shown = f"{gain:+.1f}{spread} ({len(diffs)})" if diffs else f"{gain:+.1f} (unpaired)"
+                share = "-" if not gap or gap <= 0 else f"{100 * gain / gap:.0f} %"
+                if n >= MIN_SEEDS and base_n >= MIN_SEEDS:
+                    judged += 1
+                    beats += gain > base_std
+                    beyond = "yes" if gain > base_std else "no"
+                else:
+                    beyond = f"- (< {MIN_SEEDS} seeds)"
+                lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {shown} | {beyond} | {share} |")
+            lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {judged} with "
+                         f">= {MIN_SEEDS} seeds" + (f" ({len(others) - judged} with fewer not judged)"
+                                                     if judged < len(others) else ""))
     text = "\n".join(lines)
     print(text)
     return text
+
+
+def paired_diffs(method: Dict[int, float], supervised: Dict[int, float]) -> List[float]:
+    """The per-seed differences ``method - supervised`` over the seeds both have: each seed is one labelled split,
+    so the difference removes the split's own luck."""
+    return [method[s] - supervised[s] for s in sorted(method) if s in supervised]
 
 
 def plot(summary: List[dict], path: Path) -> None:
@@ -370,10 +408,21 @@ def plot(summary: List[dict], path: Path) -> None:
     cv2.imwrite(str(path), img)
 
 
+BUDGET_KEYS = ("steps", "batch_size", "lr", "model", "encoder")  # what --table matches between rows and the command line
+
+
+def table_rows(rows: List[dict], args: argparse.Namespace) -> List[dict]:
+    """The rows of a results file that this command line's sweep covers, whatever commit trained them: its datasets,
+    ratios, methods (any ``--method_args``) and seeds, at its budget and model (``BUDGET_KEYS``)."""
+    want = {k: getattr(args, k) for k in BUDGET_KEYS}
+    return [r for r in rows if r["dataset"] in args.datasets and r["ratio"] in args.ratios and r["method"] in args.methods
+            and r["seed"] in args.seeds and all((r.get("recipe") or {}).get(k) == v for k, v in want.items())]
+
+
 def write_summary(rows: List[dict], out: Path, t0: float) -> None:
     """summary.csv, summary.md (table, target table, per-class table) and summary.png of the finished rows."""
     summary = summarise(rows)
-    write_csv(out / "summary.csv", summary)
+    write_csv(out / "summary.csv", [{k: v for k, v in s.items() if not k.startswith("_")} for s in summary])
     (out / "summary.md").write_text(print_table(summary) + "\n" + target_table(summary) + "\n" + class_table(summary) + "\n")
     plot(summary, out / "summary.png")
     print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")
@@ -426,11 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "datasets, label counts, methods, seeds, budget, model and per-dataset settings become the defaults "
                    "(flags given on the command line still win); see PROTOCOLS and docs/benchmarks.md")
     p.add_argument("--plan", action="store_true", help="print the runs still to do (with their recipe tags) and exit")
+    p.add_argument("--table", default=None, metavar="ROWS_JSONL", help="print the tables of the rows in this file "
+                   "that the command line covers (its datasets, ratios, methods, seeds, budget and model; rows of "
+                   "any commit) and exit: nothing is trained")
     return p
 
 
 def main() -> None:
     args = parse_args(build_parser())
+    if args.table:
+        rows = table_rows([json.loads(line) for line in open(args.table) if line.strip()], args)
+        if not rows:
+            sys.exit(f"{args.table}: no row matches the command line's datasets, ratios, methods, seeds and "
+                     f"budget ({', '.join(f'--{k} {getattr(args, k)}' for k in BUDGET_KEYS)})")
+        summary = summarise(rows)
+        print_table(summary), target_table(summary), class_table(summary)
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "runs.jsonl"

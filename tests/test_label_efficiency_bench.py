@@ -43,26 +43,64 @@ def test_summary_means_classes_over_seeds_that_measured_them():
 
 
 def test_target_table_reports_gain_and_share_of_the_gap():
-    """supervised 60 at 1/16 and 64 with all labels (gap 4): a method at 62.5 is +2.5 and recovers 62 %; one at 59
-    does not beat supervised; a dataset without an all-label supervised row gets gains but no shares."""
-    rows = [{"dataset": d, "ratio": r, "method": m, "seed": 0, "miou": v} for d, r, m, v in [
-        ("a", "1/16", "supervised", 0.60), ("a", "all", "supervised", 0.64), ("a", "1/16", "good", 0.625),
-        ("a", "1/16", "bad", 0.59), ("b", "1/8", "supervised", 0.50), ("b", "1/8", "good", 0.52)]]
+    """supervised 60 at 1/16 and 64 with all labels (gap 4): a method at 62.5 on the same seed is +2.5 and recovers
+    62 %; one at 59 loses; one seed judges nothing against the spread; a dataset without an all-label supervised row
+    gets gains but no shares; a method on another seed only is compared unpaired."""
+    rows = [{"dataset": d, "ratio": r, "method": m, "seed": seed, "miou": v} for d, r, m, seed, v in [
+        ("a", "1/16", "supervised", 0, 0.60), ("a", "all", "supervised", 0, 0.64), ("a", "1/16", "good", 0, 0.625),
+        ("a", "1/16", "bad", 0, 0.59), ("a", "1/16", "other", 1, 0.61),
+        ("b", "1/8", "supervised", 0, 0.50), ("b", "1/8", "good", 0, 0.52)]]
     text = le.target_table(le.summarise(rows))
     assert "a 1/16: vs supervised 60.0 ± 0.0 (1 seeds) (all labels 64.0 ± 0.0, gap +4.0)" in text
-    assert "| good | 62.5 ± 0.0 | 1 | +2.5 | yes | 62 % |" in text and "| bad | 59.0 ± 0.0 | 1 | -1.0 | no | -25 % |" in text
-    assert "beats supervised by more than its std (0.0): 1 of 2 (one seed" in text
-    assert "| good | 52.0 ± 0.0 | 1 | +2.0 | yes | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
+    assert "| good | 62.5 ± 0.0 | 1 | +2.5 (1) | - (< 3 seeds) | 62 % |" in text
+    assert "| bad | 59.0 ± 0.0 | 1 | -1.0 (1) | - (< 3 seeds) | -25 % |" in text
+    assert "| other | 61.0 ± 0.0 | 1 | +1.0 (unpaired) | - (< 3 seeds) | 25 % |" in text
+    assert "beats supervised by more than its std (0.0): 0 of 0 with >= 3 seeds (3 with fewer not judged)" in text
+    assert "| good | 52.0 ± 0.0 | 1 | +2.0 (1) | - (< 3 seeds) | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
 
 
 def test_a_gain_within_supervised_seed_spread_does_not_count():
-    """supervised 60 +- 2 over three seeds: a method at +1.5 is within the spread, one at +2.5 beyond it."""
+    """supervised 60 +- 2 over three seeds: a method at +1.5 on every split is within the spread, one at +2.5 beyond."""
     rows = [{"dataset": "a", "ratio": "1/16", "method": m, "seed": s, "miou": v} for m, vals in [
         ("supervised", (0.58, 0.60, 0.62)), ("near", (0.595, 0.615, 0.635)), ("far", (0.605, 0.625, 0.645))]
         for s, v in enumerate(vals)]
     text = le.target_table(le.summarise(rows))
-    assert "| near | 61.5 ± 2.0 | 3 | +1.5 | no |" in text and "| far | 62.5 ± 2.0 | 3 | +2.5 | yes |" in text
-    assert "beats supervised by more than its std (2.0): 1 of 2" in text and "one seed" not in text
+    assert "| near | 61.5 ± 2.0 | 3 | +1.5 ± 0.0 (3) | no |" in text and "| far | 62.5 ± 2.0 | 3 | +2.5 ± 0.0 (3) | yes |" in text
+    assert "beats supervised by more than its std (2.0): 1 of 2 with >= 3 seeds" in text and "fewer" not in text
+
+
+def test_paired_gains_use_shared_seeds_and_lever_rows_stay_apart():
+    """Supervised 50 / 48 / 52 on seeds 0-2. UniMatch (official) on seeds 0 and 1 at 51 / 50: paired +1, +2 -> +1.5
+    ± 0.7 over 2 seeds, not judged. The same method with a lever (``method_args``) is its own row: 54 / 51 / 56 ->
+    paired +4, +3, +4 = +3.7 ± 0.6 (3), beyond supervised's std (2.0)."""
+    sup = [("supervised", {}, s, v) for s, v in enumerate((0.50, 0.48, 0.52))]
+    plain = [("unimatch", {}, s, v) for s, v in enumerate((0.51, 0.50))]
+    lever = [("unimatch", {"class_thresholds": True}, s, v) for s, v in enumerate((0.54, 0.51, 0.56))]
+    rows = [{"dataset": "a", "ratio": "1/64", "method": m, "seed": s, "miou": v, "recipe": {"method_args": a}}
+            for m, a, s, v in sup + plain + lever]
+    summary = le.summarise(rows)
+    assert sorted(s["method"] for s in summary) == ["supervised", "unimatch", 'unimatch {"class_thresholds":true}']
+    text = le.target_table(summary)
+    assert "| unimatch | 50.5 ± 0.7 | 2 | +1.5 ± 0.7 (2) | - (< 3 seeds) |" in text
+    assert '| unimatch {"class_thresholds":true} | 53.7 ± 2.5 | 3 | +3.7 ± 0.6 (3) | yes |' in text
+    assert "1 of 1 with >= 3 seeds (1 with fewer not judged)" in text
+
+
+def test_table_recomputes_from_a_results_file_whatever_commit_wrote_it(tmp_path, capsys, monkeypatch):
+    """--table keeps the rows of the command line's datasets, methods, seeds and budget: a row of another step
+    budget is left out; nothing is trained."""
+    rows = [{"dataset": "synthetic-driving", "ratio": r, "method": "supervised", "seed": s, "miou": v,
+             "recipe": {"steps": steps, "batch_size": 8, "lr": 0.01, "model": "deeplabv3plus",
+                        "encoder": "efficientnet_lite0", "method_args": {}}}
+            for r, s, v, steps in [("1/64", 0, 0.5, 4800), ("all", 0, 0.62, 4800), ("all", 0, 0.70, 19200)]]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(sys, "argv", ["label_efficiency.py", "--protocol", "converge-cpu", "--datasets",
+                                      "synthetic-driving", "--table", str(path), "--out", str(tmp_path / "out")])
+    le.main()
+    out = capsys.readouterr().out
+    assert "| synthetic-driving | supervised | 50.0 ± 0.0 | 62.0 ± 0.0 |" in out and "70.0" not in out
+    assert not (tmp_path / "out").exists()
 
 
 def test_parallel_jobs_write_every_row_once(tmp_path):
