@@ -2,7 +2,8 @@
 
 A recipe is a set of :class:`~semiseg_sdk.config.TrainConfig` values laid between the defaults and the user's own
 config file and flags: ``defaults <- recipe <- --config file <- flags``. ``model_args`` and ``method_args`` merge
-key by key, so ``--recipe few-labels --model_args '{"channels": 128}'`` keeps the recipe's other model settings.
+key by key, so ``--recipe few-labels --model_args '{"channels": 128}'`` keeps the recipe's other model settings;
+another ``--method`` drops the recipe's ``method_args`` (they are its method's options).
 Each recipe names the benchmark evidence behind it (docs/benchmarks.md).
 """
 from __future__ import annotations
@@ -49,8 +50,13 @@ def recipe_values(name: str) -> Dict[str, Any]:
 
 
 def apply_recipe(name: str, values: Mapping[str, Any]) -> Dict[str, Any]:
-    """``values`` (from a config file and flags) laid over recipe ``name``; ``MERGED_FIELDS`` merge key by key."""
+    """``values`` (from a config file and flags) laid over recipe ``name``; ``MERGED_FIELDS`` merge key by key.
+
+    The recipe's ``method_args`` are options of the recipe's method: when ``values`` choose another method
+    (``--recipe few-labels --method supervised``, the baseline on the same network), they are left out."""
     out = recipe_values(name)
+    if "method" in values and values["method"] != out.get("method"):
+        out.pop("method_args", None)
     for key, value in values.items():
         if key in MERGED_FIELDS and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = {**out[key], **value}

@@ -28,6 +28,18 @@ def test_recipe_values_sit_between_defaults_and_flags(demo_recipe, tmp_path):
     assert (cfg.lr, cfg.method, cfg.method_args, cfg.steps) == (0.02, "unimatch", {"conf_thresh": 0.8}, 123)
 
 
+def test_another_method_leaves_the_recipe_method_options_out(demo_recipe):
+    """The recipe's method_args belong to its method (fixmatch's conf_thresh): ``--method supervised`` on the same
+    recipe keeps the network and budget and takes none of them (supervised has no such option)."""
+    from semiseg_sdk.methods import get_method
+
+    cfg = resolve_config(None, {"recipe": "demo", "method": "supervised"})
+    assert (cfg.method, cfg.method_args, cfg.steps, cfg.model_args["channels"]) == ("supervised", {}, 123, 64)
+    get_method("supervised").make_config(cfg.method_args)
+    cfg = resolve_config(None, {"recipe": "demo", "method": "fixmatch", "method_args": {"cutmix_p": 1.0}})
+    assert cfg.method_args == {"conf_thresh": 0.9, "cutmix_p": 1.0}  # the recipe's own method: merged
+
+
 def test_an_unknown_recipe_names_the_known_ones(demo_recipe):
     with pytest.raises(ConfigError, match="unknown recipe 'few-lables'.*demo"):
         resolve_config(None, {"recipe": "few-lables"})
