@@ -66,7 +66,7 @@ class TrainConfig:
     pretrained: Optional[str] = None          # None, "imagenet" (packaged weights) or a local file path
     # method
     method: str = "supervised"                # training method (see `semiseg methods`)
-    method_args: Dict[str, Any] = field(default_factory=dict)  # method options over its official defaults, e.g. {"conf_thresh": 0.95}
+    method_args: Dict[str, Any] = field(default_factory=dict)  # method options over its official defaults, e.g. {"conf_thresh": 0.95} (`semiseg methods NAME` lists them)
     sup_loss: str = "ce"                      # labelled loss of every method: "ce" or "ohem" (CPS/UniMatch Cityscapes recipe)
     ohem_thresh: float = 0.7                  # OHEM: pixels with true-class probability <= this count ...
     ohem_min_kept: int = 200000               # ... and at least this many per process batch (official: 2 x 801^2 crops)
