@@ -161,3 +161,9 @@ def test_mean_teacher_class_balance_share_counts_only_the_confident_pixels_with_
         m = _cutmix(monkeypatch, class_balance=True, class_balance_momentum=0.0, conf_per_pixel=per_pixel)
         m.training_step(labelled, unlabelled, 0)
         assert torch.allclose(m.class_balance.share, torch.tensor(share))
+
+
+def test_a_misspelt_lever_names_the_closest_option():
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['class_balanc'\]; did you mean 'class_balance'\? "
+                                          r"\(`semiseg methods cutmix` lists them"):
+        get_method("cutmix").make_config({"class_balanc": True})
