@@ -12,30 +12,26 @@ import re
 import textwrap
 from typing import Any, Dict, List, Tuple
 
-_FIELD = re.compile(r"^    (\w+): .+? = .+?\s+# (.*)$")
 _SECTION = re.compile(r"^    # (\w[\w ,]*)$")
+_CONFIG_FIELD = re.compile(r"^\s+(\w+): [^=]+?= .+?(?:\s+# (.*))?$")  # a dataclass field and its trailing comment
+_COMMENT = re.compile(r"^\s+# (.*)$")
 
 
 def train_fields() -> List[Tuple[str, str, Any, str]]:
     """``(section, flag, default, help)`` of every TrainConfig field, in source order, from its trailing comment."""
     from .config import TrainConfig
 
-    docs: Dict[str, Tuple[str, str]] = {}
+    sections: Dict[str, str] = {}
     section = "general"
     for line in inspect.getsource(TrainConfig).splitlines():
         m = _SECTION.match(line)
         if m:
             section = m.group(1)
             continue
-        m = _FIELD.match(line)
+        m = _CONFIG_FIELD.match(line)
         if m:
-            docs[m.group(1)] = (section, m.group(2).strip())
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-        section, text = docs.get(f.name, ("general", ""))
-        out.append((section, f.name, default, text))
-    return out
+            sections[m.group(1)] = section
+    return [(sections.get(name, "general"), name, default, text) for name, default, text in config_fields(TrainConfig)]
 
 
 def _shown(value: Any) -> str:
@@ -61,10 +57,6 @@ def train_help() -> str:
         lines.append(f"{head:<40}{wrapped[0]}" if len(head) < 40 else f"{head}\n{'':<40}{wrapped[0]}")
         lines += [f"{'':<40}{w}" for w in wrapped[1:]]
     return "\n".join(lines) + "\n"
-
-
-_CONFIG_FIELD = re.compile(r"^\s+(\w+): [^=]+?= .+?(?:\s+# (.*))?$")
-_COMMENT = re.compile(r"^\s+# (.*)$")
 
 
 def config_fields(config: type) -> List[Tuple[str, Any, str]]:
