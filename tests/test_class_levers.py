@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from method_helpers import A, CE0, RED, IdentityViews, PixelModel, colour_batch, scalar
+from method_helpers import A, CE0, GREEN, RED, IdentityViews, PixelModel, colour_batch, scalar
 from semiseg_sdk.augment import ViewConfig, ViewMaker
 from semiseg_sdk.engine import Trainer
 from semiseg_sdk.errors import ConfigError
@@ -78,7 +78,7 @@ def test_class_balance_by_hand():
         ClassBalance(3, cap=0.5)
 
 
-@pytest.mark.parametrize("name", ["fixmatch", "unimatch", "cutmix"])
+@pytest.mark.parametrize("name", ["fixmatch", "unimatch", "unimatch-v2", "cutmix"])
 def test_the_class_balance_lever_trains_and_resumes(tmp_path, monkeypatch, name):
     """Two steps move both EMAs off uniform; the loss weights are the weights of the pseudo-label classes; the EMAs are
     saved with the method's state (so ``--resume`` continues them)."""
@@ -97,7 +97,7 @@ def test_the_class_balance_lever_trains_and_resumes(tmp_path, monkeypatch, name)
     assert torch.equal(state["class_balance.prior"], cb.prior) and torch.equal(state["class_balance.share"], cb.share)
 
 
-@pytest.mark.parametrize("name", ["fixmatch", "unimatch", "cutmix"])
+@pytest.mark.parametrize("name", ["fixmatch", "unimatch", "unimatch-v2", "cutmix"])
 def test_the_class_threshold_lever_trains(tmp_path, monkeypatch, name):
     _val_small(monkeypatch)
     trainer = Trainer(tiny_cfg(tmp_path, method=name, steps=2, eval_every=2, model="unet",
@@ -167,3 +167,18 @@ def test_a_misspelt_lever_names_the_closest_option():
     with pytest.raises(ConfigError, match=r"unknown option\(s\) \['class_balanc'\]; did you mean 'class_balance'\? "
                                           r"\(`semiseg methods cutmix` lists them"):
         get_method("cutmix").make_config({"class_balanc": True})
+
+
+def test_unimatch_v2_class_thresholds_admit_a_teacher_below_the_one_threshold():
+    """The EMA teacher is 0.9-sure of red (class 0) and green (class 1): under 0.95 nothing counts. With the lever
+    (momentum 0; class 2, absent, keeps its mean confidence 1) both classes' thresholds are 0.95 * 0.9 = 0.855, every
+    pixel counts and the confident, correct student (a = 5) pays CE0 on each."""
+    cls = get_method("unimatch-v2")
+    x, u = colour_batch([RED, GREEN], [0, 1]), colour_batch([RED, GREEN])
+    for levers, ratio, unsup in (({}, 0.0, 0.0), ({"class_thresholds": True, "class_threshold_momentum": 0.0}, 1.0, CE0)):
+        m = cls(PixelModel(a=5.0), 3, IdentityViews(), cls.make_config({"kept_fraction": 1.0, **levers})).train()
+        with torch.no_grad():
+            m.teacher.net.a.fill_(math.log(18.0))  # confidence 1 / (1 + 2 / 18) = 0.9
+        out = m.training_step(x, u, 0)
+        assert scalar(out["mask_ratio"]) == pytest.approx(ratio)
+        assert scalar(out["unsup"]) == pytest.approx(unsup, rel=1e-3, abs=1e-7)

@@ -17,6 +17,9 @@ The official recipe goes with ``--model dpt --encoder dinov2_vits14 --pretrained
 x40, weight decay 0.01, poly 0.9, crop 518, batch 4 per GPU x 4); those are trainer settings, so the method does not
 set them. Differences: CE for ``L_x`` unless ``--sup_loss ohem`` (Cityscapes uses OHEM); the model's own dropout
 layers (if any) are inactive in every forward, as in FixMatch/UniMatch here (the official DPT has none).
+
+Opt-in levers (off by default, in no official recipe): ``class_thresholds`` and ``class_balance``
+(:mod:`~semiseg_sdk.methods.class_levers`), fed by the teacher's weak-view pseudo-labels, as for FixMatch/UniMatch.
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ from typing import Dict, List, Optional
 import torch
 
 from ..augment import mix, unimatch_box_masks
-
-from .base import Method, MethodConfig
+from .base import Method
+from .class_levers import ClassLeverConfig, ClassLevers
 from .ema import EMATeacher
 from .layer_modes import dropout_off
 from .pseudo_labels import Target, confident_fraction, masked_cross_entropy, pseudo_label
@@ -50,13 +53,13 @@ def complementary_masks(images: int, widths: List[int], kept_fraction: float,
 
 
 @register_method("unimatch-v2")
-class UniMatchV2(Method):
+class UniMatchV2(ClassLevers, Method):
     """EMA-teacher pseudo-labels for two CutMixed strong views decoded with complementary channel dropout."""
 
     family = "hybrid: input + feature perturbation (EMA teacher)"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(ClassLeverConfig):  # + the class levers' options (class_levers.ClassLeverConfig)
         conf_thresh: float = 0.95  # LiheYoung/UniMatch-V2 configs/pascal.yaml
         cutmix_p: float = 0.5  # dataset/semi.py: obtain_cutmix_box(p=0.5)
         ema_momentum: float = 0.996  # unimatch_v2.py: ema_ratio = min(1 - 1 / (iters + 1), 0.996)
@@ -65,6 +68,7 @@ class UniMatchV2(Method):
     def __init__(self, model: torch.nn.Module, num_classes: int, views, config=None, total_steps: int = 1) -> None:
         super().__init__(model, num_classes, views, config, total_steps)
         self.teacher = EMATeacher(model, self.cfg.ema_momentum, warmup=True)
+        self.init_class_levers(num_classes, self.cfg.conf_thresh)
 
     def after_optimizer_step(self, step: int) -> None:
         """Move the teacher towards the student."""
@@ -88,6 +92,7 @@ class UniMatchV2(Method):
         with torch.no_grad():
             conf_u_w, mask_u_w = pseudo_label(self.teacher.net(v_u.image))
         weak = Target(mask_u_w, conf_u_w, v_u.valid)
+        self.observe(weak, v_x.mask)
         partner = Target(*(t.flip(0) for t in weak))
 
         b, _, h, w = v_u.image.shape
@@ -102,10 +107,12 @@ class UniMatchV2(Method):
         pred_u_s1, pred_u_s2 = self.strong_logits(img_u_s1, img_u_s2).chunk(2)
 
         loss_x = self.labelled_loss(pred_x, v_x.mask)
-        loss_u_s1 = masked_cross_entropy(pred_u_s1, target1.label, target1.conf, cfg.conf_thresh, target1.valid)
-        loss_u_s2 = masked_cross_entropy(pred_u_s2, target2.label, target2.conf, cfg.conf_thresh, target2.valid)
+        loss_u_s1 = masked_cross_entropy(pred_u_s1, target1.label, target1.conf, self.threshold(target1), target1.valid,
+                                         self.pixel_weight(target1))
+        loss_u_s2 = masked_cross_entropy(pred_u_s2, target2.label, target2.conf, self.threshold(target2), target2.valid,
+                                         self.pixel_weight(target2))
         unsup = (loss_u_s1 + loss_u_s2) / 2.0
         loss = (loss_x + unsup) / 2.0
-        mask_ratio = confident_fraction(conf_u_w, cfg.conf_thresh, v_u.valid)
+        mask_ratio = confident_fraction(conf_u_w, self.threshold(weak), v_u.valid)
         return {"loss": loss, "sup": loss_x, "unsup": unsup, "unsup_s1": loss_u_s1, "unsup_s2": loss_u_s2,
                 "mask_ratio": mask_ratio}
