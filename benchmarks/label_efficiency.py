@@ -516,7 +516,9 @@ def main() -> None:
             try:
                 row = run_one(d, ratio, m, seed, args)
             except TrainingInterrupted as exc:
-                print(f"{d} {ratio} {m} seed {seed}: {exc}", flush=True)
+                # the trainer's message names `--resume`; a sweep resumes by being run again as it was
+                print(f"{d} {ratio} {m} seed {seed}: paused at step {exc.step} of {args.steps}; the same sweep "
+                      f"command run again resumes it", flush=True)
                 paused = exc.exit_code
                 break
             except FolderInUseError as exc:  # another sweep trains it: leave it to that one
