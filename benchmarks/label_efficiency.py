@@ -489,7 +489,9 @@ def main() -> None:
             sys.exit(f"{args.table}: no row matches the command line's datasets, ratios, methods, seeds and "
                      f"budget ({', '.join(f'--{k} {getattr(args, k)}' for k in BUDGET_KEYS)})")
         summary = summarise(rows)
-        print_table(summary), target_table(summary), class_table(summary)
+        print_table(summary)
+        target_table(summary)
+        class_table(summary)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

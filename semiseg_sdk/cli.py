@@ -176,6 +176,7 @@ def _print_help(argv: list) -> bool:
     """Help on stdout: plain ``semiseg`` (``semiseg continual``) or ``--help`` lists the (sub-)commands,
     ``semiseg CMD --help`` shows CMD's flags
     (``train``: every TrainConfig field with its default and meaning). Returns whether help was printed."""
+    from .cli_check import commands_of
     from .cli_help import command_help, command_list, train_help
 
     asks = [a for a in argv if a in ("--help", "-h", "help")]
@@ -188,7 +189,7 @@ def _print_help(argv: list) -> bool:
 
         print(command_list(ContinualCLI, "semiseg continual"), end="")
         return True
-    if not asks or words[0] not in _commands():
+    if not asks or words[0] not in commands_of(SemisegCLI):
         return False
     if words[0] == "train":
         print(train_help(), end="")
@@ -212,10 +213,6 @@ def _command_line_error(argv: list) -> Optional[str]:
         return ContinualCLI
 
     return command_line_error(SemisegCLI, argv, groups={"continual": continual})
-
-
-def _commands() -> list:
-    return [n for n in dir(SemisegCLI) if not n.startswith("_")]
 
 
 def main(argv: Optional[list] = None) -> None:

@@ -6,18 +6,15 @@ with the closest valid one. ``train`` takes every setting as a flag and checks t
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Callable, List, Optional, Sequence, Tuple
 
-
-def _public(cls: type) -> List[str]:
-    return sorted(n for n in dir(cls) if not n.startswith("_"))
+from .errors import did_you_mean
 
 
-def _hint(word: str, choices: Sequence[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"; did you mean {prefix}{close[0]}?" if close else ""
+def commands_of(cli: type) -> List[str]:
+    """The commands of the fire component ``cli``: its public attributes, sorted."""
+    return sorted(n for n in dir(cli) if not n.startswith("_"))
 
 
 def _resolve(cli: type, groups: dict, argv: List[str], prog: str) -> Tuple[Optional[Callable], str, List[str], Optional[str]]:
@@ -25,9 +22,10 @@ def _resolve(cli: type, groups: dict, argv: List[str], prog: str) -> Tuple[Optio
     fire should answer itself: no command word, or a group without its sub-command)."""
     if not argv or argv[0].startswith("-"):
         return None, prog, argv, None
-    word, commands = argv[0], _public(cli)
+    word, commands = argv[0], commands_of(cli)
     if word not in commands:
-        return None, prog, argv, f"unknown command '{word}' of `{prog}`{_hint(word, commands)} (`{prog} --help` lists them)"
+        return None, prog, argv, (f"unknown command '{word}' of `{prog}`{did_you_mean(word, commands, '{}')} "
+                                  f"(`{prog} --help` lists them)")
     if word in groups:
         return _resolve(groups[word](), {}, argv[1:], f"{prog} {word}")
     return getattr(cli, word), f"{prog} {word}", argv[1:], None
@@ -55,7 +53,8 @@ def command_line_error(cli: type, argv: Sequence[str], groups: Optional[dict] = 
             name, equals, _ = word[2:].partition("=")
             name = name.replace("-", "_")
             if name not in names and not (name.startswith("no") and name[2:] in names):
-                return f"unknown flag --{name} of `{prog}`{_hint(name, names, '--')} (`{prog} --help` lists its flags)"
+                return (f"unknown flag --{name} of `{prog}`{did_you_mean(name, names, '--{}')} "
+                        f"(`{prog} --help` lists its flags)")
             given.add(name if name in names else name[2:])
             takes_value = not equals
         elif takes_value:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 SUP_LOSSES = ("ce", "ohem")  # labelled losses (semiseg_sdk.methods.labelled_loss builds them); here: no torch import
 
@@ -171,8 +170,6 @@ def resolve_config(file: Optional[str] = None, overrides: Optional[Mapping[str, 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
-        hint = f"; did you mean --{close[0]}?" if close else ""
-        raise ConfigError(f"unknown setting --{unknown[0]}{hint} (`semiseg train --help` lists them all)"
+        raise ConfigError(f"unknown setting --{unknown[0]}{did_you_mean(unknown[0], names, '--{}')} (`semiseg train --help` lists them all)"
                           + (f"; also unknown: {', '.join(unknown[1:])}" if unknown[1:] else ""))
     return TrainConfig(**values)

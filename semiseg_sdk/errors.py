@@ -1,7 +1,9 @@
 """Errors a user can act on: each names the file or field that was wrong."""
 from __future__ import annotations
 
+import difflib
 import re
+from typing import Iterable
 
 
 class SemisegError(Exception):
@@ -18,6 +20,13 @@ class CheckpointError(SemisegError, ValueError):
 
 class ConfigError(SemisegError, ValueError):
     """A configuration value or CLI flag is invalid; the message names the field."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], shown: str = "{!r}") -> str:
+    """``"; did you mean <closest>?"`` for a misspelt ``word`` (the closest of ``choices``, formatted by ``shown``,
+    e.g. ``"--{}"`` for a flag), or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f"; did you mean {shown.format(close[0])}?" if close else ""
 
 
 class TrainingInterrupted(SemisegError):

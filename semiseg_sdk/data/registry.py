@@ -1,11 +1,10 @@
 """Datasets by name: ``build_dataset("synthetic-driving", split="train", ...)``."""
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any, Callable, Dict, List
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..registry import Registry
 from .base import SegmentationDataset
 
@@ -38,8 +37,7 @@ def check_arguments(name: str, fn: Callable[..., Any], kwargs: Dict[str, Any]) -
     known = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     unknown = [k for k in kwargs if k not in known]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(unknown[0], known)
         valid = ", ".join(k for k in known if k not in ("split", "root"))
         raise ConfigError(f"--data_args: dataset {name!r} takes no argument {unknown[0]!r}{hint} (it takes: {valid})")
     missing = [n for n, p in params.items() if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)

@@ -9,14 +9,13 @@ Naming inside methods (UniMatch's scheme): ``x`` labelled, ``u`` unlabelled, ``w
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from ..augment import ViewMaker
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from .labelled_loss import CrossEntropy
 
 
@@ -72,9 +71,7 @@ class Method(nn.Module):
         fields = {f.name for f in dataclasses.fields(cls.Config)}
         unknown = sorted(set(overrides) - fields)
         if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"method '{cls.name}': unknown option(s) {unknown}{hint} (`semiseg methods {cls.name}` "
+            raise ConfigError(f"method '{cls.name}': unknown option(s) {unknown}{did_you_mean(unknown[0], fields)} (`semiseg methods {cls.name}` "
                               f"lists them: {', '.join(sorted(fields))})")
         return cls.Config(**overrides)
 
