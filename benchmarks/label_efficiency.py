@@ -189,7 +189,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     curve = [(r["step"], round(100 * r["eval"]["miou"], 2)) for r in evals]
     iou = {c: None if v is None else round(100 * v, 2) for c, v in evals[-1]["eval"].get("iou", {}).items()} if evals else {}
     return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
-            "best_miou": res["best_miou"], "minutes": (time.time() - t0) / 60, "curve": curve, "iou": iou, "recipe": rec}
+            "best_miou": res["best_miou"], "minutes": res.get("minutes", (time.time() - t0) / 60), "curve": curve, "iou": iou, "recipe": rec}
 
 
 def final_metrics(run_dir: Path) -> Path:

@@ -113,6 +113,19 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
 
 
+def test_a_resumed_run_reports_the_minutes_of_all_its_processes(tmp_path, monkeypatch):
+    """The first process takes 120 s to step 4, the resumed one 30 s from its start to the end: 2.5 minutes."""
+    _val_small(monkeypatch)
+    now = {"t": 0.0}
+    monkeypatch.setattr("semiseg_sdk.engine.trainer._clock", lambda: now["t"])
+    part = Trainer(tiny_cfg(tmp_path, name="part"))
+    set_time = AfterStep(lambda t: now.update(t={4: 120.0, 8: 1030.0}.get(t.step, now["t"])))
+    assert part.fit(hooks=[set_time, StopAtStep(4)])["minutes"] == pytest.approx(2.0)
+    now["t"] = 1000.0
+    resumed = Trainer(tiny_cfg(tmp_path, name="part", resume=True))
+    assert resumed.fit(hooks=[set_time])["minutes"] == pytest.approx(2.5)
+
+
 def test_sigterm_checkpoints_the_step_and_resume_reproduces_the_run(tmp_path, monkeypatch):
     """SIGTERM after step 3 (no evaluation or log there): the run stops after that step, last.pt holds step 3, the
     signal handlers are restored, and resuming to step 8 gives the uninterrupted run's weights."""

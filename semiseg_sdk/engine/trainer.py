@@ -10,6 +10,7 @@ import importlib.util
 import math
 import shutil
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -40,6 +41,11 @@ from .run_folder import RunFolder
 from .train_loop import HookBase, TrainLoop
 
 
+def _clock() -> float:
+    """Seconds on a monotonic clock (a module function, so a test can set the time)."""
+    return time.perf_counter()
+
+
 class Trainer(TrainLoop):
     """Builds everything a run needs from a :class:`TrainConfig`; :meth:`fit` trains, evaluates and checkpoints."""
 
@@ -62,6 +68,7 @@ class Trainer(TrainLoop):
 
     def _build(self, data: Optional[TrainData]) -> None:
         cfg = self.cfg
+        self._started, self._seconds_before = _clock(), 0.0  # a resumed run adds the time its earlier processes took
         strong = strong_config(cfg.strong_aug)
         if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError('--tensorboard needs the tensorboard package: pip install "semiseg-sdk[tensorboard]"')  # a bad strong-view setting fails before anything is written
@@ -128,7 +135,7 @@ class Trainer(TrainLoop):
             payload["trainer_state"] = {
                 "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "best_miou": self.best_miou, "best_step": self.best_step, "rng": rng_state(), "config": self.cfg.to_dict(),
-                "world_size": self.dist.world_size, "draws": dict(self.draws),
+                "world_size": self.dist.world_size, "draws": dict(self.draws), "seconds": self.seconds(),
             }
         return payload
 
@@ -158,6 +165,7 @@ class Trainer(TrainLoop):
             except CheckpointError as exc:
                 raise CheckpointError(f"{exc}; delete it to resume (the next evaluation writes a new best.pt)") from None
         self.step, self.best_miou, self.best_step = int(ckpt["step"]), float(state["best_miou"]), int(state["best_step"])
+        self._seconds_before = float(state.get("seconds", 0.0))  # checkpoints from before "seconds": this process only
         self.run.truncate_metrics_after(self.step)
         self.run.info(f"resumed from {self.run.last} at step {self.step}")
         return state
@@ -183,6 +191,10 @@ class Trainer(TrainLoop):
         world = int(state.get("world_size", 1))  # checkpoints from before "draws": assumes unchanged batch sizes
         return {"labelled": self.step * world * self.cfg.batch_size,
                 "unlabelled": self.step * world * (self.cfg.unlabelled_batch_size or self.cfg.batch_size)}
+
+    def seconds(self) -> float:
+        """Wall seconds this run has taken so far, set-up included, summed over the processes of a resumed run."""
+        return self._seconds_before + _clock() - self._started
 
     # -- evaluation -----------------------------------------------------------------------------------------------
     def evaluate(self) -> Dict[str, Any]:
@@ -323,7 +335,8 @@ class Trainer(TrainLoop):
                 raise TrainingInterrupted(msg, self.step, signum)
             self.run.info(f"stopped at step {self.step} of {cfg.steps} ({self.stop_reason}): {self.run.last} holds it")
             return {"run_dir": str(self.run.root), "best_miou": self.best_miou, "best_step": self.best_step,
-                    "final_miou": None, "steps": self.step, "table": "", "stopped": self.stop_reason}
+                    "final_miou": None, "steps": self.step, "table": "", "stopped": self.stop_reason,
+                    "minutes": self.seconds() / 60}
         last = evaluation.last
         if not self.dist.is_main:
             return {"run_dir": str(self.run.root), "best_miou": float("nan"), "best_step": -1, "final_miou": float("nan"),
@@ -332,7 +345,7 @@ class Trainer(TrainLoop):
         table = format_table(best)
         self.run.info("best checkpoint per-class IoU:\n" + table)
         return {"run_dir": str(self.run.root), "best_miou": best["miou"], "best_step": self.best_step,
-                "final_miou": last["miou"], "steps": self.step, "table": table}
+                "final_miou": last["miou"], "steps": self.step, "table": table, "minutes": self.seconds() / 60}
 
     def close(self) -> None:
         """Release the run folder's log file (the trainer's objects stay usable)."""
@@ -340,7 +353,8 @@ class Trainer(TrainLoop):
 
 
 def train(cfg: TrainConfig) -> Dict[str, Any]:
-    """Train a run from a config; returns ``{"run_dir", "best_miou", "best_step", "final_miou", "steps", "table"}``.
+    """Train a run from a config; returns ``{"run_dir", "best_miou", "best_step", "final_miou", "steps", "table",
+    "minutes"}`` (``minutes``: wall time summed over every process of a resumed run; staged runs may omit it).
 
     Methods that train in stages (self-training, ST++; ``Method.staged``) compose the run from stages themselves
     (``run_stages(cfg, open_run)``); each training stage is an ordinary :class:`Trainer` run in a sub-folder.
