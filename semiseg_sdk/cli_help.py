@@ -89,13 +89,15 @@ def config_fields(config: type) -> List[Tuple[str, Any, str]]:
 
 def method_help(name: str) -> str:
     """``semiseg methods NAME``: the method's family, what it does, and every option of ``--method_args`` with its
-    default and where that default comes from."""
+    default and where that default comes from; the method's own options first, the shared class levers after."""
     from .methods import get_method
+    from .methods.class_levers import ClassLeverConfig
 
     cls = get_method(name)
+    levers = {f.name for f in dataclasses.fields(ClassLeverConfig)}
     lines = [f"{name}: {cls.family}", "", *textwrap.wrap(_first_paragraph(cls.__doc__ or ""), 118), "",
              f"options: --method {name} --method_args '{{\"OPTION\": VALUE, ...}}' (defaults shown in JSON)"]
-    for field_name, default, text in config_fields(cls.Config):
+    for field_name, default, text in sorted(config_fields(cls.Config), key=lambda f: f[0] in levers):  # stable
         head = f"  {field_name} {json.dumps(default, separators=(',', ':'), default=str)}"  # as --method_args takes it
         wrapped = textwrap.wrap(text, 80) or [""]
         lines.append(f"{head:<38}{wrapped[0]}" if len(head) < 38 else f"{head}\n{'':<38}{wrapped[0]}")
