@@ -82,7 +82,7 @@ PROTOCOLS: Dict[str, dict] = {
                      "methods": ["supervised", "fixmatch", "unimatch", "cutmix", "cps", "cac"], "seeds": [0, 1, 2],
                      "steps": 4800, "eval_every": 800, "encoder": "efficientnet_lite0", "pretrained": "imagenet",
                      "model_args": json.dumps(PROTOCOL_NET), "lr": 0.01, "workers": 1},
-        "datasets": {"folder": {"patch_size": 256, "patch_overlap": 32, "crop_size": (192, 192), "val_split": "val+test",
+        "datasets": {"folder": {"patch_size": 256, "patch_overlap": 32, "crop_size": (96, 96), "val_split": "val+test",
                                 "eval_mode": "slide", "eval_window": (384, 384)}},
     },
 }

@@ -197,10 +197,12 @@ def test_a_protocol_sets_the_defaults_flags_still_win_and_fitted_rates_enter_the
     assert le.parse_args(le.build_parser(), []).steps == 1000  # without --protocol: the parser's own defaults
     driving, aerial = le.dataset_settings("synthetic-driving", args), le.dataset_settings("folder", args)
     assert driving["val_split"] == "val" and aerial["val_split"] == "val+test" and aerial["patch_size"] == 256
-    # the recipe holds the rates the run trains with: 96-px crops -> [1, 2, 3], the real set's 192-px crops -> [2, 4, 7]
+    # the recipe holds the rates the run trains with: 96-px crops -> [1, 2, 3], 192-px crops -> [2, 4, 7]
     assert le.recipe("synthetic-driving", "supervised", args)["model_args"]["aspp_rates"] == [1, 2, 3]
     rec = le.recipe("folder", "supervised", args)
-    assert rec["model_args"]["aspp_rates"] == [2, 4, 7] and (rec["patch_size"], rec["patch_overlap"]) == (256, 32)
+    assert rec["model_args"]["aspp_rates"] == [1, 2, 3] and (rec["patch_size"], rec["patch_overlap"]) == (256, 32)
+    wide = le.parse_args(le.build_parser(), ["--protocol", "converge-cpu", "--crop_size", "192", "192"])
+    assert le.recipe("folder", "supervised", wide)["model_args"]["aspp_rates"] == [2, 4, 7]
 
 
 def test_a_run_another_process_trains_is_skipped_and_the_rest_of_the_sweep_goes_on(tmp_path):
