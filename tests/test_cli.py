@@ -90,11 +90,12 @@ def test_a_methods_help_lists_every_option_with_its_default_and_comment(name):
     for f in dataclasses.fields(get_method(name).Config):
         line = next(line for line in text.splitlines() if line.startswith(f"  {f.name} "))
         assert json.loads(line.split()[1]) == json.loads(json.dumps(f.default)), line  # the default, as JSON
-    if name != "cps":  # the class levers' comments come from their shared base config
-        assert any(line.startswith("  class_balance false ") and "class-balanced weights" in line for line in text.splitlines())
-        names = [line.split()[0] for line in text.splitlines() if line.startswith("  ") and not line.startswith("   ")]
-        first_lever = names.index("class_thresholds")  # the method's own options come first, the shared levers after
-        assert "conf_thresh" in names[:first_lever] and all(n.startswith("class_") for n in names[first_lever:]), names
+    # the class levers' comments come from their shared base config (CPS: the class balance alone)
+    assert any(line.startswith("  class_balance false ") and "class-balanced weights" in line for line in text.splitlines())
+    assert (name == "cps") != any(line.startswith("  class_thresholds false ") for line in text.splitlines())
+    names = [line.split()[0] for line in text.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    first_lever = next(i for i, n in enumerate(names) if n.startswith("class_"))  # own options first, levers after
+    assert first_lever > 0 and all(n.startswith("class_") for n in names[first_lever:]), names
     if name == "cutmix":  # a comment of the base config (MeanTeacher.Config) serves the alias's config made at run time
         assert "French --conf_thresh 0.97" in text
 

@@ -1,4 +1,6 @@
 """CPS: each network learns from the OTHER one's argmax; CutMix targets are the mix of the unmixed predictions."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,45 @@ def test_plain_cps_targets_come_from_the_other_network():
     expected2 = F.cross_entropy(bias.view(1, 4, 1, 1).expand_as(pred1), pred1.argmax(1))
     assert out["unsup"].item() == pytest.approx((expected1 + expected2).item(), rel=1e-4)
     assert out["loss"].item() == pytest.approx((out["sup"] + out["sup2"] + 1.5 * out["unsup"]).item(), rel=1e-5)
+
+
+def test_balanced_ce_by_hand():
+    """Uniform logits (CE log 3 everywhere). Labelled shares (0.5, 0.5, 0), pseudo-label shares (0.75, 0.25, 0)
+    with momentum 0 -> weights min(prior / share, 10) / Z = (2/3, 2, 0), Z = 1; the loss on targets 0, 1, 1 (and an
+    ignored pixel) is their mean weight (2/3 + 2 + 2) / 3 = 14/9 times log 3."""
+    from semiseg_sdk.methods.class_levers import ClassBalance
+    from semiseg_sdk.methods.cps import balanced_ce
+
+    balance = ClassBalance(3, momentum=0.0)
+    balance.update(torch.tensor([[[0, 0, 1, 1]]]), torch.tensor([[[0, 0, 0, 1]]]), torch.ones(1, 1, 4, dtype=torch.bool))
+    assert torch.allclose(balance.weights(), torch.tensor([2 / 3, 2.0, 0.0]))
+    logits, target = torch.zeros(1, 3, 1, 4), torch.tensor([[[0, 1, 1, 255]]])
+    assert balanced_ce(logits, target, balance).item() == pytest.approx(14 / 9 * math.log(3), rel=1e-6)
+    assert balanced_ce(logits, target, None).item() == pytest.approx(math.log(3), rel=1e-6)  # off: the official mean
+
+
+def test_class_balance_weights_each_cross_loss_by_its_target_class():
+    """Plain CPS, net 2 predicts class 2 everywhere, momentum 0: branch 2's pseudo-labels are all class 2, so its
+    weight is 1 and net 1's loss is the official CE; net 2's loss weights each pixel by net 1's argmax class,
+    w_c = min(p_c / f_c, 10) / sum_k f_k min(p_k / f_k, 10), p the labelled shares, f those of net 1's argmax."""
+    m = _method(cutmix=False, class_balance=True, class_balance_momentum=0.0)
+    assert _method().class_balance1 is None  # off by default: the official loss
+    bias = _constant_class(m.model2, c=2)
+    x, u = random_batch(seed=1), random_batch(seed=2, unlabelled=True)
+    out = m.training_step(x, u, step=0)
+    with torch.no_grad():
+        pred1 = torch.cat([m.model(_image(x)), m.model(_image(u))])
+    label1 = pred1.argmax(1)
+    p = torch.bincount(x["mask"].flatten(), minlength=4).float() / x["mask"].numel()
+    f = torch.bincount(label1.flatten(), minlength=4).float() / label1.numel()
+    w = torch.where(f > 0, p / f.clamp(min=1e-12), torch.full_like(p, 10.0)).clamp(max=10.0)
+    w = w / (f * w).sum()
+    expected1 = F.cross_entropy(pred1, torch.full_like(label1, 2))
+    ce2 = F.cross_entropy(bias.view(1, 4, 1, 1).expand_as(pred1), label1, reduction="none")
+    expected2 = (ce2 * w[label1]).mean()
+    assert out["unsup"].item() == pytest.approx((expected1 + expected2).item(), rel=1e-4)
+    assert torch.allclose(m.class_balance1.prior, p) and torch.allclose(m.class_balance1.share, f)
+    assert "class_balance2.share" in m.state_dict()  # saved with the method: --resume continues it
 
 
 def test_cutmix_pseudo_label_is_the_mix_of_the_unmixed_predictions(monkeypatch):

@@ -1,7 +1,8 @@
 """The class levers of the confidence-thresholded methods: class-wise thresholds and class-balanced pixel weights.
 
-Neither is in an official recipe; both are opt-in settings (off by default) of FixMatch, UniMatch and the mean
-teacher (CutMix, CutOut, ClassMix, ComplexMix). With few labels a network is rarely confident on thin or rare
+Neither is in an official recipe; both are opt-in settings (off by default) of FixMatch, UniMatch, UniMatch V2 and
+the mean teacher (CutMix, CutOut, ClassMix, ComplexMix); CPS, which keeps every pseudo-labelled pixel, takes the
+class balance alone (:class:`ClassBalanceConfig`). With few labels a network is rarely confident on thin or rare
 classes, so one threshold keeps almost none of their pixels as pseudo-labels and the unsupervised loss teaches that
 they do not exist. :class:`ClassThresholds` lowers the threshold of the classes the model is typically less sure of;
 :class:`ClassBalance` weights each kept pixel so that every class gets the share of the loss its labelled frequency
@@ -21,15 +22,21 @@ from .pseudo_labels import Target, Threshold, class_frequencies, confident_mask
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassLeverConfig(MethodConfig):
-    """The levers' settings, shared by the configs of the methods that offer them (all off by default); the
+class ClassBalanceConfig(MethodConfig):
+    """The class balance's settings (off by default), for a method without a confidence threshold (CPS)."""
+
+    class_balance: bool = False  # opt-in lever: class-balanced weights of the unsupervised loss (ClassBalance)
+    class_balance_momentum: float = 0.99  # EMA momentum of the labelled and pseudo-labelled class shares
+    class_balance_cap: float = 10.0  # largest weight ratio prior / share of a class, before normalising
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassLeverConfig(ClassBalanceConfig):
+    """Both levers' settings, shared by the configs of the thresholded methods (all off by default); the
     method's config adds its own ``conf_thresh``."""
 
     class_thresholds: bool = False  # opt-in lever: class-wise thresholds (ClassThresholds), off in the official recipes
     class_threshold_momentum: float = 0.999  # EMA momentum of each class's mean confidence
-    class_balance: bool = False  # opt-in lever: class-balanced weights of the unsupervised loss (ClassBalance)
-    class_balance_momentum: float = 0.99  # EMA momentum of the labelled and pseudo-labelled class shares
-    class_balance_cap: float = 10.0  # largest weight ratio prior / share of a class, before normalising
 
 
 class ClassThresholds(nn.Module):
@@ -83,6 +90,11 @@ class ClassBalance(nn.Module):
     of DARS, He et al. ICCV 2021, reached by weights instead of lowered thresholds). Both EMAs start uniform (all
     weights 1) and are buffers: saved with the method, they resume exactly."""
 
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: ClassBalanceConfig) -> Optional["ClassBalance"]:
+        """The balance a method's config asks for, or None when ``class_balance`` is off."""
+        return cls(num_classes, cfg.class_balance_momentum, cfg.class_balance_cap) if cfg.class_balance else None
+
     def __init__(self, num_classes: int, momentum: float = 0.99, cap: float = 10.0) -> None:
         super().__init__()
         if not 0.0 <= momentum < 1.0:
@@ -128,8 +140,7 @@ class ClassLevers:
         cfg = self.cfg
         self.class_thresholds = (ClassThresholds(num_classes, conf_thresh, cfg.class_threshold_momentum)
                                  if cfg.class_thresholds else None)
-        self.class_balance = (ClassBalance(num_classes, cfg.class_balance_momentum, cfg.class_balance_cap)
-                              if cfg.class_balance else None)
+        self.class_balance = ClassBalance.from_config(num_classes, cfg)
 
     def threshold(self, target: Target) -> Threshold:
         """The confidence a pixel of ``target`` must reach: ``conf_thresh``, or its class's with ``class_thresholds``

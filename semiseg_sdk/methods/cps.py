@@ -31,6 +31,12 @@ What differs from the official code:
 * One optimiser over both nets (``param_groups``): encoders at ``lr``, decoders/heads at ``lr * head_lr_mult``
   (TorchSemiSeg: two SGD optimisers, same lr everywhere).
 
+Opt-in lever, not in the official recipe: ``class_balance=True`` weights each pixel of a cross loss by its
+pseudo-label's class (:class:`~semiseg_sdk.methods.class_levers.ClassBalance`, one per branch, each fed by the
+labelled masks and that branch's pseudo-labels), so classes a few labelled images make the nets rarely predict keep
+the share of the unsupervised loss their labelled frequency asks for. CPS has no confidence threshold, so every
+valid pixel bears the loss and counts in the shares; with the lever off the loss is the official pixel mean.
+
 Logged terms: ``sup`` (branch 1 CE), ``sup2`` (branch 2 CE), ``unsup`` (the CPS loss, both directions),
 ``w_unsup``; ``loss = sup + sup2 + w_unsup * unsup``. ``inference_model()`` is branch 1, as in TorchSemiSeg's eval.
 """
@@ -47,7 +53,8 @@ from ..augment import box_masks, mix
 from ..data.base import IGNORE_INDEX
 from ..errors import ConfigError
 from ..models import build_model
-from .base import Method, MethodConfig
+from .base import Method
+from .class_levers import ClassBalance, ClassBalanceConfig
 from .layer_modes import dropout_off
 from .registry import register_method
 
@@ -75,6 +82,17 @@ def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
 
 
+def balanced_ce(logits: torch.Tensor, target: torch.Tensor, balance: Optional[ClassBalance]) -> torch.Tensor:
+    """:func:`ce`, or with ``balance`` the mean over the non-ignored pixels of each pixel's CE times its target
+    class's weight."""
+    if balance is None:
+        return ce(logits, target)
+    keep = target != IGNORE_INDEX
+    pixel_ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+    weight = balance.per_pixel(torch.where(keep, target, torch.zeros_like(target)))
+    return (pixel_ce * weight * keep).sum() / keep.sum().clamp(min=1)
+
+
 @register_method("cps")
 class CPS(Method):
     """Two networks supervising each other with hard pseudo-labels; branch 1 is the deployed network."""
@@ -82,7 +100,7 @@ class CPS(Method):
     family = "consistency: network perturbation"
 
     @dataclasses.dataclass(frozen=True)
-    class Config(MethodConfig):
+    class Config(ClassBalanceConfig):  # + the class balance's options (class_levers.ClassBalanceConfig)
         cutmix: bool = True                     # TorchSemiSeg exp.voc/voc8.res50v3+.CPS+CutMix (reproduces, TorchSemiSeg#14)
         cps_weight: Optional[float] = None      # None: 1.0 with CutMix (CPS+CutMix/config.py C.cps_weight), 1.5 without (VOC CPS config)
         n_boxes: int = 3                        # CPS+CutMix/config.py cutmix_boxmask_n_boxes
@@ -102,6 +120,9 @@ class CPS(Method):
         self.model2 = build_second_branch(model, self.cfg.share_encoder_init)
         weight = self.cfg.cps_weight
         self.cps_weight = float(weight if weight is not None else (1.0 if self.cfg.cutmix else 1.5))
+        # the class balance of each branch's pseudo-labels (branch 1's teach branch 2, and the reverse); None when off
+        self.class_balance1 = ClassBalance.from_config(num_classes, self.cfg)
+        self.class_balance2 = ClassBalance.from_config(num_classes, self.cfg)
 
     def param_groups(self, lr: float, head_lr_mult: float) -> List[Dict[str, Any]]:
         """Both encoders at ``lr``; both decoders and classifiers at ``lr * head_lr_mult``."""
@@ -123,8 +144,15 @@ class CPS(Method):
             return self.model(image), self.model2(image)
 
     def cps_loss(self, pred1: torch.Tensor, pred2: torch.Tensor, target1: torch.Tensor, target2: torch.Tensor) -> torch.Tensor:
-        """``CE(pred1, target2) + CE(pred2, target1)``: each net learns from the other's pseudo-label."""
-        return ce(pred1, target2) + ce(pred2, target1)
+        """``CE(pred1, target2) + CE(pred2, target1)``: each net learns from the other's pseudo-label (each pixel
+        weighted by its target's class with ``class_balance``)."""
+        return balanced_ce(pred1, target2, self.class_balance2) + balanced_ce(pred2, target1, self.class_balance1)
+
+    def observe(self, labelled_mask: torch.Tensor, target1: torch.Tensor, target2: torch.Tensor) -> None:
+        """Feed the labelled masks and each branch's pseudo-labels (valid pixels) to its class balance, if on."""
+        for balance, target in ((self.class_balance1, target1), (self.class_balance2, target2)):
+            if balance is not None:
+                balance.update(labelled_mask, target, target != IGNORE_INDEX)
 
     def training_step(self, x: Dict[str, torch.Tensor], u: Optional[Dict[str, torch.Tensor]], step: int) -> Dict[str, torch.Tensor]:
         v_x = self.views.weak(x)
@@ -139,12 +167,15 @@ class CPS(Method):
             valid_mix = mix(v_u.valid, v_u.valid.roll(1, dims=0), m)
             target1 = cross_targets(mix(logits1_u, logits1_u.roll(1, dims=0), m), valid_mix)
             target2 = cross_targets(mix(logits2_u, logits2_u.roll(1, dims=0), m), valid_mix)
+            self.observe(v_x.mask, target1, target2)
             unsup = self.cps_loss(self.model(img_mix), self.model2(img_mix), target1, target2)
         else:
             pred1 = torch.cat([pred1_x, self.model(v_u.image)])
             pred2 = torch.cat([pred2_x, self.model2(v_u.image)])
             valid = torch.cat([v_x.valid, v_u.valid])
-            unsup = self.cps_loss(pred1, pred2, cross_targets(pred1, valid), cross_targets(pred2, valid))
+            target1, target2 = cross_targets(pred1, valid), cross_targets(pred2, valid)
+            self.observe(v_x.mask, target1, target2)
+            unsup = self.cps_loss(pred1, pred2, target1, target2)
 
         w = self.cps_weight
         return {"loss": sup + sup2 + w * unsup, "sup": sup, "sup2": sup2, "unsup": unsup,
