@@ -56,6 +56,7 @@ from ..models import build_model
 from .base import Method
 from .class_levers import ClassBalance, ClassBalanceConfig
 from .layer_modes import dropout_off
+from .pseudo_labels import mean_over_valid, pixel_cross_entropy
 from .registry import register_method
 
 
@@ -88,9 +89,8 @@ def balanced_ce(logits: torch.Tensor, target: torch.Tensor, balance: Optional[Cl
     if balance is None:
         return ce(logits, target)
     keep = target != IGNORE_INDEX
-    pixel_ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
     weight = balance.per_pixel(torch.where(keep, target, torch.zeros_like(target)))
-    return (pixel_ce * weight * keep).sum() / keep.sum().clamp(min=1)
+    return mean_over_valid(pixel_cross_entropy(logits, target) * weight, keep, keep)
 
 
 @register_method("cps")
