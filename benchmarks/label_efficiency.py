@@ -81,9 +81,12 @@ PROTOCOLS: Dict[str, dict] = {
         "defaults": {"datasets": ["synthetic-driving", "synthetic-aerial", "folder"], "ratios": ["1/64", "all"],
                      "methods": ["supervised", "fixmatch", "unimatch", "cutmix", "cps", "cac"], "seeds": [0, 1, 2],
                      "steps": 4800, "eval_every": 800, "encoder": "efficientnet_lite0", "pretrained": "imagenet",
-                     "model_args": json.dumps(PROTOCOL_NET), "lr": 0.01, "workers": 1},
+                     "model_args": json.dumps(PROTOCOL_NET), "lr": 0.01, "workers": 1,
+                     "all_methods": ["supervised"]},  # the all-label reference; other methods at 1/64 only
         "datasets": {"folder": {"patch_size": 256, "patch_overlap": 32, "crop_size": (96, 96), "val_split": "val+test",
                                 "eval_mode": "slide", "eval_window": (384, 384)}},
+        # the protocol's committed rows: ``--plan`` prices the runs still to do from their measured wall time
+        "results": "benchmarks/results/label_efficiency_cpu_converge.jsonl",
     },
 }
 
@@ -208,6 +211,56 @@ def read_rows(rows_path: Path) -> Dict[tuple, dict]:
         return {}
     return {(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])): r
             for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r}
+
+
+def cost_keys(dataset: str, method: str, rec: Dict[str, object]) -> List[tuple]:
+    """What a run's cost per step depends on, most specific first: method (any options), crop, network and batch
+    size, on this data set, then on any data set (the step is the same work; only the evaluations differ)."""
+    net = (method, tuple(rec.get("crop_size") or ()), rec.get("model"), rec.get("encoder"),
+           json.dumps(rec.get("model_args"), sort_keys=True), rec.get("batch_size"))
+    return [(dataset, *net), ("*", *net)]
+
+
+def minutes_per_step(rows: List[dict]) -> Dict[tuple, float]:
+    """Median wall minutes per training step of the measured ``rows``, under each of their ``cost_keys``.
+
+    The median, because rows written before a resumed run counted every process's time under-report theirs.
+    """
+    per_key: Dict[tuple, List[float]] = {}
+    for r in rows:
+        rec = r.get("recipe") or {}
+        if r.get("minutes") and rec.get("steps"):
+            for key in cost_keys(r["dataset"], r["method"], rec):
+                per_key.setdefault(key, []).append(r["minutes"] / rec["steps"])
+    return {k: statistics.median(v) for k, v in per_key.items()}
+
+
+def print_plan(todo: List[tuple], done: Dict[tuple, dict], args: argparse.Namespace) -> None:
+    """Print every run of the sweep (done or to do, with its recipe tag) and what the runs left cost in core-hours.
+
+    A run to do is priced at its steps times the measured minutes per step of rows with its ``cost_keys`` (this
+    ``--out`` folder's rows and the protocol's committed ones): one core each, as the rows were measured.
+    """
+    results = PROTOCOLS.get(args.protocol or "", {}).get("results")
+    rows = list(done.values()) + ([json.loads(line) for line in (SDK_ROOT / results).read_text().splitlines()
+                                  if line.strip()] if results and (SDK_ROOT / results).is_file() else [])
+    per_step = minutes_per_step(rows)
+    left, unpriced, pending = 0.0, 0, 0
+    for d, ratio, m, seed in todo:
+        rec = recipe(d, m, args)
+        if (d, ratio, m, seed, recipe_tag(rec)) in done:
+            print(f"done {d} {ratio} {m} seed {seed} [{recipe_tag(rec)}]")
+            continue
+        pending += 1
+        cost = next((per_step[k] for k in cost_keys(d, m, rec) if k in per_step), None)
+        if cost is None:
+            unpriced += 1
+        else:
+            left += cost * args.steps
+        price = f"~{cost * args.steps:.0f} min" if cost is not None else "no measured cost"
+        print(f"todo {d} {ratio} {m} seed {seed} [{recipe_tag(rec)}] {price}")
+    print(f"{pending} of {len(todo)} runs to do: about {left / 60:.1f} core-hours"
+          + (f" and {unpriced} runs with no measured cost" if unpriced else ""))
 
 
 # a child stopped by the SIGTERM it was sent: in training it wrote last.pt at its step (exit 128 + signal); before
@@ -444,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratios", nargs="+", default=["1/16", "1/8", "all"])
     p.add_argument("--methods", nargs="+", default=["supervised"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--all_methods", nargs="+", default=None, help="the methods that also run with all labels (ratio "
+                   "'all', where no image is left unlabelled); default: every method of --methods")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.01)
@@ -498,13 +553,11 @@ def main() -> None:
     rows_path = out / "runs.jsonl"
     done = read_rows(rows_path)
     t0 = time.time()
-    todo = [(d, ratio, m, seed) for seed in args.seeds for ratio in args.ratios for d in args.datasets for m in args.methods]
+    todo = [(d, ratio, m, seed) for seed in args.seeds for ratio in args.ratios for d in args.datasets for m in args.methods
+            if ratio != "all" or args.all_methods is None or m in args.all_methods]
     pending = [c for c in todo if (*c, recipe_tag(recipe(c[0], c[2], args))) not in done]
     if args.plan:
-        for d, ratio, m, seed in todo:
-            tag = recipe_tag(recipe(d, m, args))
-            print(f"{'done' if (d, ratio, m, seed, tag) in done else 'todo'} {d} {ratio} {m} seed {seed} [{tag}]")
-        print(f"{len(pending)} of {len(todo)} runs to do")
+        print_plan(todo, done, args)
         return
     paused = None  # the exit code of a sweep paused by a signal
     if args.jobs > 1:

@@ -230,3 +230,29 @@ def test_a_run_another_process_trains_is_skipped_and_the_rest_of_the_sweep_goes_
         in res.stdout
     rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert [r["method"] for r in rows] == ["supervised"]
+
+
+def test_plan_prices_the_runs_left_from_measured_rows_and_only_named_methods_run_with_all_labels(tmp_path, capsys,
+                                                                                                   monkeypatch):
+    """Measured: supervised on driving at 1/64 seed 0 (done; 5 min for 100 steps) and FixMatch on driving seed 1
+    (40 min for 200 steps). Of driving + aerial x 1/64 + all x supervised + FixMatch, FixMatch skips 'all', one run is
+    done and five are left: supervised at 0.05 min a step (aerial from driving's row: the same step), FixMatch at 0.2:
+    20 + 5 + 20 + 5 + 5 = 55 min."""
+    argv = ["--datasets", "synthetic-driving", "synthetic-aerial", "--ratios", "1/64", "all", "--methods",
+            "supervised", "fixmatch", "--all_methods", "supervised", "--seeds", "0", "--steps", "100",
+            "--out", str(tmp_path)]
+    args = le.parse_args(le.build_parser(), argv)
+    rows = [{"dataset": "synthetic-driving", "ratio": "1/64", "method": "supervised", "seed": 0, "miou": 0.5,
+             "minutes": 5.0, "recipe": le.recipe("synthetic-driving", "supervised", args)},
+            {"dataset": "synthetic-driving", "ratio": "1/64", "method": "fixmatch", "seed": 1, "miou": 0.5,
+             "minutes": 40.0, "recipe": {**le.recipe("synthetic-driving", "fixmatch", args), "steps": 200}}]
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(sys, "argv", ["label_efficiency.py", *argv, "--plan"])
+    le.main()
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" [")[0] for line in out[:-1]] == [
+        "done synthetic-driving 1/64 supervised seed 0", "todo synthetic-driving 1/64 fixmatch seed 0",
+        "todo synthetic-aerial 1/64 supervised seed 0", "todo synthetic-aerial 1/64 fixmatch seed 0",
+        "todo synthetic-driving all supervised seed 0", "todo synthetic-aerial all supervised seed 0"]
+    assert out[1].endswith("~20 min") and out[2].endswith("~5 min")
+    assert out[-1] == "5 of 6 runs to do: about 0.9 core-hours"
