@@ -53,8 +53,8 @@ from semiseg_sdk.config import TrainConfig
 from semiseg_sdk.engine import train
 from semiseg_sdk.utils.folder_lock import FolderInUseError
 from semiseg_sdk.engine.graceful_stop import stop_requests
-from semiseg_sdk.errors import TrainingInterrupted
-from semiseg_sdk.models import fit_aspp_rates_to_crop
+from semiseg_sdk.errors import CheckpointError, TrainingInterrupted
+from semiseg_sdk.models import fit_aspp_rates_to_crop, load_checkpoint
 
 # Dataset-specific settings for a CPU-sized benchmark (synthetic sets are generated at a small size).
 DATASET_ARGS: Dict[str, dict] = {
@@ -252,15 +252,27 @@ def print_plan(todo: List[tuple], done: Dict[tuple, dict], args: argparse.Namesp
             print(f"done {d} {ratio} {m} seed {seed} [{recipe_tag(rec)}]")
             continue
         pending += 1
+        step, where = paused_step(Path(args.out) / "runs" / run_name(d, ratio, m, seed, rec))
         cost = next((per_step[k] for k in cost_keys(d, m, rec) if k in per_step), None)
         if cost is None:
             unpriced += 1
         else:
-            left += cost * args.steps
-        price = f"~{cost * args.steps:.0f} min" if cost is not None else "no measured cost"
-        print(f"todo {d} {ratio} {m} seed {seed} [{recipe_tag(rec)}] {price}")
+            left += cost * (args.steps - step)
+        price = f"~{cost * (args.steps - step):.0f} min" if cost is not None else "no measured cost"
+        print(f"todo {d} {ratio} {m} seed {seed} [{recipe_tag(rec)}] {price}{where}")
     print(f"{pending} of {len(todo)} runs to do: about {left / 60:.1f} core-hours"
           + (f" and {unpriced} runs with no measured cost" if unpriced else ""))
+
+
+def paused_step(run_dir: Path) -> tuple:
+    """The step a paused run resumes from (its ``last.pt``; 0 when it has none) and a note saying so for the plan."""
+    if not (run_dir / "last.pt").is_file():
+        return 0, ""
+    try:
+        step = int(load_checkpoint(run_dir / "last.pt")["step"])
+    except CheckpointError as exc:
+        return 0, f" (its last.pt is unreadable, the run starts again: {exc})"
+    return step, f" (paused at step {step})"
 
 
 # a child stopped by the SIGTERM it was sent: in training it wrote last.pt at its step (exit 128 + signal); before

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import label_efficiency as le  # noqa: E402
+from semiseg_sdk.models import save_checkpoint  # noqa: E402
 from test_folder_lock import _holder  # noqa: E402
 
 
@@ -236,8 +237,8 @@ def test_plan_prices_the_runs_left_from_measured_rows_and_only_named_methods_run
                                                                                                    monkeypatch):
     """Measured: supervised on driving at 1/64 seed 0 (done; 5 min for 100 steps) and FixMatch on driving seed 1
     (40 min for 200 steps). Of driving + aerial x 1/64 + all x supervised + FixMatch, FixMatch skips 'all', one run is
-    done and five are left: supervised at 0.05 min a step (aerial from driving's row: the same step), FixMatch at 0.2:
-    20 + 5 + 20 + 5 + 5 = 55 min."""
+    done and five are left: supervised at 0.05 min a step (aerial from driving's row: the same step), FixMatch at 0.2,
+    and FixMatch on driving seed 0 paused at step 25 of 100: 15 + 5 + 20 + 5 + 5 = 50 min."""
     argv = ["--datasets", "synthetic-driving", "synthetic-aerial", "--ratios", "1/64", "all", "--methods",
             "supervised", "fixmatch", "--all_methods", "supervised", "--seeds", "0", "--steps", "100",
             "--out", str(tmp_path)]
@@ -247,6 +248,9 @@ def test_plan_prices_the_runs_left_from_measured_rows_and_only_named_methods_run
             {"dataset": "synthetic-driving", "ratio": "1/64", "method": "fixmatch", "seed": 1, "miou": 0.5,
              "minutes": 40.0, "recipe": {**le.recipe("synthetic-driving", "fixmatch", args), "steps": 200}}]
     (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paused = tmp_path / "runs" / le.run_name("synthetic-driving", "1/64", "fixmatch", 0,
+                                             le.recipe("synthetic-driving", "fixmatch", args))
+    save_checkpoint(paused / "last.pt", {"model_spec": {}, "model_state": {}, "dataset": {}, "step": 25})
     monkeypatch.setattr(sys, "argv", ["label_efficiency.py", *argv, "--plan"])
     le.main()
     out = capsys.readouterr().out.splitlines()
@@ -254,5 +258,5 @@ def test_plan_prices_the_runs_left_from_measured_rows_and_only_named_methods_run
         "done synthetic-driving 1/64 supervised seed 0", "todo synthetic-driving 1/64 fixmatch seed 0",
         "todo synthetic-aerial 1/64 supervised seed 0", "todo synthetic-aerial 1/64 fixmatch seed 0",
         "todo synthetic-driving all supervised seed 0", "todo synthetic-aerial all supervised seed 0"]
-    assert out[1].endswith("~20 min") and out[2].endswith("~5 min")
-    assert out[-1] == "5 of 6 runs to do: about 0.9 core-hours"
+    assert out[1].endswith("~15 min (paused at step 25)") and out[2].endswith("~5 min")
+    assert out[-1] == "5 of 6 runs to do: about 0.8 core-hours"
