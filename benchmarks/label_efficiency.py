@@ -205,12 +205,15 @@ def final_metrics(run_dir: Path) -> Path:
     return stages[-1]
 
 
+def load_rows(path: Path) -> List[dict]:
+    """The rows of a JSON-lines results file (blank lines skipped); none when it does not exist."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
 def read_rows(rows_path: Path) -> Dict[tuple, dict]:
     """Rows of ``runs.jsonl`` by (dataset, ratio, method, seed, recipe tag); rows without a recipe are never reused."""
-    if not rows_path.exists():
-        return {}
     return {(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])): r
-            for r in map(json.loads, rows_path.read_text().splitlines()) if "recipe" in r}
+            for r in load_rows(rows_path) if "recipe" in r}
 
 
 def cost_keys(dataset: str, method: str, rec: Dict[str, object]) -> List[tuple]:
@@ -242,8 +245,7 @@ def print_plan(todo: List[tuple], done: Dict[tuple, dict], args: argparse.Namesp
     ``--out`` folder's rows and the protocol's committed ones): one core each, as the rows were measured.
     """
     results = PROTOCOLS.get(args.protocol or "", {}).get("results")
-    rows = list(done.values()) + ([json.loads(line) for line in (SDK_ROOT / results).read_text().splitlines()
-                                  if line.strip()] if results and (SDK_ROOT / results).is_file() else [])
+    rows = list(done.values()) + (load_rows(SDK_ROOT / results) if results else [])
     per_step = minutes_per_step(rows)
     left, unpriced, pending = 0.0, 0, 0
     for d, ratio, m, seed in todo:
@@ -253,12 +255,10 @@ def print_plan(todo: List[tuple], done: Dict[tuple, dict], args: argparse.Namesp
             continue
         pending += 1
         step, where = paused_step(Path(args.out) / "runs" / run_name(d, ratio, m, seed, rec))
-        cost = next((per_step[k] for k in cost_keys(d, m, rec) if k in per_step), None)
-        if cost is None:
-            unpriced += 1
-        else:
-            left += cost * (args.steps - step)
-        price = f"~{cost * (args.steps - step):.0f} min" if cost is not None else "no measured cost"
+        cost = next((per_step[k] * (args.steps - step) for k in cost_keys(d, m, rec) if k in per_step), None)
+        unpriced += cost is None
+        left += cost or 0.0
+        price = f"~{cost:.0f} min" if cost is not None else "no measured cost"
         print(f"todo {d} {ratio} {m} seed {seed} [{recipe_tag(rec)}] {price}{where}")
     print(f"{pending} of {len(todo)} runs to do: about {left / 60:.1f} core-hours"
           + (f" and {unpriced} runs with no measured cost" if unpriced else ""))
@@ -551,7 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parse_args(build_parser())
     if args.table:
-        rows = table_rows([json.loads(line) for line in open(args.table) if line.strip()], args)
+        if not Path(args.table).is_file():
+            sys.exit(f"{args.table}: no such results file")
+        rows = table_rows(load_rows(Path(args.table)), args)
         if not rows:
             sys.exit(f"{args.table}: no row matches the command line's datasets, ratios, methods, seeds and "
                      f"budget ({', '.join(f'--{k} {getattr(args, k)}' for k in BUDGET_KEYS)})")
@@ -567,10 +569,10 @@ def main() -> None:
     t0 = time.time()
     todo = [(d, ratio, m, seed) for seed in args.seeds for ratio in args.ratios for d in args.datasets for m in args.methods
             if ratio != "all" or args.all_methods is None or m in args.all_methods]
-    pending = [c for c in todo if (*c, recipe_tag(recipe(c[0], c[2], args))) not in done]
     if args.plan:
         print_plan(todo, done, args)
         return
+    pending = [c for c in todo if (*c, recipe_tag(recipe(c[0], c[2], args))) not in done]
     paused = None  # the exit code of a sweep paused by a signal
     if args.jobs > 1:
         paused = run_parallel(pending, args, rows_path)
