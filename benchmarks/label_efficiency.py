@@ -402,7 +402,8 @@ def target_table(summary: List[dict]) -> str:
     its gain over ``supervised`` at the same ratio (paired: the mean of the per-seed differences over the seeds, i.e.
     labelled splits, both measured; the difference of the means when they share none), whether that gain exceeds
     supervised's own seed std (judged only with ``MIN_SEEDS`` seeds on both sides), and the share of the gap between
-    ``supervised`` at that ratio and with all labels it recovers."""
+    ``supervised`` at that ratio and with all labels it recovers: the gap of the seeds it shares with ``supervised``
+    (a method with one seed on the weakest split is measured against that split's gap, not the mean one)."""
     stat = {(s["dataset"], s["ratio"], s["method"]): (s["miou_mean"], s["miou_std"], s["seeds"]) for s in summary}
     per_seed = {(s["dataset"], s["ratio"], s["method"]): s["_per_seed"] for s in summary}
     lines = []
@@ -425,7 +426,10 @@ def target_table(summary: List[dict]) -> str:
                 gain = statistics.mean(diffs) if diffs else v - base
                 spread = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
                 shown = f"{gain:+.1f}{spread} ({len(diffs)})" if diffs else f"{gain:+.1f} (unpaired)"
-                share = "-" if not gap or gap <= 0 else f"{100 * gain / gap:.0f} %"
+                shared = [per_seed[(d, ratio, "supervised")][k] for k in per_seed[(d, ratio, m)]
+                          if k in per_seed[(d, ratio, "supervised")]]
+                own_gap = gap if gap is None or not shared else full[0] - statistics.mean(shared)  # its splits' gap
+                share = "-" if not own_gap or own_gap <= 0 else f"{100 * gain / own_gap:.0f} %"
                 if n >= MIN_SEEDS and base_n >= MIN_SEEDS:
                     judged += 1
                     beats += gain > base_std

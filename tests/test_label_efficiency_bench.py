@@ -60,6 +60,16 @@ def test_target_table_reports_gain_and_share_of_the_gap():
     assert "| good | 52.0 ± 0.0 | 1 | +2.0 (1) | - (< 3 seeds) | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
 
 
+def test_gap_recovered_is_measured_on_the_splits_a_method_shares_with_supervised():
+    """Supervised 50 / 60 on seeds 0 / 1 (mean 55), 70 with all labels: the mean gap is 15. A method with seed 0 only
+    at 60 gains +10 on a split whose own gap is 20: 50 %, not the 67 % the mean gap would give."""
+    rows = [{"dataset": "a", "ratio": r, "method": m, "seed": s, "miou": v} for r, m, s, v in [
+        ("1/64", "supervised", 0, 0.50), ("1/64", "supervised", 1, 0.60), ("all", "supervised", 0, 0.70),
+        ("1/64", "one", 0, 0.60)]]
+    text = le.target_table(le.summarise(rows))
+    assert "gap +15.0" in text and "| one | 60.0 ± 0.0 | 1 | +10.0 (1) | - (< 3 seeds) | 50 % |" in text
+
+
 def test_a_gain_within_supervised_seed_spread_does_not_count():
     """supervised 60 +- 2 over three seeds: a method at +1.5 on every split is within the spread, one at +2.5 beyond."""
     rows = [{"dataset": "a", "ratio": "1/16", "method": m, "seed": s, "miou": v} for m, vals in [
