@@ -421,14 +421,15 @@ def target_table(summary: List[dict]) -> str:
                       "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | gap recovered |",
                       "|---|---|---|---|---|---|"]
             beats = judged = 0
+            sup_seeds = per_seed[(d, ratio, "supervised")]
             for m, (v, sd, n) in sorted(others, key=lambda mv: -mv[1][0]):
-                diffs = paired_diffs(per_seed[(d, ratio, m)], per_seed[(d, ratio, "supervised")])
+                mine = per_seed[(d, ratio, m)]
+                shared = shared_seeds(mine, sup_seeds)
+                diffs = [mine[k] - sup_seeds[k] for k in shared]
                 gain = statistics.mean(diffs) if diffs else v - base
                 spread = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
                 shown = f"{gain:+.1f}{spread} ({len(diffs)})" if diffs else f"{gain:+.1f} (unpaired)"
-                shared = [per_seed[(d, ratio, "supervised")][k] for k in per_seed[(d, ratio, m)]
-                          if k in per_seed[(d, ratio, "supervised")]]
-                own_gap = gap if gap is None or not shared else full[0] - statistics.mean(shared)  # its splits' gap
+                own_gap = gap if gap is None or not shared else full[0] - statistics.mean(sup_seeds[k] for k in shared)
                 share = "-" if not own_gap or own_gap <= 0 else f"{100 * gain / own_gap:.0f} %"
                 if n >= MIN_SEEDS and base_n >= MIN_SEEDS:
                     judged += 1
@@ -445,10 +446,10 @@ def target_table(summary: List[dict]) -> str:
     return text
 
 
-def paired_diffs(method: Dict[int, float], supervised: Dict[int, float]) -> List[float]:
-    """The per-seed differences ``method - supervised`` over the seeds both have: each seed is one labelled split,
-    so the difference removes the split's own luck."""
-    return [method[s] - supervised[s] for s in sorted(method) if s in supervised]
+def shared_seeds(method: Dict[int, float], supervised: Dict[int, float]) -> List[int]:
+    """The seeds both measured, in order: each seed is one labelled split, so a per-seed difference removes the
+    split's own luck, and the gap a method is credited against is that of the splits it trained on."""
+    return [s for s in sorted(method) if s in supervised]
 
 
 def plot(summary: List[dict], path: Path) -> None:
