@@ -348,10 +348,13 @@ def method_label(row: dict) -> str:
 
 def summarise(rows: List[dict]) -> List[dict]:
     """Mean and standard deviation of the final mIoU over seeds, and mean IoU of each class, per (dataset, ratio,
-    method label); ``_per_seed`` maps each seed to its mIoU (for paired comparisons; not written to the CSV)."""
-    groups: Dict[tuple, list] = {}
+    method label); ``_per_seed`` maps each seed to its mIoU (for paired comparisons; not written to the CSV). A seed
+    counts once: where a results file holds two rows of one seed (a run repeated at a later commit), the later row
+    stands for it."""
+    by_seed: Dict[tuple, Dict[int, dict]] = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["ratio"], method_label(r)), []).append(r)
+        by_seed.setdefault((r["dataset"], r["ratio"], method_label(r)), {})[r["seed"]] = r
+    groups = {key: list(seeds.values()) for key, seeds in by_seed.items()}
     classes = list(dict.fromkeys(c for r in rows for c in r.get("iou", {})))
     out = []
     for (d, ratio, m), group in groups.items():

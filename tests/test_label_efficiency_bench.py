@@ -43,6 +43,15 @@ def test_summary_means_classes_over_seeds_that_measured_them():
     assert "| 1/8 | m | 85.0 | 20.0 |" in le.class_table(list(by_ratio.values()))
 
 
+def test_a_seed_run_twice_counts_once_and_the_later_row_stands_for_it():
+    """Seeds 0 / 1 at 50 / 60, then seed 0 again at 54 (a rerun at a later commit): mean 57 over 2 seeds, not 54.7
+    over 3."""
+    rows = [{"dataset": "d", "ratio": "1/8", "method": "m", "seed": s, "miou": v} for s, v in
+            [(0, 0.50), (1, 0.60), (0, 0.54)]]
+    (one,) = le.summarise(rows)
+    assert one["seeds"] == 2 and one["miou_mean"] == pytest.approx(57.0) and one["_per_seed"] == {0: 54.0, 1: 60.0}
+
+
 def test_target_table_reports_gain_and_share_of_the_gap():
     """supervised 60 at 1/16 and 64 with all labels (gap 4): a method at 62.5 on the same seed is +2.5 and recovers
     62 %; one at 59 loses; one seed judges nothing against the spread; a dataset without an all-label supervised row
