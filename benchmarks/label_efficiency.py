@@ -55,6 +55,7 @@ from semiseg_sdk.utils.folder_lock import FolderInUseError
 from semiseg_sdk.engine.graceful_stop import stop_requests
 from semiseg_sdk.errors import CheckpointError, TrainingInterrupted
 from semiseg_sdk.models import fit_aspp_rates_to_crop, load_checkpoint
+from semiseg_sdk.utils.precision import resolve_device
 
 # Dataset-specific settings for a CPU-sized benchmark (synthetic sets are generated at a small size).
 DATASET_ARGS: Dict[str, dict] = {
@@ -192,7 +193,8 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     curve = [(r["step"], round(100 * r["eval"]["miou"], 2)) for r in evals]
     iou = {c: None if v is None else round(100 * v, 2) for c, v in evals[-1]["eval"].get("iou", {}).items()} if evals else {}
     return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
-            "best_miou": res["best_miou"], "minutes": res.get("minutes", (time.time() - t0) / 60), "curve": curve, "iou": iou, "recipe": rec}
+            "best_miou": res["best_miou"], "minutes": res.get("minutes", (time.time() - t0) / 60), "curve": curve, "iou": iou,
+            "device": resolve_device(args.device).type, "recipe": rec}
 
 
 def final_metrics(run_dir: Path) -> Path:
@@ -227,12 +229,14 @@ def cost_keys(dataset: str, method: str, rec: Dict[str, object]) -> List[tuple]:
 def minutes_per_step(rows: List[dict]) -> Dict[tuple, float]:
     """Median wall minutes per training step of the measured ``rows``, under each of their ``cost_keys``.
 
-    The median, because rows written before a resumed run counted every process's time under-report theirs.
+    The median, because rows written before a resumed run counted every process's time under-report theirs. Only
+    rows trained on a CPU count (a row without ``device`` predates the field and was trained on one): the prices are
+    one CPU core's.
     """
     per_key: Dict[tuple, List[float]] = {}
     for r in rows:
         rec = r.get("recipe") or {}
-        if r.get("minutes") and rec.get("steps"):
+        if r.get("minutes") and rec.get("steps") and r.get("device", "cpu") == "cpu":
             for key in cost_keys(r["dataset"], r["method"], rec):
                 per_key.setdefault(key, []).append(r["minutes"] / rec["steps"])
     return {k: statistics.median(v) for k, v in per_key.items()}

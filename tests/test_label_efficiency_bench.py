@@ -137,6 +137,7 @@ def test_parallel_jobs_write_every_row_once(tmp_path):
         assert res.returncode == 0, res.stdout + res.stderr
     rows = [json.loads(l) for l in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert sorted(r["method"] for r in rows) == ["cutmix", "supervised"]  # the second call trained nothing
+    assert {r["device"] for r in rows} == {"cpu"}
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
         "synthetic-driving-1of4-cutmix-s0.log", "synthetic-driving-1of4-supervised-s0.log"]
     assert "| synthetic-driving | cutmix |" in (tmp_path / "summary.md").read_text()
@@ -279,3 +280,15 @@ def test_plan_prices_the_runs_left_from_measured_rows_and_only_named_methods_run
         "todo synthetic-driving all supervised seed 0", "todo synthetic-aerial all supervised seed 0"]
     assert out[1].endswith("~15 min (paused at step 25)") and out[2].endswith("~5 min")
     assert out[-1] == "5 of 6 runs to do: about 0.8 core-hours"
+
+
+def test_plan_prices_come_from_cpu_rows_only():
+    """A row trained on a GPU (10x faster here) does not lower the price of a CPU core's step; a row without
+    ``device`` predates the field and counts as a CPU row."""
+    args = le.parse_args(le.build_parser(), ["--steps", "100"])
+    rec = le.recipe("synthetic-driving", "supervised", args)
+    row = {"dataset": "synthetic-driving", "ratio": "1/64", "method": "supervised", "miou": 0.5, "recipe": rec}
+    rows = [{**row, "seed": 0, "minutes": 10.0}, {**row, "seed": 1, "minutes": 12.0, "device": "cpu"},
+            {**row, "seed": 2, "minutes": 1.0, "device": "cuda"}]  # 0.01 a step
+    prices = le.minutes_per_step(rows)
+    assert len(prices) == 2 and all(v == pytest.approx(0.11) for v in prices.values())  # median of 0.10, 0.12
