@@ -7,13 +7,17 @@
 #     bash benchmarks/gpu_sweep.sh fetch
 # There (the .whl/ folder copied along with the tree): install them, seed the sweep with the committed rows (they are reused,
 # not trained again), run the sweep for at most MINUTES (SIGTERM then pauses every run under way at its step), and
-# put runs.jsonl, summary.md and the logs in $OUT:
+# put the new rows (runs.jsonl), the sweep's output (sweep.log) and its summary and logs (logs.tgz) in $OUT:
 #     bash benchmarks/gpu_sweep.sh run 8 --datasets synthetic-aerial --ratios 1/16 --methods supervised unimatch \
 #         --seeds 1 --steps 7200 --eval_every 2400 --encoder efficientnet_lite0 --pretrained imagenet \
 #         --model_args '{"channels": 64}' --workers 1 --jobs 8
+# Several sweeps at once (say, synthetic and real data sets, whose recipes differ by --data_root): one argument list
+# per line of a wave file, quoted as on a command line, '#' lines skipped; each sweep gets its own --out folder:
+#     bash benchmarks/gpu_sweep.sh run 8 --wave benchmarks/waves/converge_cpu_levers.txt
+# A real data set named by --data_root must be inside the copied tree, at that path.
 # Only runs that finish come back as rows: a paused run's last.pt stays on that machine (too large for $OUT), so
 # size the wave to finish (7200-step runs took 5-19 min with 16 at once on an H100; fewer at once run faster).
-# DEVICE=cpu runs the same on this machine (to check the script).
+# DEVICE=cpu runs the same on this machine (to check the script; WHEELS=<empty folder> skips the wheels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -30,22 +34,45 @@ case "$mode" in
     shift
     out=${OUT:-bench/gpu_out}
     mkdir -p "$out" bench/gpu
-    if compgen -G ".whl/*.whl" >/dev/null; then
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    wheels=${WHEELS:-.whl}
+    if compgen -G "$wheels/*.whl" >/dev/null; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$wheels"/*.whl
       export PYTHONPATH=/tmp/site
     fi
     export PYTHONPATH="$PWD:$PWD/export:$PWD/serving${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     if [ "${DEVICE:-cuda}" = cuda ] && command -v nvidia-cuda-mps-control >/dev/null; then
       nvidia-cuda-mps-control -d 2>/dev/null || true  # many small processes share the GPU without time-slicing
     fi
-    cat benchmarks/results/label_efficiency_*.jsonl > bench/gpu/runs.jsonl
+    cat benchmarks/results/label_efficiency_*.jsonl > bench/gpu/seed_rows.jsonl
+    seeded=$(wc -l < bench/gpu/seed_rows.jsonl)
+    # one sweep per argument list, all at once: the command line's, or each line of a --wave file
+    sweeps=()
+    if [ "${1:-}" = --wave ]; then
+      while IFS= read -r line || [ -n "$line" ]; do
+        case "$line" in ''|'#'*) ;; *) sweeps+=("$line") ;; esac
+      done < "${2:?usage: gpu_sweep.sh run MINUTES --wave FILE}"
+    else
+      sweeps+=("$(printf '%q ' "$@")")
+    fi
+    i=0
+    for s in "${sweeps[@]}"; do
+      i=$((i + 1))
+      mkdir -p "bench/gpu/s$i"
+      cp bench/gpu/seed_rows.jsonl "bench/gpu/s$i/runs.jsonl"
+      eval "args=($s)"
+      timeout -s TERM "${minutes}m" python3 benchmarks/label_efficiency.py --device "${DEVICE:-cuda}" \
+        --out "bench/gpu/s$i" "${args[@]}" > "bench/gpu/s$i/sweep.log" 2>&1 &
+    done
     rc=0
-    timeout -s TERM "${minutes}m" python3 benchmarks/label_efficiency.py --device "${DEVICE:-cuda}" --out bench/gpu "$@" \
-      2>&1 | tee "$out/sweep.log" || rc=$?
-    cp bench/gpu/runs.jsonl "$out/runs.jsonl"
-    for f in summary.md summary.csv; do [ -f "bench/gpu/$f" ] && cp "bench/gpu/$f" "$out/"; done
-    tar -czf "$out/logs.tgz" bench/gpu/logs bench/gpu/runs/*/train.log bench/gpu/runs/*/*/train.log 2>/dev/null || true
-    echo "sweep exit $rc (143 / 124: paused by the time box); new rows: $(( $(wc -l < bench/gpu/runs.jsonl) - $(cat benchmarks/results/label_efficiency_*.jsonl | wc -l) ))"
+    for job in $(jobs -p); do wait "$job" || rc=$?; done
+    : > "$out/runs.jsonl"
+    for d in $(seq 1 "$i"); do
+      tail -n +$((seeded + 1)) "bench/gpu/s$d/runs.jsonl" >> "$out/runs.jsonl"
+      { echo "== sweep $d: ${sweeps[$((d - 1))]}"; cat "bench/gpu/s$d/sweep.log"; } >> "$out/sweep.log"
+    done
+    cat "$out/sweep.log"
+    tar -czf "$out/logs.tgz" bench/gpu/s*/summary.md bench/gpu/s*/logs bench/gpu/s*/runs/*/train.log bench/gpu/s*/runs/*/*/train.log 2>/dev/null || true
+    echo "sweeps exit $rc (143 / 124: paused by the time box); new rows: $(wc -l < "$out/runs.jsonl") in $out/runs.jsonl"
     ;;
   *)
     echo "usage: bash benchmarks/gpu_sweep.sh fetch | run MINUTES label_efficiency-args..." >&2
