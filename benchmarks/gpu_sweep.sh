@@ -54,28 +54,26 @@ case "$mode" in
     else
       sweeps+=("$(printf '%q ' "$@")")
     fi
-    i=0
-    for s in "${sweeps[@]}"; do
-      i=$((i + 1))
+    for i in "${!sweeps[@]}"; do
       mkdir -p "bench/gpu/s$i"
       cp bench/gpu/seed_rows.jsonl "bench/gpu/s$i/runs.jsonl"
-      eval "args=($s)"
+      eval "args=(${sweeps[$i]})"
       timeout -s TERM "${minutes}m" python3 benchmarks/label_efficiency.py --device "${DEVICE:-cuda}" \
         --out "bench/gpu/s$i" "${args[@]}" > "bench/gpu/s$i/sweep.log" 2>&1 &
     done
     rc=0
     for job in $(jobs -p); do wait "$job" || rc=$?; done
     : > "$out/runs.jsonl"
-    for d in $(seq 1 "$i"); do
-      tail -n +$((seeded + 1)) "bench/gpu/s$d/runs.jsonl" >> "$out/runs.jsonl"
-      { echo "== sweep $d: ${sweeps[$((d - 1))]}"; cat "bench/gpu/s$d/sweep.log"; } >> "$out/sweep.log"
+    for i in "${!sweeps[@]}"; do
+      tail -n +$((seeded + 1)) "bench/gpu/s$i/runs.jsonl" >> "$out/runs.jsonl"
+      { echo "== sweep $((i + 1)): ${sweeps[$i]}"; cat "bench/gpu/s$i/sweep.log"; } >> "$out/sweep.log"
     done
     cat "$out/sweep.log"
     tar -czf "$out/logs.tgz" bench/gpu/s*/summary.md bench/gpu/s*/logs bench/gpu/s*/runs/*/train.log bench/gpu/s*/runs/*/*/train.log 2>/dev/null || true
     echo "sweeps exit $rc (143 / 124: paused by the time box); new rows: $(wc -l < "$out/runs.jsonl") in $out/runs.jsonl"
     ;;
   *)
-    echo "usage: bash benchmarks/gpu_sweep.sh fetch | run MINUTES label_efficiency-args..." >&2
+    echo "usage: bash benchmarks/gpu_sweep.sh fetch | run MINUTES label_efficiency-args... | run MINUTES --wave FILE" >&2
     exit 2
     ;;
 esac
