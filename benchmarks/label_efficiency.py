@@ -408,8 +408,9 @@ def target_table(summary: List[dict]) -> str:
     """The label-efficiency target, per dataset and ratio below ``all``: each method's mIoU (mean +- std over seeds),
     its gain over ``supervised`` at the same ratio (paired: the mean of the per-seed differences over the seeds, i.e.
     labelled splits, both measured; the difference of the means when they share none), whether that gain exceeds
-    supervised's own seed std (judged only with ``MIN_SEEDS`` seeds on both sides), and the share of the gap between
-    ``supervised`` at that ratio and with all labels it recovers: the gap of the seeds it shares with ``supervised``
+    supervised's own seed std (judged only with ``MIN_SEEDS`` seeds on both sides), on how many of the shared splits
+    it is ahead (a mean gain beyond the std can still lose on one split: the count shows it), and the share of the gap
+    between ``supervised`` at that ratio and with all labels it recovers: the gap of the seeds it shares with ``supervised``
     (a method with one seed on the weakest split is measured against that split's gap, not the mean one)."""
     stat = {(s["dataset"], s["ratio"], s["method"]): (s["miou_mean"], s["miou_std"], s["seeds"]) for s in summary}
     per_seed = {(s["dataset"], s["ratio"], s["method"]): s["_per_seed"] for s in summary}
@@ -425,9 +426,9 @@ def target_table(summary: List[dict]) -> str:
             gap = None if full is None else full[0] - base
             lines += [f"\n{d} {ratio}: vs supervised {base:.1f} ± {base_std:.1f} ({base_n} seeds)"
                       + ("" if gap is None else f" (all labels {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f})"),
-                      "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | gap recovered |",
-                      "|---|---|---|---|---|---|"]
-            beats = judged = 0
+                      "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | ahead on splits | gap recovered |",
+                      "|---|---|---|---|---|---|---|"]
+            beats = judged = everywhere = 0
             sup_seeds = per_seed[(d, ratio, "supervised")]
             for m, (v, sd, n) in sorted(others, key=lambda mv: -mv[1][0]):
                 mine = per_seed[(d, ratio, m)]
@@ -442,12 +443,15 @@ def target_table(summary: List[dict]) -> str:
                     judged += 1
                     beats += gain > base_std
                     beyond = "yes" if gain > base_std else "no"
+                    everywhere += gain > base_std and all(x > 0 for x in diffs)
                 else:
                     beyond = f"- (< {MIN_SEEDS} seeds)"
-                lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {shown} | {beyond} | {share} |")
+                ahead = f"{sum(x > 0 for x in diffs)} of {len(diffs)}" if diffs else "-"
+                lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {shown} | {beyond} | {ahead} | {share} |")
             lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {judged} with "
                          f">= {MIN_SEEDS} seeds" + (f" ({len(others) - judged} with fewer not judged)"
-                                                     if judged < len(others) else ""))
+                                                     if judged < len(others) else "")
+                         + f"; {everywhere} of them ahead on every shared split")
     text = "\n".join(lines)
     print(text)
     return text

@@ -62,11 +62,11 @@ def test_target_table_reports_gain_and_share_of_the_gap():
         ("b", "1/8", "supervised", 0, 0.50), ("b", "1/8", "good", 0, 0.52)]]
     text = le.target_table(le.summarise(rows))
     assert "a 1/16: vs supervised 60.0 ± 0.0 (1 seeds) (all labels 64.0 ± 0.0, gap +4.0)" in text
-    assert "| good | 62.5 ± 0.0 | 1 | +2.5 (1) | - (< 3 seeds) | 62 % |" in text
-    assert "| bad | 59.0 ± 0.0 | 1 | -1.0 (1) | - (< 3 seeds) | -25 % |" in text
-    assert "| other | 61.0 ± 0.0 | 1 | +1.0 (unpaired) | - (< 3 seeds) | 25 % |" in text
-    assert "beats supervised by more than its std (0.0): 0 of 0 with >= 3 seeds (3 with fewer not judged)" in text
-    assert "| good | 52.0 ± 0.0 | 1 | +2.0 (1) | - (< 3 seeds) | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
+    assert "| good | 62.5 ± 0.0 | 1 | +2.5 (1) | - (< 3 seeds) | 1 of 1 | 62 % |" in text
+    assert "| bad | 59.0 ± 0.0 | 1 | -1.0 (1) | - (< 3 seeds) | 0 of 1 | -25 % |" in text
+    assert "| other | 61.0 ± 0.0 | 1 | +1.0 (unpaired) | - (< 3 seeds) | - | 25 % |" in text
+    assert "beats supervised by more than its std (0.0): 0 of 0 with >= 3 seeds (3 with fewer not judged); 0 of them ahead on every shared split" in text
+    assert "| good | 52.0 ± 0.0 | 1 | +2.0 (1) | - (< 3 seeds) | 1 of 1 | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
 
 
 def test_gap_recovered_is_measured_on_the_splits_a_method_shares_with_supervised():
@@ -76,7 +76,7 @@ def test_gap_recovered_is_measured_on_the_splits_a_method_shares_with_supervised
         ("1/64", "supervised", 0, 0.50), ("1/64", "supervised", 1, 0.60), ("all", "supervised", 0, 0.70),
         ("1/64", "one", 0, 0.60)]]
     text = le.target_table(le.summarise(rows))
-    assert "gap +15.0" in text and "| one | 60.0 ± 0.0 | 1 | +10.0 (1) | - (< 3 seeds) | 50 % |" in text
+    assert "gap +15.0" in text and "| one | 60.0 ± 0.0 | 1 | +10.0 (1) | - (< 3 seeds) | 1 of 1 | 50 % |" in text
 
 
 def test_a_gain_within_supervised_seed_spread_does_not_count():
@@ -87,6 +87,19 @@ def test_a_gain_within_supervised_seed_spread_does_not_count():
     text = le.target_table(le.summarise(rows))
     assert "| near | 61.5 ± 2.0 | 3 | +1.5 ± 0.0 (3) | no |" in text and "| far | 62.5 ± 2.0 | 3 | +2.5 ± 0.0 (3) | yes |" in text
     assert "beats supervised by more than its std (2.0): 1 of 2 with >= 3 seeds" in text and "fewer" not in text
+
+
+def test_a_mean_gain_beyond_the_std_that_loses_one_split_is_shown_as_such():
+    """supervised 58 / 60 / 62 (std 2.0): "uneven" at +6, +3, -1 has a mean gain of +2.7, beyond the std, yet is behind
+    on one split of three; "even" at +2.5 on every split is ahead on all three. Both count as beyond the std; only
+    "even" counts as ahead on every shared split."""
+    rows = [{"dataset": "a", "ratio": "1/64", "method": m, "seed": s, "miou": v} for m, vals in [
+        ("supervised", (0.58, 0.60, 0.62)), ("uneven", (0.64, 0.63, 0.61)), ("even", (0.605, 0.625, 0.645))]
+        for s, v in enumerate(vals)]
+    text = le.target_table(le.summarise(rows))
+    assert "| uneven | 62.7 ± 1.5 | 3 | +2.7 ± 3.5 (3) | yes | 2 of 3 |" in text
+    assert "| even | 62.5 ± 2.0 | 3 | +2.5 ± 0.0 (3) | yes | 3 of 3 |" in text
+    assert "2 of 2 with >= 3 seeds; 1 of them ahead on every shared split" in text
 
 
 def test_paired_gains_use_shared_seeds_and_lever_rows_stay_apart():
