@@ -99,7 +99,8 @@ def test_a_mean_gain_beyond_the_std_that_loses_one_split_is_shown_as_such():
     text = le.target_table(le.summarise(rows))
     assert "| uneven | 62.7 ± 1.5 | 3 | +2.7 ± 3.5 (3) | yes | 2 of 3 |" in text
     assert "| even | 62.5 ± 2.0 | 3 | +2.5 ± 0.0 (3) | yes | 3 of 3 |" in text
-    assert "2 of 2 with >= 3 seeds; 1 of them ahead on every shared split" in text
+    assert "2 of 2 with >= 3 seeds; 1 of them ahead on every shared split; named methods (any setting) beyond it: 2 " \
+           "(even, uneven)" in text
 
 
 def test_paired_gains_use_shared_seeds_and_lever_rows_stay_apart():
@@ -117,6 +118,20 @@ def test_paired_gains_use_shared_seeds_and_lever_rows_stay_apart():
     assert "| unimatch | 50.5 ± 0.7 | 2 | +1.5 ± 0.7 (2) | - (< 3 seeds) |" in text
     assert '| unimatch {"class_thresholds":true} | 53.7 ± 2.5 | 3 | +3.7 ± 0.6 (3) | yes |' in text
     assert "1 of 1 with >= 3 seeds (1 with fewer not judged)" in text
+
+
+def test_two_settings_of_one_method_beyond_the_std_count_as_one_named_method():
+    """supervised 58 / 60 / 62 (std 2.0): CutMix plain (+3 on every split) and CutMix with a lever (+4) are two rows
+    beyond the std but one named method; FixMatch at +1 is not beyond it."""
+    sup = [("supervised", {}, s, v) for s, v in enumerate((0.58, 0.60, 0.62))]
+    plain = [("cutmix", {}, s, v) for s, v in enumerate((0.61, 0.63, 0.65))]
+    lever = [("cutmix", {"conf_per_pixel": True}, s, v) for s, v in enumerate((0.62, 0.64, 0.66))]
+    weak = [("fixmatch", {}, s, v) for s, v in enumerate((0.59, 0.61, 0.63))]
+    rows = [{"dataset": "a", "ratio": "1/64", "method": m, "seed": s, "miou": v, "recipe": {"method_args": a}}
+            for m, a, s, v in sup + plain + lever + weak]
+    text = le.target_table(le.summarise(rows))
+    assert "2 of 3 with >= 3 seeds; 2 of them ahead on every shared split; named methods (any setting) beyond it: " \
+           "1 (cutmix)" in text
 
 
 def test_table_recomputes_from_a_results_file_whatever_commit_wrote_it(tmp_path, capsys, monkeypatch):
