@@ -352,7 +352,8 @@ def method_label(row: dict) -> str:
 
 def summarise(rows: List[dict]) -> List[dict]:
     """Mean and standard deviation of the final mIoU over seeds, and mean IoU of each class, per (dataset, ratio,
-    method label); ``_per_seed`` maps each seed to its mIoU (for paired comparisons; not written to the CSV). A seed
+    method label); ``_per_seed`` maps each seed to its mIoU (for paired comparisons) and ``_name`` is the method's
+    registry name without its ``--method_args`` (neither is written to the CSV). A seed
     counts once: where a results file holds two rows of one seed (a run repeated at a later commit), the later row
     stands for it."""
     by_seed: Dict[tuple, Dict[int, dict]] = {}
@@ -369,6 +370,7 @@ def summarise(rows: List[dict]) -> List[dict]:
             per = [r["iou"][c] for r in group if r.get("iou", {}).get(c) is not None]
             row[f"iou_{c}"] = statistics.mean(per) if per else float("nan")
         row["_per_seed"] = {r["seed"]: 100 * r["miou"] for r in group}
+        row["_name"] = group[0]["method"]
         out.append(row)
     return out
 
@@ -411,10 +413,11 @@ def target_table(summary: List[dict]) -> str:
     supervised's own seed std (judged only with ``MIN_SEEDS`` seeds on both sides; the summary line also counts the
     registry names beyond it, a method with two settings beyond it counting once), on how many of the shared splits
     it is ahead (a mean gain beyond the std can still lose on one split: the count shows it), and the share of the gap
-    between ``supervised`` at that ratio and with all labels it recovers: the gap of the seeds it shares with ``supervised``
-    (a method with one seed on the weakest split is measured against that split's gap, not the mean one)."""
+    between ``supervised`` at that ratio and with all labels it recovers: the gap of the seeds it shares with
+    ``supervised`` (a method with one seed on the weakest split is measured against that split's gap, not the mean one)."""
     stat = {(s["dataset"], s["ratio"], s["method"]): (s["miou_mean"], s["miou_std"], s["seeds"]) for s in summary}
     per_seed = {(s["dataset"], s["ratio"], s["method"]): s["_per_seed"] for s in summary}
+    name = {(s["dataset"], s["ratio"], s["method"]): s["_name"] for s in summary}
     lines = []
     for d in dict.fromkeys(s["dataset"] for s in summary):
         full = stat.get((d, "all", "supervised"))
@@ -427,7 +430,8 @@ def target_table(summary: List[dict]) -> str:
             gap = None if full is None else full[0] - base
             lines += [f"\n{d} {ratio}: vs supervised {base:.1f} ± {base_std:.1f} ({base_n} seeds)"
                       + ("" if gap is None else f" (all labels {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f})"),
-                      "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | ahead on splits | gap recovered |",
+                      "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | ahead on splits "
+                      "| gap recovered |",
                       "|---|---|---|---|---|---|---|"]
             beats = judged = everywhere = 0
             named = set()  # registry names beyond the std in any setting: the target counts methods, not variants
@@ -443,11 +447,12 @@ def target_table(summary: List[dict]) -> str:
                 share = "-" if not own_gap or own_gap <= 0 else f"{100 * gain / own_gap:.0f} %"
                 if n >= MIN_SEEDS and base_n >= MIN_SEEDS:
                     judged += 1
-                    beats += gain > base_std
-                    beyond = "yes" if gain > base_std else "no"
-                    everywhere += gain > base_std and all(x > 0 for x in diffs)
-                    if gain > base_std:
-                        named.add(m.split(" ", 1)[0])
+                    won = gain > base_std
+                    beats += won
+                    everywhere += won and all(x > 0 for x in diffs)
+                    if won:
+                        named.add(name[(d, ratio, m)])
+                    beyond = "yes" if won else "no"
                 else:
                     beyond = f"- (< {MIN_SEEDS} seeds)"
                 ahead = f"{sum(x > 0 for x in diffs)} of {len(diffs)}" if diffs else "-"

@@ -65,7 +65,8 @@ def test_target_table_reports_gain_and_share_of_the_gap():
     assert "| good | 62.5 ± 0.0 | 1 | +2.5 (1) | - (< 3 seeds) | 1 of 1 | 62 % |" in text
     assert "| bad | 59.0 ± 0.0 | 1 | -1.0 (1) | - (< 3 seeds) | 0 of 1 | -25 % |" in text
     assert "| other | 61.0 ± 0.0 | 1 | +1.0 (unpaired) | - (< 3 seeds) | - | 25 % |" in text
-    assert "beats supervised by more than its std (0.0): 0 of 0 with >= 3 seeds (3 with fewer not judged); 0 of them ahead on every shared split" in text
+    assert "beats supervised by more than its std (0.0): 0 of 0 with >= 3 seeds (3 with fewer not judged); 0 of them " \
+           "ahead on every shared split" in text
     assert "| good | 52.0 ± 0.0 | 1 | +2.0 (1) | - (< 3 seeds) | 1 of 1 | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
 
 
