@@ -70,6 +70,24 @@ def test_target_table_reports_gain_and_share_of_the_gap():
     assert "| good | 52.0 ± 0.0 | 1 | +2.0 (1) | - (< 3 seeds) | 1 of 1 | - |" in text and "gap" not in text.split("b 1/8")[1].split("\n")[0]
 
 
+def test_the_header_says_whether_the_all_label_reference_has_converged():
+    """The protocol's test: a curve has converged when its last third (from the evaluation nearest 2/3 of the last
+    step) rises less than 0.5. Set "a": two all-label seeds rise 40 -> 50 -> 55 (+5.0 from step 1600 of 2400) and
+    60 -> 61 -> 61.2 (+0.2): mean +2.6, not converged. Set "b": 70 -> 72 -> 72.3 (+0.3): converged, not flagged."""
+    assert le.last_third_rise([[800, 40.0], [1600, 50.0], [2400, 55.0]]) == pytest.approx(5.0)
+    assert le.last_third_rise([[3200, 66.28], [4800, 66.19]]) == pytest.approx(-0.09)
+    assert le.last_third_rise([[800, 40.0]]) is None
+    curves = {("a", 0): [[800, 40.0], [1600, 50.0], [2400, 55.0]], ("a", 1): [[800, 60.0], [1600, 61.0], [2400, 61.2]],
+              ("b", 0): [[800, 70.0], [1600, 72.0], [2400, 72.3]]}
+    rows = [{"dataset": d, "ratio": "all", "method": "supervised", "seed": s, "miou": c[-1][1] / 100, "curve": c}
+            for (d, s), c in curves.items()]
+    rows += [{"dataset": d, "ratio": "1/64", "method": m, "seed": 0, "miou": v} for d, m, v in [
+        ("a", "supervised", 0.45), ("a", "x", 0.47), ("b", "supervised", 0.60), ("b", "x", 0.61)]]
+    text = le.target_table(le.summarise(rows))
+    assert "(all labels 58.1 ± 4.4, gap +13.1; its last third rises +2.6 (not converged))" in text
+    assert "(all labels 72.3 ± 0.0, gap +12.3; its last third rises +0.3)" in text
+
+
 def test_gap_recovered_is_measured_on_the_splits_a_method_shares_with_supervised():
     """Supervised 50 / 60 on seeds 0 / 1 (mean 55), 70 with all labels: the mean gap is 15. A method with seed 0 only
     at 60 gains +10 on a split whose own gap is 20: 50 %, not the 67 % the mean gap would give."""
