@@ -36,10 +36,9 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import torch
 
-from semiseg_sdk.data import build_dataset
+from semiseg_sdk.data.patches import run_training_set
 from semiseg_sdk.data.splits import load_split
 from semiseg_sdk.models.checkpoint import load_inference_model
-from semiseg_sdk.data import run_dataset_kwargs
 from semiseg_sdk.models.checkpoint import run_config
 from semiseg_sdk.engine.stages import tta_probs
 from semiseg_sdk.methods.layer_modes import dropout_off
@@ -103,7 +102,7 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str
     images' class frequencies (:func:`distribution_align`, the network's mean taken over the scored pixels)."""
     model, ckpt = load_inference_model(run / "best.pt" if (run / "best.pt").is_file() else run)
     cfg = run_config(ckpt)
-    ds = build_dataset(cfg["data"], split="train", **run_dataset_kwargs(cfg))
+    ds = run_training_set(cfg)  # the items its split file names: patches for a run with --patch_size
     names = ds.names()
     split = load_split(run / "split.json", names)
     index = {n: i for i, n in enumerate(names)}

@@ -1,4 +1,5 @@
 """Large tiles cut into a patch grid: the grid, the patches' pixels, the labelled fraction per patch, whole-tile scoring."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ from torch import nn
 from fixtures_data import make_folder_tree
 from semiseg_sdk.config import TrainConfig
 from semiseg_sdk.data import build_dataset
-from semiseg_sdk.data.patches import PatchGridDataset, grid_starts, patch_grid
+from semiseg_sdk.data.patches import PatchGridDataset, grid_starts, patch_grid, run_training_set
+from semiseg_sdk.data.splits import load_split
 from semiseg_sdk.engine.data_setup import build_train_data
 from semiseg_sdk.engine.evaluator import evaluate
 from semiseg_sdk.errors import ConfigError
@@ -71,6 +73,21 @@ def test_the_labelled_fraction_is_chosen_among_patches(tmp_path):
     assert len(data.val) == 1 and data.val.load(0)["image"].shape[-2:] == (23, 30)  # validation keeps whole tiles
     again = build_train_data(cfg, tmp_path / "split.json")  # the split file names patches: a resume gets the same split
     assert again.labelled_idx == data.labelled_idx
+
+
+def test_a_patched_runs_config_rebuilds_the_patches_its_split_file_names(tmp_path):
+    """Tools that reopen a run (pseudo-label quality) rebuild its training set from config.json: for a patched run
+    that is the patch grid, so the split file's patch names resolve to the same patches."""
+    root = _tiles(tmp_path)
+    cfg = TrainConfig(data="folder", data_root=str(root), labelled="1/4", patch_size=12, patch_overlap=4, seed=3)
+    data = build_train_data(cfg, tmp_path / "split.json")
+    reopened = run_training_set(json.loads(json.dumps(cfg.to_dict())))  # as config.json holds it
+    split = load_split(tmp_path / "split.json", reopened.names())
+    index = {n: i for i, n in enumerate(reopened.names())}
+    assert [index[n] for n in split.labelled] == data.labelled_idx
+    first = data.labelled_idx[0]
+    assert torch.equal(reopened.load(first)["mask"], data.train.load(first)["mask"])
+    assert len(run_training_set({"data": "folder", "data_root": str(root)})) == 2  # unpatched: the two tiles
 
 
 class RedIsClassOne(nn.Module):

@@ -11,10 +11,11 @@ smaller than ``size`` on a side is one patch of its own size on that side.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from ..config import check_patch_settings
 from .base import SegmentationDataset
+from .registry import build_dataset, run_dataset_kwargs
 
 
 def grid_starts(length: int, window: int, stride: int) -> List[int]:
@@ -66,3 +67,12 @@ class PatchGridDataset(SegmentationDataset):
 
     def __repr__(self) -> str:
         return f"PatchGridDataset({self.base!r}, {len(self)} patches of {self.size} px, overlap {self.overlap})"
+
+
+def run_training_set(run_cfg: Mapping[str, Any]) -> SegmentationDataset:
+    """The training set of a run's configuration (``config.json`` or a ``TrainConfig``'s fields): its dataset's
+    ``train`` split, cut into the run's patch grid when it has a ``patch_size``, so that split files name its items."""
+    train = build_dataset(run_cfg["data"], split="train", **run_dataset_kwargs(run_cfg))
+    if run_cfg.get("patch_size"):
+        train = PatchGridDataset(train, run_cfg["patch_size"], run_cfg.get("patch_overlap") or 0)
+    return train

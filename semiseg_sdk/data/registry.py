@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Mapping
 
 from ..errors import ConfigError, did_you_mean
 from ..registry import Registry
@@ -48,7 +48,7 @@ def check_arguments(name: str, fn: Callable[..., Any], kwargs: Dict[str, Any]) -
         raise ConfigError(f"--data_args: dataset {name!r} needs {', '.join(missing)}")
 
 
-def run_dataset_kwargs(run_cfg: Dict[str, Any]) -> Dict[str, Any]:
+def run_dataset_kwargs(run_cfg: Mapping[str, Any]) -> Dict[str, Any]:
     """``build_dataset`` keyword arguments of a run's ``config.json``: its ``data_args`` plus ``root`` when it had a
     ``data_root``."""
     kwargs = dict(run_cfg.get("data_args") or {})

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Iterator, List, Mapping, Optional
 
 from ..config import TrainConfig
-from ..data import build_dataset
+from ..data import build_dataset, run_dataset_kwargs
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..data.base import SegmentationDataset
 from ..data.checks import check_training_data
 from ..data.folder import image_folder_dataset
 from ..data.item_cache import CachedDataset
-from ..data.patches import PatchGridDataset
+from ..data.patches import run_training_set
 from ..data.loader import infinite_loader
 from ..data.splits import resolve_split
 from ..errors import DataError
@@ -41,22 +41,11 @@ class TrainData:
         return self.train.info
 
 
-def dataset_kwargs(cfg: TrainConfig) -> Dict[str, Any]:
-    """Constructor kwargs for the configured dataset (``root`` only when given)."""
-    kw = dict(cfg.data_args)
-    if cfg.data_root is not None:
-        kw["root"] = cfg.data_root
-    return kw
-
-
 def build_train_data(cfg: TrainConfig, split_path: Path) -> TrainData:
     """Build train/val datasets and the labelled/unlabelled split (reused from ``split_path`` when it exists); with
     ``cfg.check_data`` every validation item and the training files are checked first (:mod:`semiseg_sdk.data.checks`)."""
-    kw = dataset_kwargs(cfg)
-    train = build_dataset(cfg.data, split="train", **kw)
-    if cfg.patch_size:
-        train = PatchGridDataset(train, cfg.patch_size, cfg.patch_overlap)
-    val = build_dataset(cfg.data, split=cfg.val_split, **kw)
+    train = run_training_set(vars(cfg))
+    val = build_dataset(cfg.data, split=cfg.val_split, **run_dataset_kwargs(vars(cfg)))
     if len(train) == 0:
         raise DataError(f"dataset '{cfg.data}' has no training images")
     if len(val) == 0:
