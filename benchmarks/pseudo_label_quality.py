@@ -1,5 +1,6 @@
-"""How good are a trained model's confident predictions as pseudo-labels? Per class, on the unlabelled images of its
-run's split (the run folder's split.json), whose true masks the benchmark knows (synthetic or fully labelled sets).
+"""How good are a trained model's confident predictions as pseudo-labels? Per class, on a fixed random draw of the
+unlabelled images of its run's split (the run folder's split.json; patches for a patched run), whose true masks the
+benchmark knows (synthetic or fully labelled sets). All-label runs, which leave nothing unlabelled, are skipped.
 
 For each run: the share of pixels whose top softmax probability reaches the threshold (FixMatch's mask ratio), the
 precision of those pixels, and per true class the share of its pixels that are confident and how many of those are
@@ -30,9 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -94,9 +96,23 @@ def confident_set_balance(probs: List[torch.Tensor], truth: List[torch.Tensor], 
     return balance, right / counts.clamp(min=1)
 
 
-def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str = "eval",
+class NothingToScore(ValueError):
+    """A run whose split leaves no unlabelled image."""
+
+
+def unlabelled_sample(names: Sequence[str], count: int, seed: int = 0) -> List[str]:
+    """``count`` of a split's unlabelled ``names`` drawn at random with a fixed seed, in drawn order: the same draw for
+    every run of one split, spread over the whole set (a split lists patches tile by tile: its first 200 come from a
+    few tiles), and batches that mix images as the training stream's shuffled batches do (batch statistics in the
+    ``train`` modes)."""
+    return random.Random(seed).sample(list(names), min(count, len(names)))
+
+
+def quality(run: Path, threshold: float, images: int, batch: Optional[int] = None, mode: str = "eval",
             dist_align: bool = False, tta: Sequence[float] = ()) -> List[Dict[str, object]]:
-    """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run``.
+    """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run`` on
+    ``images`` of its split's unlabelled images (:func:`unlabelled_sample`), ``batch`` at a time (default: the run's
+    batch size; the ``train`` modes' batch statistics depend on it).
 
     One row; with ``dist_align`` a second one (mode ``<mode>+DA``) scores the same predictions aligned to the labelled
     images' class frequencies (:func:`distribution_align`, the network's mean taken over the scored pixels)."""
@@ -106,9 +122,10 @@ def quality(run: Path, threshold: float, images: int, batch: int = 20, mode: str
     names = ds.names()
     split = load_split(run / "split.json", names)
     index = {n: i for i, n in enumerate(names)}
-    chosen = [index[n] for n in split.unlabelled[:images]]
+    chosen = [index[n] for n in unlabelled_sample(split.unlabelled, images)]
+    batch = batch or int(cfg.get("batch_size") or 8)
     if not chosen:
-        raise SystemExit(f"{run}: its split has no unlabelled images to score")
+        raise NothingToScore(f"{run}: skipped, its split has no unlabelled images to score (an all-label run)")
     c = ds.info.num_classes
     probs, truth = [], []
     with torch.no_grad():
@@ -164,8 +181,12 @@ def main() -> None:
     for r in args.runs:
         for m in args.mode:
             torch.manual_seed(0)  # the dropout draws of --mode train
-            results += quality(Path(r), args.threshold, args.images, mode=m, dist_align=args.dist_align,
-                               tta=args.tta)
+            try:
+                results += quality(Path(r), args.threshold, args.images, mode=m, dist_align=args.dist_align,
+                                   tta=args.tta)
+            except NothingToScore as exc:  # the other runs are still scored
+                print(exc, flush=True)
+                break
     print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
     classes = None
     for r in results:

@@ -69,3 +69,14 @@ def test_confident_set_balance_by_hand():
     assert torch.allclose(right, torch.tensor([0.5, 1.0, 0.0]))
     no_prior, _ = plq.confident_set_balance([probs], [truth], 0.95, torch.tensor([1.0, 0.0, 0.0]))
     assert no_prior[1] == 0  # no prior: 0, not inf
+
+
+def test_the_scored_images_are_a_fixed_draw_over_the_whole_split():
+    """A patched split lists patches tile by tile: the scored sample must reach the last tiles, not only the first
+    ones, and be the same draw for every run of the split."""
+    names = [f"t{t:02d}@{p}" for t in range(40) for p in range(30)]  # 40 tiles of 30 patches, in tile order
+    sample = plq.unlabelled_sample(names, 200)
+    assert len(set(sample)) == 200 and set(sample) <= set(names)
+    assert len({n.split("@")[0] for n in sample}) >= 35  # names[:200] would cover 7 tiles
+    assert sample == plq.unlabelled_sample(list(names), 200)
+    assert sorted(plq.unlabelled_sample(names[:5], 200)) == sorted(names[:5])  # fewer than asked: all of them
