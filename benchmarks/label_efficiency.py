@@ -430,9 +430,7 @@ def target_table(summary: List[dict]) -> str:
     The header says how much the all-label reference still rises over the last third of its curve: a gap measured
     against a reference that has not converged is a moving target."""
     stat = {(s["dataset"], s["ratio"], s["method"]): (s["miou_mean"], s["miou_std"], s["seeds"]) for s in summary}
-    per_seed = {(s["dataset"], s["ratio"], s["method"]): s["_per_seed"] for s in summary}
-    name = {(s["dataset"], s["ratio"], s["method"]): s["_name"] for s in summary}
-    curves = {(s["dataset"], s["ratio"], s["method"]): s.get("_curves", {}) for s in summary}
+    row_of = {(s["dataset"], s["ratio"], s["method"]): s for s in summary}
     lines = []
     for d in dict.fromkeys(s["dataset"] for s in summary):
         full = stat.get((d, "all", "supervised"))
@@ -445,15 +443,15 @@ def target_table(summary: List[dict]) -> str:
             gap = None if full is None else full[0] - base
             lines += [f"\n{d} {ratio}: vs supervised {base:.1f} ± {base_std:.1f} ({base_n} seeds)"
                       + ("" if gap is None else f" (all labels {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f}"
-                         + reference_convergence(curves.get((d, "all", "supervised"), {})) + ")"),
+                         + reference_convergence(row_of[(d, "all", "supervised")]["_curves"]) + ")"),
                       "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | ahead on splits "
                       "| gap recovered |",
                       "|---|---|---|---|---|---|---|"]
             beats = judged = everywhere = 0
             named = set()  # registry names beyond the std in any setting: the target counts methods, not variants
-            sup_seeds = per_seed[(d, ratio, "supervised")]
+            sup_seeds = row_of[(d, ratio, "supervised")]["_per_seed"]
             for m, (v, sd, n) in sorted(others, key=lambda mv: -mv[1][0]):
-                mine = per_seed[(d, ratio, m)]
+                mine = row_of[(d, ratio, m)]["_per_seed"]
                 shared = shared_seeds(mine, sup_seeds)
                 diffs = [mine[k] - sup_seeds[k] for k in shared]
                 gain = statistics.mean(diffs) if diffs else v - base
@@ -467,7 +465,7 @@ def target_table(summary: List[dict]) -> str:
                     beats += won
                     everywhere += won and all(x > 0 for x in diffs)
                     if won:
-                        named.add(name[(d, ratio, m)])
+                        named.add(row_of[(d, ratio, m)]["_name"])
                     beyond = "yes" if won else "no"
                 else:
                     beyond = f"- (< {MIN_SEEDS} seeds)"

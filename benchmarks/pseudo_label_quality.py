@@ -123,9 +123,9 @@ def quality(run: Path, threshold: float, images: int, batch: Optional[int] = Non
     split = load_split(run / "split.json", names)
     index = {n: i for i, n in enumerate(names)}
     chosen = [index[n] for n in unlabelled_sample(split.unlabelled, images)]
-    batch = batch or int(cfg.get("batch_size") or 8)
     if not chosen:
         raise NothingToScore(f"{run}: skipped, its split has no unlabelled images to score (an all-label run)")
+    batch = batch or int(cfg.get("batch_size") or 8)
     c = ds.info.num_classes
     probs, truth = [], []
     with torch.no_grad():
