@@ -51,14 +51,19 @@ MODES = ("eval", "train", "train-nodropout")
 
 @contextmanager
 def prediction_mode(model: torch.nn.Module, mode: str) -> Iterator[None]:
-    """Put ``model`` in one of :data:`MODES` for the block; its modes are restored after."""
+    """Put ``model`` in one of :data:`MODES` for the block; its modes and buffers are restored after (a forward pass
+    in a ``train`` mode moves batch-norm running statistics, which would change every later ``eval`` prediction)."""
     was = model.training
+    buffers = [(b, b.clone()) for b in model.buffers()]
     model.train(mode != "eval")
     try:
         with dropout_off(model, enabled=mode == "train-nodropout"):
             yield
     finally:
         model.train(was)
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
 
 
 def predict(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -108,14 +113,16 @@ def unlabelled_sample(names: Sequence[str], count: int, seed: int = 0) -> List[s
     return random.Random(seed).sample(list(names), min(count, len(names)))
 
 
-def quality(run: Path, threshold: float, images: int, batch: Optional[int] = None, mode: str = "eval",
+def quality(run: Path, threshold: float, images: int, modes: Sequence[str] = ("eval",), batch: Optional[int] = None,
             dist_align: bool = False, tta: Sequence[float] = ()) -> List[Dict[str, object]]:
     """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run`` on
     ``images`` of its split's unlabelled images (:func:`unlabelled_sample`), ``batch`` at a time (default: the run's
     batch size; the ``train`` modes' batch statistics depend on it).
 
-    One row; with ``dist_align`` a second one (mode ``<mode>+DA``) scores the same predictions aligned to the labelled
-    images' class frequencies (:func:`distribution_align`, the network's mean taken over the scored pixels)."""
+    One row per prediction mode in ``modes`` (the run's checkpoint and images are loaded once for all of them; the
+    dropout draws of a ``train`` mode start from seed 0 for each mode); with ``dist_align`` a second row per mode
+    (``<mode>+DA``) scores the same predictions aligned to the labelled images' class frequencies
+    (:func:`distribution_align`, the network's mean taken over the scored pixels)."""
     model, ckpt = load_inference_model(run / "best.pt" if (run / "best.pt").is_file() else run)
     cfg = run_config(ckpt)
     ds = run_training_set(cfg)  # the items its split file names: patches for a run with --patch_size
@@ -126,21 +133,25 @@ def quality(run: Path, threshold: float, images: int, batch: Optional[int] = Non
     if not chosen:
         raise NothingToScore(f"{run}: skipped, its split has no unlabelled images to score (an all-label run)")
     batch = batch or int(cfg.get("batch_size") or 8)
-    c = ds.info.num_classes
-    probs, truth = [], []
-    with torch.no_grad():
-        for s in range(0, len(chosen), batch):
-            items = [ds[i] for i in chosen[s : s + batch]]
-            x = torch.stack([it["image"] for it in items]).float() / 255
-            truth.append(torch.stack([it["mask"] for it in items]).long())
-            probs.append(predict_tta(model, x, mode, tta) if tta else predict(model, x, mode))
-    mode = mode + (f"+TTA{','.join(map(str, tta))}" if tta else "")
-    prior = class_frequencies(torch.stack([ds[index[n]]["mask"].long() for n in split.labelled]), c)
-    rows = [_score(probs, truth, threshold, list(ds.info.classes), run.name, mode, prior)]
-    if dist_align:
-        pred_mean = torch.cat(probs).mean(dim=(0, 2, 3))
-        aligned = [distribution_align(p, prior, pred_mean) for p in probs]
-        rows.append(_score(aligned, truth, threshold, list(ds.info.classes), run.name, mode + "+DA", prior))
+    classes = list(ds.info.classes)
+    batches = []
+    for s in range(0, len(chosen), batch):
+        items = [ds[i] for i in chosen[s : s + batch]]
+        batches.append((torch.stack([it["image"] for it in items]).float() / 255,
+                        torch.stack([it["mask"] for it in items]).long()))
+    truth = [y for _, y in batches]
+    prior = class_frequencies(torch.stack([ds[index[n]]["mask"].long() for n in split.labelled]), len(classes))
+    rows = []
+    for mode in modes:
+        torch.manual_seed(0)  # the dropout draws of --mode train
+        with torch.no_grad():
+            probs = [predict_tta(model, x, mode, tta) if tta else predict(model, x, mode) for x, _ in batches]
+        name = mode + (f"+TTA{','.join(map(str, tta))}" if tta else "")
+        rows.append(_score(probs, truth, threshold, classes, run.name, name, prior))
+        if dist_align:
+            pred_mean = torch.cat(probs).mean(dim=(0, 2, 3))
+            aligned = [distribution_align(p, prior, pred_mean) for p in probs]
+            rows.append(_score(aligned, truth, threshold, classes, run.name, name + "+DA", prior))
     return rows
 
 
@@ -179,14 +190,11 @@ def main() -> None:
     args = p.parse_args()
     results = []
     for r in args.runs:
-        for m in args.mode:
-            torch.manual_seed(0)  # the dropout draws of --mode train
-            try:
-                results += quality(Path(r), args.threshold, args.images, mode=m, dist_align=args.dist_align,
-                                   tta=args.tta)
-            except NothingToScore as exc:  # the other runs are still scored
-                print(exc, flush=True)
-                break
+        try:
+            results += quality(Path(r), args.threshold, args.images, modes=args.mode, dist_align=args.dist_align,
+                               tta=args.tta)
+        except NothingToScore as exc:  # the other runs are still scored
+            print(exc, flush=True)
     print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
     classes = None
     for r in results:

@@ -20,6 +20,7 @@ def _net():
 def test_modes_differ_as_their_layers_say_and_restore_the_model():
     net, x = _net(), torch.rand(4, 3, 8, 8)
     net.eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     ev = plq.predict(net, x, "eval")
     assert torch.allclose(ev, net(x).softmax(1))
     nodrop = [plq.predict(net, x, "train-nodropout") for _ in range(2)]
@@ -28,6 +29,9 @@ def test_modes_differ_as_their_layers_say_and_restore_the_model():
     drop = [plq.predict(net, x, "train") for _ in range(2)]
     assert not torch.allclose(drop[0], drop[1])  # dropout 0.9 is active
     assert not net.training and not net[2].training  # modes restored
+    after = net.state_dict()  # running statistics too: a later eval prediction is the one before
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.allclose(plq.predict(net, x, "eval"), ev)
 
 
 def test_distribution_alignment_by_hand():
