@@ -429,14 +429,19 @@ def target_table(summary: List[dict]) -> str:
     ``supervised`` (a method with one seed on the weakest split is measured against that split's gap, not the mean one).
     The header says how much the all-label reference still rises over the last third of its curve: a gap measured
     against a reference that has not converged is a moving target."""
-    stat = {(s["dataset"], s["ratio"], s["method"]): (s["miou_mean"], s["miou_std"], s["seeds"]) for s in summary}
     row_of = {(s["dataset"], s["ratio"], s["method"]): s for s in summary}
+
+    def stat(key: tuple) -> Optional[tuple]:
+        """(mIoU mean, std, seed count) of the summary row at ``key``; None where there is none."""
+        row = row_of.get(key)
+        return None if row is None else (row["miou_mean"], row["miou_std"], row["seeds"])
+
     lines = []
     for d in dict.fromkeys(s["dataset"] for s in summary):
-        full = stat.get((d, "all", "supervised"))
+        full = stat((d, "all", "supervised"))
         for ratio in dict.fromkeys(s["ratio"] for s in summary if s["dataset"] == d and s["ratio"] != "all"):
-            sup = stat.get((d, ratio, "supervised"))
-            others = [(m, v) for (dd, r, m), v in stat.items() if (dd, r) == (d, ratio) and m != "supervised"]
+            sup = stat((d, ratio, "supervised"))
+            others = [(k[2], stat(k)) for k in row_of if k[:2] == (d, ratio) and k[2] != "supervised"]
             if sup is None or not others:
                 continue
             base, base_std, base_n = sup
