@@ -47,6 +47,7 @@ from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
+import torch
 
 from bench_io import write_csv
 from semiseg_sdk.config import TrainConfig
@@ -194,7 +195,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     iou = {c: None if v is None else round(100 * v, 2) for c, v in evals[-1]["eval"].get("iou", {}).items()} if evals else {}
     return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
             "best_miou": res["best_miou"], "minutes": res.get("minutes", (time.time() - t0) / 60), "curve": curve, "iou": iou,
-            "device": resolve_device(args.device).type, "recipe": rec}
+            "device": resolve_device(args.device).type, "threads": torch.get_num_threads(), "recipe": rec}
 
 
 def final_metrics(run_dir: Path) -> Path:
@@ -227,26 +228,27 @@ def cost_keys(dataset: str, method: str, rec: Dict[str, object]) -> List[tuple]:
 
 
 def minutes_per_step(rows: List[dict]) -> Dict[tuple, float]:
-    """Median wall minutes per training step of the measured ``rows``, under each of their ``cost_keys``.
+    """Median core-minutes per training step of the measured ``rows``, under each of their ``cost_keys``.
 
-    The median, because rows written before a resumed run counted every process's time under-report theirs. Only
-    rows trained on a CPU count (a row without ``device`` predates the field and was trained on one): the prices are
-    one CPU core's.
+    A row's core-minutes are its wall minutes times the torch threads it trained with (``threads``; a row without
+    it predates the field and trained on one). The median, because rows written before a resumed run counted every
+    process's time under-report theirs. Only rows trained on a CPU count (a row without ``device`` predates the
+    field and was trained on one).
     """
     per_key: Dict[tuple, List[float]] = {}
     for r in rows:
         rec = r.get("recipe") or {}
         if r.get("minutes") and rec.get("steps") and r.get("device", "cpu") == "cpu":
             for key in cost_keys(r["dataset"], r["method"], rec):
-                per_key.setdefault(key, []).append(r["minutes"] / rec["steps"])
+                per_key.setdefault(key, []).append(r["minutes"] * r.get("threads", 1) / rec["steps"])
     return {k: statistics.median(v) for k, v in per_key.items()}
 
 
 def print_plan(todo: List[tuple], done: Dict[tuple, dict], args: argparse.Namespace) -> None:
     """Print every run of the sweep (done or to do, with its recipe tag) and what the runs left cost in core-hours.
 
-    A run to do is priced at its steps times the measured minutes per step of rows with its ``cost_keys`` (this
-    ``--out`` folder's rows and the protocol's committed ones): one core each, as the rows were measured.
+    A run to do is priced at its steps times the measured core-minutes per step of rows with its ``cost_keys``
+    (this ``--out`` folder's rows and the protocol's committed ones).
     """
     results = PROTOCOLS.get(args.protocol or "", {}).get("results")
     rows = list(done.values()) + (load_rows(SDK_ROOT / results) if results else [])

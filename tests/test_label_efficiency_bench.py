@@ -2,6 +2,7 @@
 per-class means of its summary."""
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -185,6 +186,7 @@ def test_parallel_jobs_write_every_row_once(tmp_path):
     rows = [json.loads(l) for l in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert sorted(r["method"] for r in rows) == ["cutmix", "supervised"]  # the second call trained nothing
     assert {r["device"] for r in rows} == {"cpu"}
+    assert {r["threads"] for r in rows} == {int(os.environ.get("OMP_NUM_THREADS", "1"))}  # each child's torch threads
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
         "synthetic-driving-1of4-cutmix-s0.log", "synthetic-driving-1of4-supervised-s0.log"]
     assert "| synthetic-driving | cutmix |" in (tmp_path / "summary.md").read_text()
@@ -339,3 +341,15 @@ def test_plan_prices_come_from_cpu_rows_only():
             {**row, "seed": 2, "minutes": 1.0, "device": "cuda"}]  # 0.01 a step
     prices = le.minutes_per_step(rows)
     assert len(prices) == 2 and all(v == pytest.approx(0.11) for v in prices.values())  # median of 0.10, 0.12
+
+
+def test_plan_prices_a_step_in_core_minutes_from_the_threads_a_row_trained_with():
+    """Two runs of the same step: one on one thread (10 min for 100 steps), one on two threads (6 min wall, 12
+    core-minutes); a row without ``threads`` trained on one. Median of 0.10, 0.12 and 0.14 core-minutes a step."""
+    args = le.parse_args(le.build_parser(), ["--steps", "100"])
+    rec = le.recipe("synthetic-driving", "supervised", args)
+    row = {"dataset": "synthetic-driving", "ratio": "1/64", "method": "supervised", "miou": 0.5, "recipe": rec}
+    rows = [{**row, "seed": 0, "minutes": 10.0}, {**row, "seed": 1, "minutes": 6.0, "threads": 2},
+            {**row, "seed": 2, "minutes": 14.0, "threads": 1}]
+    prices = le.minutes_per_step(rows)
+    assert all(v == pytest.approx(0.12) for v in prices.values())
