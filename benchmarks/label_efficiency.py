@@ -109,6 +109,7 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             **({"val_split": ds["val_split"]} if ds["val_split"] != "val" else {}),
             **({"strong_aug": strong_aug} if strong_aug else {}),
             **({"patch_size": ds["patch_size"], "patch_overlap": ds.get("patch_overlap", 0)} if ds.get("patch_size") else {}),
+            **({"weight_ema": args.weight_ema} if args.weight_ema else {}),
 }
 
 
@@ -185,6 +186,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
         eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
         val_split=ds["val_split"], patch_size=ds.get("patch_size"), patch_overlap=ds.get("patch_overlap", 0),
+        weight_ema=args.weight_ema,
         out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
         progress=False,
     )
@@ -347,9 +349,21 @@ def dataset_settings(dataset: str, args: argparse.Namespace) -> dict:
 
 def method_label(row: dict) -> str:
     """The method as tables name it: its registry name, followed by its ``--method_args`` when the run set any
-    (``unimatch {"class_thresholds":true}``), so a lever's rows never merge with the official recipe's."""
+    (``unimatch {"class_thresholds":true}``), so a lever's rows never merge with the official recipe's, and by the
+    evaluated weight average when the run kept one (``supervised [weight_ema 0.99]``, see :func:`evaluated`)."""
     args = (row.get("recipe") or {}).get("method_args") or {}
-    return row["method"] + (f" {json.dumps(args, sort_keys=True, separators=(',', ':'))}" if args else "")
+    return (row["method"] + (f" {json.dumps(args, sort_keys=True, separators=(',', ':'))}" if args else "")
+            + evaluated_suffix(evaluated(row)))
+
+
+def evaluated(row: dict) -> float:
+    """The ``--weight_ema`` momentum of the weight average a row's run evaluated (0: the network as trained)."""
+    return float((row.get("recipe") or {}).get("weight_ema") or 0.0)
+
+
+def evaluated_suffix(weight_ema: float) -> str:
+    """How tables mark rows that evaluated a weight average: `` [weight_ema 0.99]``; nothing for the trained network."""
+    return f" [weight_ema {weight_ema:g}]" if weight_ema else ""
 
 
 def summarise(rows: List[dict]) -> List[dict]:
@@ -373,6 +387,7 @@ def summarise(rows: List[dict]) -> List[dict]:
             row[f"iou_{c}"] = statistics.mean(per) if per else float("nan")
         row["_per_seed"] = {r["seed"]: 100 * r["miou"] for r in group}
         row["_name"] = group[0]["method"]
+        row["_evaluated"] = evaluated(group[0])
         row["_curves"] = {r["seed"]: r["curve"] for r in group if r.get("curve")}
         out.append(row)
     return out
@@ -430,7 +445,11 @@ def target_table(summary: List[dict]) -> str:
     between ``supervised`` at that ratio and with all labels it recovers: the gap of the seeds it shares with
     ``supervised`` (a method with one seed on the weakest split is measured against that split's gap, not the mean one).
     The header says how much the all-label reference still rises over the last third of its curve: a gap measured
-    against a reference that has not converged is a moving target."""
+    against a reference that has not converged is a moving target.
+
+    Rows whose runs evaluated a weight average (``--weight_ema``) form their own section, compared with
+    ``supervised`` evaluated the same way; its gap is taken to the all-label reference evaluated the same way where
+    one was measured, else to the trained network's (the header names it)."""
     row_of = {(s["dataset"], s["ratio"], s["method"]): s for s in summary}
 
     def stat(key: tuple) -> Optional[tuple]:
@@ -439,50 +458,56 @@ def target_table(summary: List[dict]) -> str:
         return None if row is None else (row["miou_mean"], row["miou_std"], row["seeds"])
 
     lines = []
-    for d in dict.fromkeys(s["dataset"] for s in summary):
-        full = stat((d, "all", "supervised"))
-        for ratio in dict.fromkeys(s["ratio"] for s in summary if s["dataset"] == d and s["ratio"] != "all"):
-            sup = stat((d, ratio, "supervised"))
-            others = [(k[2], stat(k)) for k in row_of if k[:2] == (d, ratio) and k[2] != "supervised"]
-            if sup is None or not others:
-                continue
-            base, base_std, base_n = sup
-            gap = None if full is None else full[0] - base
-            lines += [f"\n{d} {ratio}: vs supervised {base:.1f} ± {base_std:.1f} ({base_n} seeds)"
-                      + ("" if gap is None else f" (all labels {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f}"
-                         + reference_convergence(row_of[(d, "all", "supervised")]["_curves"]) + ")"),
-                      "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | ahead on splits "
-                      "| gap recovered |",
-                      "|---|---|---|---|---|---|---|"]
-            beats = judged = everywhere = 0
-            named = set()  # registry names beyond the std in any setting: the target counts methods, not variants
-            sup_seeds = row_of[(d, ratio, "supervised")]["_per_seed"]
-            for m, (v, sd, n) in sorted(others, key=lambda mv: -mv[1][0]):
-                mine = row_of[(d, ratio, m)]["_per_seed"]
-                shared = shared_seeds(mine, sup_seeds)
-                diffs = [mine[k] - sup_seeds[k] for k in shared]
-                gain = statistics.mean(diffs) if diffs else v - base
-                spread = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
-                shown = f"{gain:+.1f}{spread} ({len(diffs)})" if diffs else f"{gain:+.1f} (unpaired)"
-                own_gap = gap if gap is None or not shared else full[0] - statistics.mean(sup_seeds[k] for k in shared)
-                share = "-" if not own_gap or own_gap <= 0 else f"{100 * gain / own_gap:.0f} %"
-                if n >= MIN_SEEDS and base_n >= MIN_SEEDS:
-                    judged += 1
-                    won = gain > base_std
-                    beats += won
-                    everywhere += won and all(x > 0 for x in diffs)
-                    if won:
-                        named.add(row_of[(d, ratio, m)]["_name"])
-                    beyond = "yes" if won else "no"
-                else:
-                    beyond = f"- (< {MIN_SEEDS} seeds)"
-                ahead = f"{sum(x > 0 for x in diffs)} of {len(diffs)}" if diffs else "-"
-                lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {shown} | {beyond} | {ahead} | {share} |")
-            lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {judged} with "
-                         f">= {MIN_SEEDS} seeds" + (f" ({len(others) - judged} with fewer not judged)"
-                                                     if judged < len(others) else "")
-                         + f"; {everywhere} of them ahead on every shared split; named methods (any setting) "
-                         f"beyond it: {len(named)} ({', '.join(sorted(named)) or 'none'})")
+    datasets = list(dict.fromkeys(s["dataset"] for s in summary))
+    sections = dict.fromkeys((s["dataset"], s["ratio"], s["_evaluated"]) for s in summary if s["ratio"] != "all")
+    for d, ratio, ev in sorted(sections, key=lambda k: datasets.index(k[0])):
+        sup_label = "supervised" + evaluated_suffix(ev)
+        # the all-label reference evaluated the same way; else the trained network's (the header says which)
+        full_key = next((k for k in ((d, "all", sup_label), (d, "all", "supervised")) if k in row_of), None)
+        full = None if full_key is None else stat(full_key)
+        sup = stat((d, ratio, sup_label))
+        others = [(k[2], stat(k)) for k in row_of if k[:2] == (d, ratio) and row_of[k]["_evaluated"] == ev
+                  and k[2] != sup_label]
+        if sup is None or not others:
+            continue
+        base, base_std, base_n = sup
+        gap = None if full is None else full[0] - base
+        reference = "all labels" if full_key is None or full_key[2] == sup_label else "all labels, trained network"
+        lines += [f"\n{d} {ratio}{evaluated_suffix(ev)}: vs {sup_label} {base:.1f} ± {base_std:.1f} ({base_n} seeds)"
+                  + ("" if gap is None else f" ({reference} {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f}"
+                     + reference_convergence(row_of[full_key]["_curves"]) + ")"),
+                  "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | ahead on splits "
+                  "| gap recovered |",
+                  "|---|---|---|---|---|---|---|"]
+        beats = judged = everywhere = 0
+        named = set()  # registry names beyond the std in any setting: the target counts methods, not variants
+        sup_seeds = row_of[(d, ratio, sup_label)]["_per_seed"]
+        for m, (v, sd, n) in sorted(others, key=lambda mv: -mv[1][0]):
+            mine = row_of[(d, ratio, m)]["_per_seed"]
+            shared = shared_seeds(mine, sup_seeds)
+            diffs = [mine[k] - sup_seeds[k] for k in shared]
+            gain = statistics.mean(diffs) if diffs else v - base
+            spread = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
+            shown = f"{gain:+.1f}{spread} ({len(diffs)})" if diffs else f"{gain:+.1f} (unpaired)"
+            own_gap = gap if gap is None or not shared else full[0] - statistics.mean(sup_seeds[k] for k in shared)
+            share = "-" if not own_gap or own_gap <= 0 else f"{100 * gain / own_gap:.0f} %"
+            if n >= MIN_SEEDS and base_n >= MIN_SEEDS:
+                judged += 1
+                won = gain > base_std
+                beats += won
+                everywhere += won and all(x > 0 for x in diffs)
+                if won:
+                    named.add(row_of[(d, ratio, m)]["_name"])
+                beyond = "yes" if won else "no"
+            else:
+                beyond = f"- (< {MIN_SEEDS} seeds)"
+            ahead = f"{sum(x > 0 for x in diffs)} of {len(diffs)}" if diffs else "-"
+            lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {shown} | {beyond} | {ahead} | {share} |")
+        lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {judged} with "
+                     f">= {MIN_SEEDS} seeds" + (f" ({len(others) - judged} with fewer not judged)"
+                                                 if judged < len(others) else "")
+                     + f"; {everywhere} of them ahead on every shared split; named methods (any setting) "
+                     f"beyond it: {len(named)} ({', '.join(sorted(named)) or 'none'})")
     text = "\n".join(lines)
     print(text)
     return text
@@ -588,6 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--weight_ema", type=float, default=0.0, help="evaluate an EMA of every run's weights with this "
+                   "momentum (TrainConfig.weight_ema; 0 = the network as trained); such rows form their own table section")
     p.add_argument("--eval_every", type=int, default=None, help="also evaluate every N steps (the curve goes in runs.jsonl); default: at the end only")
     p.add_argument("--cache_mb", type=int, default=512, help="in-memory item cache per stream and loader worker (0 = off); each image is drawn once")
     p.add_argument("--out", default="bench/label_efficiency")

@@ -95,6 +95,7 @@ class TrainConfig:
     eval_mode: str = "auto"                   # "whole", "slide" or "auto" (per image: slide if larger than eval_window)
     eval_window: Tuple[int, int] = (512, 512) # sliding-window size, H,W
     eval_batch_size: int = 8                  # images per network call at evaluation (the score does not depend on it)
+    weight_ema: float = 0.0                   # evaluate and save an EMA of the trained network's weights with this momentum (e.g. 0.99; 0 = off)
     log_every: int = 20                       # write loss terms, learning rate and throughput to metrics.jsonl every N steps
     tensorboard: bool = False                 # also write loss terms, lr, evaluations and predicted masks to <run>/tensorboard ([tensorboard] extra)
     time_phases: bool = False                 # add seconds per step in data, augmentation, forward+backward, optimiser to each metrics line (syncs CUDA)
@@ -123,6 +124,8 @@ class TrainConfig:
             raise ConfigError(f"save_every must be >= 0 (0 = at evaluations only), got {self.save_every!r}")
         if self.patch_size is not None:
             check_patch_settings(self.patch_size, self.patch_overlap)
+        if isinstance(self.weight_ema, bool) or not isinstance(self.weight_ema, (int, float)) or not 0 <= self.weight_ema < 1:
+            raise ConfigError(f"weight_ema must be a momentum in [0, 1) (0 = off, e.g. 0.99), got {self.weight_ema!r}")
         if int(self.data_cache_mb) < 0:
             raise ConfigError(f"data_cache_mb must be >= 0, got {self.data_cache_mb!r}")
         for name in ("steps", "batch_size", "eval_every", "log_every"):

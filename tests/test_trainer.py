@@ -95,22 +95,58 @@ def test_supervised_loss_falls(tmp_path, monkeypatch):
     assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.8 * losses[0], losses
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("weight_ema", [0.0, 0.9])
+def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, weight_ema):
+    """Stopped at step 4 and resumed to 8: the same trained weights and the same saved network (with
+    ``weight_ema``, the average of the weights, which last.pt carries across the stop)."""
     _val_small(monkeypatch)
-    full = Trainer(tiny_cfg(tmp_path, name="full"))
+    full = Trainer(tiny_cfg(tmp_path, name="full", weight_ema=weight_ema))
     full.fit()
     # interrupted: a hook stops the run at step 4 (last.pt), then a new Trainer resumes it to 8
-    part = Trainer(tiny_cfg(tmp_path, name="part", steps=8))
+    part = Trainer(tiny_cfg(tmp_path, name="part", steps=8, weight_ema=weight_ema))
     assert part.fit(hooks=[StopAtStep(4)])["stopped"] == "step 4"
     assert load_checkpoint(Path(part.run.root) / "last.pt")["step"] == 4
     del part
-    resumed = Trainer(tiny_cfg(tmp_path, name="part", steps=8, resume=True))
+    resumed = Trainer(tiny_cfg(tmp_path, name="part", steps=8, resume=True, weight_ema=weight_ema))
     assert resumed.step == 4
     resumed.fit()
     a = full.method.state_dict()
     b = resumed.method.state_dict()
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    saved_a, saved_b = (load_checkpoint(t.run.last)["model_state"] for t in (full, resumed))
+    for k in saved_a:
+        assert torch.allclose(saved_a[k].float(), saved_b[k].float(), atol=1e-6), k
+
+
+def test_weight_ema_evaluates_and_saves_the_average_of_the_weights_after_each_step(tmp_path, monkeypatch):
+    """momentum 0.5 with warm-up, a_t = min(1 - 1/(t+1), 0.5): after steps 1, 2, 3 the average is w1, then
+    (w1 + w2) / 2, then (w1 + w2) / 4 + w3 / 2 (float BatchNorm statistics alike, the step counters copied).
+    last.pt and best.pt hold that average, the trainer state the student (w3), and the logged mIoU is the average's."""
+    _val_small(monkeypatch)
+    trainer = Trainer(tiny_cfg(tmp_path, steps=3, eval_every=3, weight_ema=0.5))
+    seen = []
+    trainer.fit(hooks=[AfterStep(lambda loop: seen.append(
+        {k: v.detach().clone() for k, v in loop.method.inference_model().state_dict().items()}))])
+    w1, w2, w3 = seen
+    ckpt = load_checkpoint(trainer.run.last)
+    saved, student = ckpt["model_state"], ckpt["trainer_state"]["method"]
+    moved = 0
+    for k, v in saved.items():
+        if not v.dtype.is_floating_point:
+            assert torch.equal(v, w3[k]), k
+            continue
+        want = 0.25 * w1[k] + 0.25 * w2[k] + 0.5 * w3[k]
+        assert torch.allclose(v, want, atol=1e-6), k
+        moved += not torch.allclose(v, w3[k], atol=1e-6)
+    assert moved > 0  # the average is not the last weights
+    assert all(torch.equal(student[f"model.{k}"], w3[k]) for k in w3)
+    best = load_checkpoint(trainer.run.best)
+    assert all(torch.equal(best["model_state"][k], saved[k]) for k in saved)
+    assert trainer.inference_model() is trainer.weight_average.net
+    assert trainer.evaluate()["miou"] == pytest.approx(ckpt["metrics"]["miou"], abs=1e-9)
+    with pytest.raises(ConfigError, match="weight_ema must be a momentum"):
+        tiny_cfg(tmp_path, weight_ema=1.0)
 
 
 def test_a_resumed_run_reports_the_minutes_of_all_its_processes(tmp_path, monkeypatch):

@@ -239,7 +239,7 @@ def train_candidate(reg: ModelStore, settings: Mapping[str, Any], journal: Journ
         raise RefreshInterrupted(f"refresh {journal.version} stopped at step {trainer.step}; `run` resumes it "
                                  f"from the last checkpoint in {journal.train_dir}")
     if adapt.bn_recalibration in ("after", "both"):
-        _recalibrate(trainer.method.inference_model(), cfg, data, adapt, seed=cfg.seed + 202)
+        _recalibrate(trainer.inference_model(), cfg, data, adapt, seed=cfg.seed + 202)
     trainer.save_inference_checkpoint(journal.candidate_path)
     return {"steps": trainer.step, "planned_steps": cfg.steps, "resumed_from_step": start_step,
             "stopped_early": stopped, "seconds": round(time.perf_counter() - t0, 1),

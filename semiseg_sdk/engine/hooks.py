@@ -4,7 +4,7 @@ Each does one job around :class:`~semiseg_sdk.engine.train_loop.TrainLoop` steps
 registers them in this order (user hooks go after logging and before evaluation, so a run resumed from ``last.pt``
 has passed every user hook call before it):
 
-    PolyLR, PhaseTiming (opt-in), FiniteLossCheck, MetricsWriter, <user hooks>, Evaluation, LastCheckpoint,
+    PolyLR, WeightAverage (opt-in), PhaseTiming (opt-in), FiniteLossCheck, MetricsWriter, <user hooks>, Evaluation, LastCheckpoint,
     ProgressBar, TensorBoardLog (opt-in), StopOnSignal
 
 The evaluation and checkpoint hooks call the trainer's public methods (``eval_and_save``, ``save_last``,
@@ -41,6 +41,19 @@ class PolyLR(HookBase):
 
     def before_step(self) -> None:
         set_poly_lr(self.optimizer, self.loop.step, self.total_steps, self.power)
+
+
+class WeightAverage(HookBase):
+    """After every optimiser step, moves an exponential moving average of a network's weights towards them
+    (:class:`~semiseg_sdk.methods.ema.EMATeacher`: ``a_t = min(1 - 1 / (t + 1), momentum)`` after step ``t``, BatchNorm
+    statistics averaged alike). ``follow()`` returns the network averaged; the trainer evaluates and saves the
+    average instead of it (``--weight_ema``)."""
+
+    def __init__(self, average: Any, follow: Callable[[], torch.nn.Module]) -> None:
+        self.average, self.follow = average, follow
+
+    def after_step(self) -> None:
+        self.average.update(self.follow(), self.loop.step - 1)
 
 
 class PhaseTiming(HookBase):
@@ -248,7 +261,7 @@ class TensorBoardLog(HookBase):
         from ..data.base import IGNORE_INDEX
         from .sliding_window import predict_whole
 
-        model = self.loop.method.inference_model()
+        model = self.loop.inference_model()
         was_training = model.training
         model.eval()
         lut = torch.zeros(256, 3, dtype=torch.uint8)

@@ -22,6 +22,7 @@ from ..config import TrainConfig
 from ..data.loader import to_device
 from ..errors import CheckpointError, ConfigError
 from ..methods import get_method
+from ..methods.ema import EMATeacher
 from ..methods.labelled_loss import build_labelled_loss
 from ..models import AtrousPaddingWarning, atrous_padding_warning, build_model, fit_aspp_rates_to_crop
 from ..models.checkpoint import load_checkpoint, save_checkpoint
@@ -34,7 +35,7 @@ from .distributed import barrier, setup_distributed, wrap_method
 from .evaluator import evaluate
 from ..errors import TrainingInterrupted
 from .hooks import (SIGNAL_STOP, Evaluation, FiniteLossCheck, LastCheckpoint, MetricsWriter, PhaseTiming, PolyLR,
-                    ProgressBar, StopOnSignal, TensorBoardLog, default_writers)
+                    ProgressBar, StopOnSignal, TensorBoardLog, WeightAverage, default_writers)
 from .metrics import format_table
 from .optim import build_optimizer
 from .run_folder import RunFolder
@@ -96,6 +97,9 @@ class Trainer(TrainLoop):
         self.method.to(self.device)
         if resolve_channels_last(cfg.channels_last, self.device):
             self.method.to(memory_format=torch.channels_last)
+        # --weight_ema: an average of the inference network's weights, evaluated and saved in its place (copied
+        # before compiling, so the average is a plain module)
+        self.weight_average = EMATeacher(self.method.inference_model(), cfg.weight_ema) if cfg.weight_ema else None
         if cfg.compile:  # in place: self.model stays the module the method trains, its state_dict keys unchanged
             self.model.compile()
         sync_bn = cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and self.dist.enabled and self.device.type == "cuda")
@@ -125,7 +129,7 @@ class Trainer(TrainLoop):
         """What every checkpoint holds; refuses (``check_finite``) once a step's loss was not finite."""
         self.check_finite()
         info = self.data.info
-        net = self.method.inference_model()
+        net = self.inference_model()
         payload = {
             "model_spec": dict(net.spec), "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "dataset": {"name": info.name, "classes": list(info.classes), "palette": [list(c) for c in info.palette]},
@@ -137,6 +141,8 @@ class Trainer(TrainLoop):
                 "best_miou": self.best_miou, "best_step": self.best_step, "rng": rng_state(), "config": self.cfg.to_dict(),
                 "world_size": self.dist.world_size, "draws": dict(self.draws), "seconds": self.seconds(),
             }
+            if self.weight_average is not None:
+                payload["trainer_state"]["weight_average"] = self.weight_average.net.state_dict()
         return payload
 
     def _load_resume(self) -> Optional[Dict[str, Any]]:
@@ -159,6 +165,7 @@ class Trainer(TrainLoop):
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{self.run.last}: its optimiser state does not fit this run "
                                   f"({type(exc).__name__}: {exc}); {differ}") from None
+        self._load_weight_average(state.get("weight_average"))
         if self.run.best.exists():  # checked now, not when the run ends and reads it for its summary
             try:
                 load_checkpoint(self.run.best)
@@ -169,6 +176,20 @@ class Trainer(TrainLoop):
         self.run.truncate_metrics_after(self.step)
         self.run.info(f"resumed from {self.run.last} at step {self.step}")
         return state
+
+    def _load_weight_average(self, saved: Optional[Dict[str, torch.Tensor]]) -> None:
+        """Restore the ``--weight_ema`` average of a resumed run; a run saved without one starts it from its weights."""
+        if self.weight_average is None:
+            return
+        if saved is None:
+            self.weight_average.net.load_state_dict(self.method.inference_model().state_dict())
+            self.run.info(f"{self.run.last} holds no weight average: --weight_ema starts from its weights")
+            return
+        try:
+            self.weight_average.net.load_state_dict(saved)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"{self.run.last}: its weight average does not fit this model ({first})") from None
 
     def _build_data(self) -> TrainData:
         """Datasets and split; rank 0 writes the split file first, the other ranks then read it."""
@@ -197,10 +218,14 @@ class Trainer(TrainLoop):
         return self._seconds_before + _clock() - self._started
 
     # -- evaluation -----------------------------------------------------------------------------------------------
+    def inference_model(self) -> torch.nn.Module:
+        """The network evaluated and saved: the method's inference network, or its weight average (``--weight_ema``)."""
+        return self.method.inference_model() if self.weight_average is None else self.weight_average.net
+
     def evaluate(self) -> Dict[str, Any]:
-        """Evaluate the method's inference network on the validation split."""
+        """Evaluate :meth:`inference_model` on the validation split."""
         cfg, info = self.cfg, self.data.info
-        return evaluate(self.method.inference_model(), self.data.val, info.num_classes, info.classes, self.device,
+        return evaluate(self.inference_model(), self.data.val, info.num_classes, info.classes, self.device,
                         mode=cfg.eval_mode,
                         window=cfg.eval_window, batch_size=cfg.eval_batch_size, amp_dtype=self.amp_dtype)
 
@@ -295,6 +320,7 @@ class Trainer(TrainLoop):
         evaluation = Evaluation(cfg.eval_every)
         return [
             PolyLR(self.optimizer, cfg.steps, cfg.poly_power),
+            WeightAverage(self.weight_average, self.method.inference_model) if self.weight_average is not None else None,
             PhaseTiming(self.device, cfg.log_every) if cfg.time_phases else None,
             FiniteLossCheck(cfg.log_every),
             MetricsWriter(default_writers(self.run), cfg.log_every, images_per_step, self.optimizer),
