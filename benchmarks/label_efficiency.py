@@ -435,6 +435,22 @@ def last_third_rise(curve: List[List[float]]) -> Optional[float]:
     return end - start
 
 
+def late_swing(curve: List[List[float]]) -> Optional[float]:
+    """How much a curve of ``[step, mIoU]`` points swings between evaluations late in the run: the mean absolute
+    change between consecutive evaluations from half the last step on (None with fewer than two such points). A
+    score that swings this much between evaluations can move its final value by as much, whatever was learnt."""
+    late = [v for step, v in curve if step >= curve[-1][0] / 2] if curve else []
+    if len(late) < 2:
+        return None
+    return statistics.mean(abs(b - a) for a, b in zip(late, late[1:]))
+
+
+def mean_swing(row: dict) -> Optional[float]:
+    """:func:`late_swing` of a summary row, mean over its seeds with a curve (None: no seed has one)."""
+    swings = [w for w in (late_swing(c) for c in row["_curves"].values()) if w is not None]
+    return statistics.mean(swings) if swings else None
+
+
 def target_table(summary: List[dict]) -> str:
     """The label-efficiency target, per dataset and ratio below ``all``: each method's mIoU (mean +- std over seeds),
     its gain over ``supervised`` at the same ratio (paired: the mean of the per-seed differences over the seeds, i.e.
@@ -445,7 +461,8 @@ def target_table(summary: List[dict]) -> str:
     between ``supervised`` at that ratio and with all labels it recovers: the gap of the seeds it shares with
     ``supervised`` (a method with one seed on the weakest split is measured against that split's gap, not the mean one).
     The header says how much the all-label reference still rises over the last third of its curve: a gap measured
-    against a reference that has not converged is a moving target.
+    against a reference that has not converged is a moving target. The late swing (:func:`late_swing`, mean over
+    seeds; supervised's in the header) says how far a row's final score may be from what its run learnt.
 
     Rows whose runs evaluated a weight average (``--weight_ema``) form their own section, compared with
     ``supervised`` evaluated the same way; its gap is taken to the all-label reference evaluated the same way where
@@ -473,12 +490,14 @@ def target_table(summary: List[dict]) -> str:
         base, base_std, base_n = sup
         gap = None if full is None else full[0] - base
         reference = "all labels" if full_key is None or full_key[2] == sup_label else "all labels, trained network"
-        lines += [f"\n{d} {ratio}{evaluated_suffix(ev)}: vs {sup_label} {base:.1f} ± {base_std:.1f} ({base_n} seeds)"
+        sup_swing = mean_swing(row_of[(d, ratio, sup_label)])
+        lines += [f"\n{d} {ratio}{evaluated_suffix(ev)}: vs {sup_label} {base:.1f} ± {base_std:.1f} ({base_n} seeds"
+                  + ("" if sup_swing is None else f"; late swing {sup_swing:.1f}") + ")"
                   + ("" if gap is None else f" ({reference} {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f}"
                      + reference_convergence(row_of[full_key]["_curves"]) + ")"),
                   "| method | mIoU | seeds | gain (paired over seeds) | beyond its std | ahead on splits "
-                  "| gap recovered |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| gap recovered | late swing |",
+                  "|---|---|---|---|---|---|---|---|"]
         beats = judged = everywhere = 0
         named = set()  # registry names beyond the std in any setting: the target counts methods, not variants
         sup_seeds = row_of[(d, ratio, sup_label)]["_per_seed"]
@@ -502,7 +521,9 @@ def target_table(summary: List[dict]) -> str:
             else:
                 beyond = f"- (< {MIN_SEEDS} seeds)"
             ahead = f"{sum(x > 0 for x in diffs)} of {len(diffs)}" if diffs else "-"
-            lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {shown} | {beyond} | {ahead} | {share} |")
+            swing = mean_swing(row_of[(d, ratio, m)])
+            lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {shown} | {beyond} | {ahead} | {share} | "
+                         + ("-" if swing is None else f"{swing:.1f}") + " |")
         lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {judged} with "
                      f">= {MIN_SEEDS} seeds" + (f" ({len(others) - judged} with fewer not judged)"
                                                  if judged < len(others) else "")

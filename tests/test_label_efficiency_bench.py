@@ -89,6 +89,23 @@ def test_the_header_says_whether_the_all_label_reference_has_converged():
     assert "(all labels 72.3 ± 0.0, gap +12.3; its last third rises +0.3)" in text
 
 
+def test_the_late_swing_is_the_mean_change_between_evaluations_from_half_the_run_on():
+    """Evaluations at 800 ... 4800: from step 2400 on, 50 -> 53 -> 51 -> 52 changes by 3, 2, 1 (swing 2.0); a second
+    seed 40 -> 40 -> 41 -> 41 by 0, 1, 0 (1/3): the row's swing is their mean, 1.17; supervised's (steady: 0.5) goes in
+    the header. A curve with one evaluation in its second half has none."""
+    assert le.late_swing([[800, 10.0], [1600, 90.0], [2400, 50.0], [3200, 53.0], [4000, 51.0], [4800, 52.0]]) == \
+        pytest.approx(2.0)
+    assert le.late_swing([[800, 10.0], [4800, 50.0]]) is None and le.late_swing([]) is None
+    steps = (800, 1600, 2400, 3200, 4000, 4800)
+    curves = {("x", 0): (0, 0, 50, 53, 51, 52), ("x", 1): (0, 0, 40, 40, 41, 41),
+              ("supervised", 0): (0, 0, 45, 45.5, 46, 46.5), ("supervised", 1): (0, 0, 38, 38.5, 39, 39.5)}
+    rows = [{"dataset": "a", "ratio": "1/64", "method": m, "seed": s, "miou": c[-1] / 100,
+             "curve": [[t, v] for t, v in zip(steps, c)]} for (m, s), c in curves.items()]
+    text = le.target_table(le.summarise(rows))
+    assert "vs supervised 43.0 ± 4.9 (2 seeds; late swing 0.5)" in text
+    assert "| x | 46.5 ± 7.8 | 2 | +3.5 ± 2.8 (2) | - (< 3 seeds) | 2 of 2 | - | 1.2 |" in text
+
+
 def test_gap_recovered_is_measured_on_the_splits_a_method_shares_with_supervised():
     """Supervised 50 / 60 on seeds 0 / 1 (mean 55), 70 with all labels: the mean gap is 15. A method with seed 0 only
     at 60 gains +10 on a split whose own gap is 20: 50 %, not the 67 % the mean gap would give."""
