@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import signal
 import statistics
@@ -110,6 +111,7 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             **({"strong_aug": strong_aug} if strong_aug else {}),
             **({"patch_size": ds["patch_size"], "patch_overlap": ds.get("patch_overlap", 0)} if ds.get("patch_size") else {}),
             **({"weight_ema": args.weight_ema} if args.weight_ema else {}),
+            **({"split_seed": args.split_seed} if args.split_seed is not None else {}),
 }
 
 
@@ -186,7 +188,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
         eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
         val_split=ds["val_split"], patch_size=ds.get("patch_size"), patch_overlap=ds.get("patch_overlap", 0),
-        weight_ema=args.weight_ema,
+        weight_ema=args.weight_ema, split_seed=args.split_seed,
         out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
         progress=False,
     )
@@ -435,6 +437,48 @@ def last_third_rise(curve: List[List[float]]) -> Optional[float]:
     return end - start
 
 
+def split_of(row: dict) -> int:
+    """The labelled split a row trained on: its ``--split_seed`` where it set one (a repeat), else its seed."""
+    return int((row.get("recipe") or {}).get("split_seed", row["seed"]))
+
+
+def is_repeat(row: dict) -> bool:
+    """Whether a row trained a split another seed drew (``--split_seed``): it measures run-to-run noise on that
+    split and stays out of the seed tables, which count one run per split."""
+    return "split_seed" in (row.get("recipe") or {})
+
+
+def repeat_table(rows: List[dict]) -> str:
+    """Run-to-run noise: per (dataset, ratio, method) and split that ``--split_seed`` rows trained again, every run
+    of that split (the ordinary row, whose seed drew it, and the repeats) with their mean and std; then the pooled
+    std within a split (root mean of the splits' variances) beside the std between splits of the ordinary rows. A
+    gain between splits is told from noise only where the within-split std is small against it."""
+    runs: Dict[tuple, Dict[int, Dict[int, float]]] = {}
+    for r in rows:
+        runs.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[r["seed"]] = 100 * r["miou"]
+    lines = []
+    for (d, ratio, m), splits in runs.items():
+        repeated = {sp: seeds for sp, seeds in splits.items() if len(seeds) > 1}
+        if not repeated:
+            continue
+        if not lines:
+            lines += ["\nrun-to-run noise: one labelled split trained with several seeds (--split_seed)",
+                      "| dataset | ratio | method | split | runs (seed: mIoU) | mean ± std |", "|---|---|---|---|---|---|"]
+        for sp, seeds in sorted(repeated.items()):
+            v = list(seeds.values())
+            shown = ", ".join(f"{seed}: {x:.1f}" for seed, x in sorted(seeds.items()))
+            lines.append(f"| {d} | {ratio} | {m} | {sp} | {shown} | {statistics.mean(v):.1f} ± {statistics.stdev(v):.1f} |")
+        within = math.sqrt(statistics.mean(statistics.variance(list(s.values())) for s in repeated.values()))
+        firsts = [seeds[sp] for sp, seeds in splits.items() if sp in seeds]
+        between = f"{statistics.stdev(firsts):.1f} over {len(firsts)} splits" if len(firsts) > 1 else "-"
+        lines.append(f"{d} {ratio} {m}: std within a split {within:.1f} ({len(repeated)} splits repeated), "
+                     f"between splits {between}")
+    text = "\n".join(lines)
+    if text:
+        print(text)
+    return text
+
+
 def late_swing(curve: List[List[float]]) -> Optional[float]:
     """How much a curve of ``[step, mIoU]`` points swings between evaluations late in the run: the mean absolute
     change between consecutive evaluations from half the last step on (None with fewer than two such points). A
@@ -581,17 +625,19 @@ BUDGET_KEYS = ("steps", "batch_size", "lr", "model", "encoder")  # what --table 
 
 def table_rows(rows: List[dict], args: argparse.Namespace) -> List[dict]:
     """The rows of a results file that this command line's sweep covers, whatever commit trained them: its datasets,
-    ratios, methods (any ``--method_args``) and seeds, at its budget and model (``BUDGET_KEYS``)."""
+    ratios, methods (any ``--method_args``) and seeds (a repeat, by the seed of the split it trained), at its budget
+    and model (``BUDGET_KEYS``)."""
     want = {k: getattr(args, k) for k in BUDGET_KEYS}
     return [r for r in rows if r["dataset"] in args.datasets and r["ratio"] in args.ratios and r["method"] in args.methods
-            and r["seed"] in args.seeds and all((r.get("recipe") or {}).get(k) == v for k, v in want.items())]
+            and split_of(r) in args.seeds and all((r.get("recipe") or {}).get(k) == v for k, v in want.items())]
 
 
 def write_summary(rows: List[dict], out: Path, t0: float) -> None:
     """summary.csv, summary.md (table, target table, per-class table) and summary.png of the finished rows."""
-    summary = summarise(rows)
+    summary = summarise([r for r in rows if not is_repeat(r)])
     write_csv(out / "summary.csv", [{k: v for k, v in s.items() if not k.startswith("_")} for s in summary])
-    (out / "summary.md").write_text(print_table(summary) + "\n" + target_table(summary) + "\n" + class_table(summary) + "\n")
+    (out / "summary.md").write_text(print_table(summary) + "\n" + target_table(summary) + "\n" + class_table(summary)
+                                    + "\n" + repeat_table(rows) + "\n")
     plot(summary, out / "summary.png")
     print(f"wall time {(time.time() - t0) / 60:.1f} min; wrote {out}/summary.csv, summary.md, summary.png")
 
@@ -634,6 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--split_seed", type=int, default=None, help="train every seed on the split this seed draws "
+                   "(TrainConfig.split_seed): repeats that measure run-to-run noise on one split, tabled apart")
     p.add_argument("--weight_ema", type=float, default=0.0, help="evaluate an EMA of every run's weights with this "
                    "momentum (TrainConfig.weight_ema; 0 = the network as trained); such rows form their own table section")
     p.add_argument("--eval_every", type=int, default=None, help="also evaluate every N steps (the curve goes in runs.jsonl); default: at the end only")
@@ -662,10 +710,11 @@ def main() -> None:
         if not rows:
             sys.exit(f"{args.table}: no row matches the command line's datasets, ratios, methods, seeds and "
                      f"budget ({', '.join(f'--{k} {getattr(args, k)}' for k in BUDGET_KEYS)})")
-        summary = summarise(rows)
+        summary = summarise([r for r in rows if not is_repeat(r)])
         print_table(summary)
         target_table(summary)
         class_table(summary)
+        repeat_table(rows)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,7 @@ class TrainConfig:
     data_cache_mb: int = 0                    # keep decoded training items in memory, this many MiB per stream and worker (0 = off)
     device: str = "auto"                      # "auto" (CUDA when available), "cpu", "cuda", "cuda:1"
     seed: int = 0                             # fixes the split, the initial weights and the augmentations
+    split_seed: Optional[int] = None          # draws the labelled split instead of seed (None = seed): one split trained with several seeds
     out: str = "runs"                         # folder of run folders
     name: Optional[str] = None                # run folder name (default: method-data-labelled-seed)
     resume: bool = False                      # continue the run in <out>/<name> from its last.pt

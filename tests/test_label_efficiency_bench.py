@@ -243,7 +243,7 @@ def test_the_recipe_holds_the_method_config_and_code_and_split_or_strong_aug_cha
     args = argparse.Namespace(
         data_root=None, data_args="{}", crop_size=None, method_args="{}", sup_loss="ce", ohem_min_kept=200000,
         model="deeplabv3plus", encoder="efficientnet_lite0", pretrained="imagenet", model_args='{"channels": 64}',
-        steps=100, batch_size=8, lr=0.01, val_split="val", strong_aug="{}", weight_ema=0.0)
+        steps=100, batch_size=8, lr=0.01, val_split="val", strong_aug="{}", weight_ema=0.0, split_seed=None)
     rec = le.recipe("synthetic-driving", "unimatch", args)
     assert rec["method_config"]["conf_thresh"] == 0.95 and rec["method_code"] == le.method_code("unimatch")
     args.method_args = '{"unimatch": {"conf_thresh": 0.9}}'
@@ -259,6 +259,32 @@ def test_the_recipe_holds_the_method_config_and_code_and_split_or_strong_aug_cha
     assert le.recipe_tag(le.recipe("synthetic-driving", "unimatch", args)) != le.recipe_tag(rec)
     args.weight_ema = 0.0
     assert le.recipe_tag(le.recipe("synthetic-driving", "unimatch", args)) == le.recipe_tag(rec)
+    args.split_seed = 1  # a repeat on split 1: another recipe
+    assert le.recipe_tag(le.recipe("synthetic-driving", "unimatch", args)) != le.recipe_tag(rec)
+
+
+def test_repeats_on_one_split_are_tabled_apart_with_the_std_within_and_between_splits(tmp_path, capsys, monkeypatch):
+    """Supervised on splits 0 / 1 / 2 (seeds 0-2): 50 / 60 / 55, std 5.0 between splits. Split 1 trained again with
+    seeds 10 and 11 (``--split_seed 1``): 52 and 56, so split 1's runs are 60 / 52 / 56, 56.0 +- 4.0, the std within a
+    split. The repeats stay out of the seed tables (supervised there: 55.0 +- 5.0 over 3 seeds) and --table, asked
+    for seeds 0-2, selects them by the split they trained."""
+    rec = {"steps": 4800, "batch_size": 8, "lr": 0.01, "model": "deeplabv3plus", "encoder": "efficientnet_lite0"}
+    rows = [{"dataset": "a", "ratio": "1/64", "method": "supervised", "seed": s, "miou": v, "recipe": dict(rec)}
+            for s, v in ((0, 0.50), (1, 0.60), (2, 0.55))]
+    rows += [{"dataset": "a", "ratio": "1/64", "method": "supervised", "seed": s, "miou": v,
+              "recipe": {**rec, "split_seed": 1}} for s, v in ((10, 0.52), (11, 0.56))]
+    text = le.repeat_table(rows)
+    assert "| a | 1/64 | supervised | 1 | 1: 60.0, 10: 52.0, 11: 56.0 | 56.0 ± 4.0 |" in text
+    assert "a 1/64 supervised: std within a split 4.0 (1 splits repeated), between splits 5.0 over 3 splits" in text
+    assert le.repeat_table(rows[:3]) == ""
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(sys, "argv", ["label_efficiency.py", "--table", str(path), "--datasets", "a", "--ratios",
+                                      "1/64", "--seeds", "0", "1", "2", "--steps", "4800", "--encoder",
+                                      "efficientnet_lite0"])
+    le.main()
+    out = capsys.readouterr().out
+    assert "| a | supervised | 55.0 ± 5.0 |" in out and "1: 60.0, 10: 52.0, 11: 56.0" in out
 
 
 def test_rows_that_evaluated_a_weight_average_are_compared_with_supervised_evaluated_alike():

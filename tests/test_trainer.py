@@ -149,6 +149,23 @@ def test_weight_ema_evaluates_and_saves_the_average_of_the_weights_after_each_st
         tiny_cfg(tmp_path, weight_ema=1.0)
 
 
+def test_split_seed_keeps_the_labelled_split_while_seed_changes_the_training(tmp_path, monkeypatch):
+    """--split_seed 0 with --seed 1 labels the images --seed 0 labels (and another split than --seed 1 alone), while
+    the initial weights follow --seed: a second training run on one split, to measure what the split does not."""
+    _val_small(monkeypatch)
+    split = {}
+    weights = {}
+    for name, seed, split_seed in (("s0", 0, None), ("s1", 1, None), ("s1_on_split0", 1, 0)):
+        t = Trainer(tiny_cfg(tmp_path, name=name, seed=seed, split_seed=split_seed, labelled="1/2", steps=1))
+        split[name] = json.loads((t.run.root / "split.json").read_text())["labelled"]
+        weights[name] = t.model.state_dict()
+        t.close()
+    assert split["s1_on_split0"] == split["s0"] != split["s1"]
+    head = [k for k in weights["s0"] if weights["s0"][k].dtype.is_floating_point and "weight" in k][-1]
+    assert torch.equal(weights["s1_on_split0"][head], weights["s1"][head])
+    assert not torch.equal(weights["s1_on_split0"][head], weights["s0"][head])
+
+
 def test_a_resumed_run_reports_the_minutes_of_all_its_processes(tmp_path, monkeypatch):
     """The first process takes 120 s to step 4, the resumed one 30 s from its start to the end: 2.5 minutes."""
     _val_small(monkeypatch)

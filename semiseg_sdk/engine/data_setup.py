@@ -51,7 +51,7 @@ def build_train_data(cfg: TrainConfig, split_path: Path) -> TrainData:
     if len(val) == 0:
         raise DataError(f"dataset '{cfg.data}' has no images in split '{cfg.val_split}'")
     names = train.names()
-    split = resolve_split(str(split_path), names, cfg.labelled, cfg.seed)
+    split = resolve_split(str(split_path), names, cfg.labelled, cfg.seed if cfg.split_seed is None else cfg.split_seed)
     index = {n: i for i, n in enumerate(names)}
     labelled = [index[n] for n in split.labelled]
     unlabelled = [index[n] for n in split.unlabelled] or list(range(len(names)))  # "all": every image also unlabelled
