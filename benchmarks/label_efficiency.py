@@ -369,28 +369,30 @@ def evaluated_suffix(weight_ema: float) -> str:
 
 
 def summarise(rows: List[dict]) -> List[dict]:
-    """Mean and standard deviation of the final mIoU over seeds, and mean IoU of each class, per (dataset, ratio,
-    method label); ``_per_seed`` maps each seed to its mIoU (for paired comparisons) and ``_name`` is the method's
-    registry name without its ``--method_args`` (neither is written to the CSV). A seed
-    counts once: where a results file holds two rows of one seed (a run repeated at a later commit), the later row
-    stands for it."""
-    by_seed: Dict[tuple, Dict[int, dict]] = {}
+    """Mean and standard deviation of the final mIoU over labelled splits, and mean IoU of each class, per (dataset,
+    ratio, method label). A split's score is the mean of its runs: the row of the seed that drew it and any repeats
+    (``--split_seed``) trained on it with other seeds; ``seeds`` counts the splits, ``runs`` the runs.
+    ``_per_seed`` maps each split (its seed) to its score (for paired comparisons) and ``_name`` is the method's
+    registry name without its ``--method_args`` (neither is written to the CSV). A run counts once: where a results
+    file holds two rows of one seed and split (a run repeated at a later commit), the later row stands for it."""
+    by_split: Dict[tuple, Dict[int, Dict[int, dict]]] = {}
     for r in rows:
-        by_seed.setdefault((r["dataset"], r["ratio"], method_label(r)), {})[r["seed"]] = r
-    groups = {key: list(seeds.values()) for key, seeds in by_seed.items()}
+        by_split.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[r["seed"]] = r
     classes = list(dict.fromkeys(c for r in rows for c in r.get("iou", {})))
     out = []
-    for (d, ratio, m), group in groups.items():
-        v = [100 * r["miou"] for r in group]
+    for (d, ratio, m), splits in by_split.items():
+        group = [r for runs in splits.values() for r in runs.values()]
+        per_split = {sp: statistics.mean(100 * r["miou"] for r in runs.values()) for sp, runs in splits.items()}
+        v = list(per_split.values())
         row = {"dataset": d, "ratio": ratio, "method": m, "miou_mean": statistics.mean(v),
-               "miou_std": statistics.stdev(v) if len(v) > 1 else 0.0, "seeds": len(v)}
-        for c in classes:  # per-class IoU, mean over the seeds that measured it (None: class absent from the val set)
+               "miou_std": statistics.stdev(v) if len(v) > 1 else 0.0, "seeds": len(v), "runs": len(group)}
+        for c in classes:  # per-class IoU, mean over the runs that measured it (None: class absent from the val set)
             per = [r["iou"][c] for r in group if r.get("iou", {}).get(c) is not None]
             row[f"iou_{c}"] = statistics.mean(per) if per else float("nan")
-        row["_per_seed"] = {r["seed"]: 100 * r["miou"] for r in group}
+        row["_per_seed"] = per_split
         row["_name"] = group[0]["method"]
         row["_evaluated"] = evaluated(group[0])
-        row["_curves"] = {r["seed"]: r["curve"] for r in group if r.get("curve")}
+        row["_curves"] = {(split_of(r), r["seed"]): r["curve"] for r in group if r.get("curve")}
         out.append(row)
     return out
 
@@ -437,15 +439,14 @@ def last_third_rise(curve: List[List[float]]) -> Optional[float]:
     return end - start
 
 
+def runs_note(row: dict) -> str:
+    """``, 5 runs`` where a summary row's splits were trained more than once each on average, else nothing."""
+    return f", {row['runs']} runs" if row["runs"] > row["seeds"] else ""
+
+
 def split_of(row: dict) -> int:
     """The labelled split a row trained on: its ``--split_seed`` where it set one (a repeat), else its seed."""
     return int((row.get("recipe") or {}).get("split_seed", row["seed"]))
-
-
-def is_repeat(row: dict) -> bool:
-    """Whether a row trained a split another seed drew (``--split_seed``): it measures run-to-run noise on that
-    split and stays out of the seed tables, which count one run per split."""
-    return "split_seed" in (row.get("recipe") or {})
 
 
 def repeat_table(rows: List[dict]) -> str:
@@ -536,6 +537,7 @@ def target_table(summary: List[dict]) -> str:
         reference = "all labels" if full_key is None or full_key[2] == sup_label else "all labels, trained network"
         sup_swing = mean_swing(row_of[(d, ratio, sup_label)])
         lines += [f"\n{d} {ratio}{evaluated_suffix(ev)}: vs {sup_label} {base:.1f} ± {base_std:.1f} ({base_n} seeds"
+                  + runs_note(row_of[(d, ratio, sup_label)])
                   + ("" if sup_swing is None else f"; late swing {sup_swing:.1f}") + ")"
                   + ("" if gap is None else f" ({reference} {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f}"
                      + reference_convergence(row_of[full_key]["_curves"]) + ")"),
@@ -566,7 +568,7 @@ def target_table(summary: List[dict]) -> str:
                 beyond = f"- (< {MIN_SEEDS} seeds)"
             ahead = f"{sum(x > 0 for x in diffs)} of {len(diffs)}" if diffs else "-"
             swing = mean_swing(row_of[(d, ratio, m)])
-            lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n} | {shown} | {beyond} | {ahead} | {share} | "
+            lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n}{runs_note(row_of[(d, ratio, m)])} | {shown} | {beyond} | {ahead} | {share} | "
                          + ("-" if swing is None else f"{swing:.1f}") + " |")
         lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {judged} with "
                      f">= {MIN_SEEDS} seeds" + (f" ({len(others) - judged} with fewer not judged)"
@@ -578,7 +580,7 @@ def target_table(summary: List[dict]) -> str:
     return text
 
 
-def reference_convergence(curves: Dict[int, List[List[float]]]) -> str:
+def reference_convergence(curves: Dict[tuple, List[List[float]]]) -> str:
     """The all-label reference's convergence, for the target table's header: the mean rise of its seeds' curves over
     their last third, flagged when it reaches ``CONVERGED_RISE`` (the gap it spans is then still moving)."""
     rises = [r for r in (last_third_rise(c) for c in curves.values()) if r is not None]
@@ -634,7 +636,7 @@ def table_rows(rows: List[dict], args: argparse.Namespace) -> List[dict]:
 
 def write_summary(rows: List[dict], out: Path, t0: float) -> None:
     """summary.csv, summary.md (table, target table, per-class table) and summary.png of the finished rows."""
-    summary = summarise([r for r in rows if not is_repeat(r)])
+    summary = summarise(rows)
     write_csv(out / "summary.csv", [{k: v for k, v in s.items() if not k.startswith("_")} for s in summary])
     (out / "summary.md").write_text(print_table(summary) + "\n" + target_table(summary) + "\n" + class_table(summary)
                                     + "\n" + repeat_table(rows) + "\n")
@@ -710,7 +712,7 @@ def main() -> None:
         if not rows:
             sys.exit(f"{args.table}: no row matches the command line's datasets, ratios, methods, seeds and "
                      f"budget ({', '.join(f'--{k} {getattr(args, k)}' for k in BUDGET_KEYS)})")
-        summary = summarise([r for r in rows if not is_repeat(r)])
+        summary = summarise(rows)
         print_table(summary)
         target_table(summary)
         class_table(summary)

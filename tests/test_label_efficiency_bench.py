@@ -263,11 +263,12 @@ def test_the_recipe_holds_the_method_config_and_code_and_split_or_strong_aug_cha
     assert le.recipe_tag(le.recipe("synthetic-driving", "unimatch", args)) != le.recipe_tag(rec)
 
 
-def test_repeats_on_one_split_are_tabled_apart_with_the_std_within_and_between_splits(tmp_path, capsys, monkeypatch):
+def test_repeats_on_one_split_count_toward_its_score_and_are_tabled_with_the_std_within_and_between_splits(
+        tmp_path, capsys, monkeypatch):
     """Supervised on splits 0 / 1 / 2 (seeds 0-2): 50 / 60 / 55, std 5.0 between splits. Split 1 trained again with
     seeds 10 and 11 (``--split_seed 1``): 52 and 56, so split 1's runs are 60 / 52 / 56, 56.0 +- 4.0, the std within a
-    split. The repeats stay out of the seed tables (supervised there: 55.0 +- 5.0 over 3 seeds) and --table, asked
-    for seeds 0-2, selects them by the split they trained."""
+    split. Split 1 then scores 56 (the mean of its runs): supervised 53.7 +- 3.2 over 3 splits, 5 runs; a method at
+    58 on every split gains +4.3 paired (8, 2, 3). --table, asked for seeds 0-2, selects repeats by their split."""
     rec = {"steps": 4800, "batch_size": 8, "lr": 0.01, "model": "deeplabv3plus", "encoder": "efficientnet_lite0"}
     rows = [{"dataset": "a", "ratio": "1/64", "method": "supervised", "seed": s, "miou": v, "recipe": dict(rec)}
             for s, v in ((0, 0.50), (1, 0.60), (2, 0.55))]
@@ -277,14 +278,18 @@ def test_repeats_on_one_split_are_tabled_apart_with_the_std_within_and_between_s
     assert "| a | 1/64 | supervised | 1 | 1: 60.0, 10: 52.0, 11: 56.0 | 56.0 ± 4.0 |" in text
     assert "a 1/64 supervised: std within a split 4.0 (1 splits repeated), between splits 5.0 over 3 splits" in text
     assert le.repeat_table(rows[:3]) == ""
+    rows += [{"dataset": "a", "ratio": "1/64", "method": "x", "seed": s, "miou": 0.58, "recipe": dict(rec)} for s in range(3)]
+    target = le.target_table(le.summarise(rows))
+    assert "vs supervised 53.7 ± 3.2 (3 seeds, 5 runs)" in target
+    assert "| x | 58.0 ± 0.0 | 3 | +4.3 ± 3.2 (3) | yes | 3 of 3 |" in target
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.setattr(sys, "argv", ["label_efficiency.py", "--table", str(path), "--datasets", "a", "--ratios",
-                                      "1/64", "--seeds", "0", "1", "2", "--steps", "4800", "--encoder",
-                                      "efficientnet_lite0"])
+                                      "1/64", "--methods", "supervised", "x", "--seeds", "0", "1", "2", "--steps",
+                                      "4800", "--encoder", "efficientnet_lite0"])
     le.main()
     out = capsys.readouterr().out
-    assert "| a | supervised | 55.0 ± 5.0 |" in out and "1: 60.0, 10: 52.0, 11: 56.0" in out
+    assert "| a | supervised | 53.7 ± 3.2 |" in out and "1: 60.0, 10: 52.0, 11: 56.0" in out
 
 
 def test_rows_that_evaluated_a_weight_average_are_compared_with_supervised_evaluated_alike():
