@@ -374,10 +374,11 @@ def summarise(rows: List[dict]) -> List[dict]:
     (``--split_seed``) trained on it with other seeds; ``seeds`` counts the splits, ``runs`` the runs.
     ``_per_seed`` maps each split (its seed) to its score (for paired comparisons) and ``_name`` is the method's
     registry name without its ``--method_args`` (neither is written to the CSV). A run counts once: where a results
-    file holds two rows of one seed and split (a run repeated at a later commit), the later row stands for it."""
+    file holds two rows of one seed, split and thread count (a run repeated at a later commit), the later row stands
+    for it; the same seed on another thread count is another run (:func:`run_key`)."""
     by_split: Dict[tuple, Dict[int, Dict[int, dict]]] = {}
     for r in rows:
-        by_split.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[r["seed"]] = r
+        by_split.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[run_key(r)] = r
     classes = list(dict.fromkeys(c for r in rows for c in r.get("iou", {})))
     out = []
     for (d, ratio, m), splits in by_split.items():
@@ -444,6 +445,13 @@ def runs_note(row: dict) -> str:
     return f", {row['runs']} runs" if row["runs"] > row["seeds"] else ""
 
 
+def run_key(row: dict) -> tuple:
+    """What makes two rows of one split two runs: their seed, and the torch threads they trained on (another thread
+    count sums floats in another order, which moves a run's result as another seed can; rows without the field
+    trained on one thread beside another run)."""
+    return row["seed"], row.get("threads")
+
+
 def split_of(row: dict) -> int:
     """The labelled split a row trained on: its ``--split_seed`` where it set one (a repeat), else its seed."""
     return int((row.get("recipe") or {}).get("split_seed", row["seed"]))
@@ -456,7 +464,7 @@ def repeat_table(rows: List[dict]) -> str:
     gain between splits is told from noise only where the within-split std is small against it."""
     runs: Dict[tuple, Dict[int, Dict[int, float]]] = {}
     for r in rows:
-        runs.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[r["seed"]] = 100 * r["miou"]
+        runs.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[run_key(r)] = 100 * r["miou"]
     lines = []
     for (d, ratio, m), splits in runs.items():
         repeated = {sp: seeds for sp, seeds in splits.items() if len(seeds) > 1}
@@ -467,10 +475,13 @@ def repeat_table(rows: List[dict]) -> str:
                       "| dataset | ratio | method | split | runs (seed: mIoU) | mean ± std |", "|---|---|---|---|---|---|"]
         for sp, seeds in sorted(repeated.items()):
             v = list(seeds.values())
-            shown = ", ".join(f"{seed}: {x:.1f}" for seed, x in sorted(seeds.items()))
+            twice = {seed for seed, _ in seeds if sum(k[0] == seed for k in seeds) > 1}
+            shown = ", ".join(f"{seed}" + (f" ({threads or 1} thr.)" if seed in twice else "") + f": {x:.1f}"
+                              for (seed, threads), x in sorted(seeds.items(), key=lambda kv: (kv[0][0], kv[0][1] or 1)))
             lines.append(f"| {d} | {ratio} | {m} | {sp} | {shown} | {statistics.mean(v):.1f} ± {statistics.stdev(v):.1f} |")
         within = math.sqrt(statistics.mean(statistics.variance(list(s.values())) for s in repeated.values()))
-        firsts = [seeds[sp] for sp, seeds in splits.items() if sp in seeds]
+        firsts = [next(x for (seed, _), x in seeds.items() if seed == sp) for sp, seeds in splits.items()
+                  if any(seed == sp for seed, _ in seeds)]
         between = f"{statistics.stdev(firsts):.1f} over {len(firsts)} splits" if len(firsts) > 1 else "-"
         lines.append(f"{d} {ratio} {m}: std within a split {within:.1f} ({len(repeated)} splits repeated), "
                      f"between splits {between}")
