@@ -4,8 +4,8 @@ Each does one job around :class:`~semiseg_sdk.engine.train_loop.TrainLoop` steps
 registers them in this order (user hooks go after logging and before evaluation, so a run resumed from ``last.pt``
 has passed every user hook call before it):
 
-    PolyLR, WeightAverage (opt-in), PhaseTiming (opt-in), FiniteLossCheck, MetricsWriter, <user hooks>, Evaluation, LastCheckpoint,
-    ProgressBar, TensorBoardLog (opt-in), StopOnSignal
+    PolyLR, WeightAverage (opt-in), PhaseTiming (opt-in), FiniteLossCheck, MetricsWriter, <user hooks>,
+    Evaluation, LastCheckpoint, ProgressBar, TensorBoardLog (opt-in), StopOnSignal
 
 The evaluation and checkpoint hooks call the trainer's public methods (``eval_and_save``, ``save_last``,
 ``check_finite``); they hold no state of their own beyond their period.
