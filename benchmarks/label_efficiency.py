@@ -376,7 +376,7 @@ def summarise(rows: List[dict]) -> List[dict]:
     registry name without its ``--method_args`` (neither is written to the CSV). A run counts once: where a results
     file holds two rows of one seed, split and thread count (a run repeated at a later commit), the later row stands
     for it; the same seed on another thread count is another run (:func:`run_key`)."""
-    by_split: Dict[tuple, Dict[int, Dict[int, dict]]] = {}
+    by_split: Dict[tuple, Dict[int, Dict[tuple, dict]]] = {}
     for r in rows:
         by_split.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[run_key(r)] = r
     classes = list(dict.fromkeys(c for r in rows for c in r.get("iou", {})))
@@ -458,11 +458,12 @@ def split_of(row: dict) -> int:
 
 
 def repeat_table(rows: List[dict]) -> str:
-    """Run-to-run noise: per (dataset, ratio, method) and split that ``--split_seed`` rows trained again, every run
-    of that split (the ordinary row, whose seed drew it, and the repeats) with their mean and std; then the pooled
-    std within a split (root mean of the splits' variances) beside the std between splits of the ordinary rows. A
-    gain between splits is told from noise only where the within-split std is small against it."""
-    runs: Dict[tuple, Dict[int, Dict[int, float]]] = {}
+    """Run-to-run noise: per (dataset, ratio, method) and split trained more than once (``--split_seed`` repeats,
+    or the same seed on another thread count: :func:`run_key`), every run of that split with their mean and std;
+    then the pooled std within a split (root mean of the splits' variances) beside the std between splits of the
+    rows whose seed drew them (the first such row of a split). A gain between splits is told from noise only where
+    the within-split std is small against it."""
+    runs: Dict[tuple, Dict[int, Dict[tuple, float]]] = {}
     for r in rows:
         runs.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[run_key(r)] = 100 * r["miou"]
     lines = []
@@ -471,7 +472,7 @@ def repeat_table(rows: List[dict]) -> str:
         if not repeated:
             continue
         if not lines:
-            lines += ["\nrun-to-run noise: one labelled split trained with several seeds (--split_seed)",
+            lines += ["\nrun-to-run noise: one labelled split trained more than once (--split_seed, thread counts)",
                       "| dataset | ratio | method | split | runs (seed: mIoU) | mean ± std |", "|---|---|---|---|---|---|"]
         for sp, seeds in sorted(repeated.items()):
             v = list(seeds.values())
