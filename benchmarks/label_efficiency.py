@@ -376,9 +376,7 @@ def summarise(rows: List[dict]) -> List[dict]:
     registry name without its ``--method_args`` (neither is written to the CSV). A run counts once: where a results
     file holds two rows of one seed, split and thread count (a run repeated at a later commit), the later row stands
     for it; the same seed on another thread count is another run (:func:`run_key`)."""
-    by_split: Dict[tuple, Dict[int, Dict[tuple, dict]]] = {}
-    for r in rows:
-        by_split.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[run_key(r)] = r
+    by_split = runs_by_split(rows)
     classes = list(dict.fromkeys(c for r in rows for c in r.get("iou", {})))
     out = []
     for (d, ratio, m), splits in by_split.items():
@@ -440,6 +438,15 @@ def last_third_rise(curve: List[List[float]]) -> Optional[float]:
     return end - start
 
 
+def runs_by_split(rows: List[dict]) -> Dict[tuple, Dict[int, Dict[tuple, dict]]]:
+    """Rows grouped as the tables count them: per (dataset, ratio, method label), per labelled split
+    (:func:`split_of`), per run (:func:`run_key`); of two rows of one run the later stands."""
+    out: Dict[tuple, Dict[int, Dict[tuple, dict]]] = {}
+    for r in rows:
+        out.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[run_key(r)] = r
+    return out
+
+
 def runs_note(row: dict) -> str:
     """``, 5 runs`` where a summary row's splits were trained more than once each on average, else nothing."""
     return f", {row['runs']} runs" if row["runs"] > row["seeds"] else ""
@@ -463,11 +470,9 @@ def repeat_table(rows: List[dict]) -> str:
     then the pooled std within a split (root mean of the splits' variances) beside the std between splits of the
     rows whose seed drew them (the first such row of a split). A gain between splits is told from noise only where
     the within-split std is small against it."""
-    runs: Dict[tuple, Dict[int, Dict[tuple, float]]] = {}
-    for r in rows:
-        runs.setdefault((r["dataset"], r["ratio"], method_label(r)), {}).setdefault(split_of(r), {})[run_key(r)] = 100 * r["miou"]
     lines = []
-    for (d, ratio, m), splits in runs.items():
+    for (d, ratio, m), grouped in runs_by_split(rows).items():
+        splits = {sp: {k: 100 * r["miou"] for k, r in runs.items()} for sp, runs in grouped.items()}
         repeated = {sp: seeds for sp, seeds in splits.items() if len(seeds) > 1}
         if not repeated:
             continue
@@ -503,7 +508,7 @@ def late_swing(curve: List[List[float]]) -> Optional[float]:
 
 
 def mean_swing(row: dict) -> Optional[float]:
-    """:func:`late_swing` of a summary row, mean over its seeds with a curve (None: no seed has one)."""
+    """:func:`late_swing` of a summary row, mean over its runs with a curve (None: no run has one)."""
     swings = [w for w in (late_swing(c) for c in row["_curves"].values()) if w is not None]
     return statistics.mean(swings) if swings else None
 
@@ -580,8 +585,8 @@ def target_table(summary: List[dict]) -> str:
                 beyond = f"- (< {MIN_SEEDS} seeds)"
             ahead = f"{sum(x > 0 for x in diffs)} of {len(diffs)}" if diffs else "-"
             swing = mean_swing(row_of[(d, ratio, m)])
-            lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n}{runs_note(row_of[(d, ratio, m)])} | {shown} | {beyond} | {ahead} | {share} | "
-                         + ("-" if swing is None else f"{swing:.1f}") + " |")
+            lines.append(f"| {m} | {v:.1f} ± {sd:.1f} | {n}{runs_note(row_of[(d, ratio, m)])} | {shown} | {beyond} "
+                         f"| {ahead} | {share} | " + ("-" if swing is None else f"{swing:.1f}") + " |")
         lines.append(f"beats supervised by more than its std ({base_std:.1f}): {beats} of {judged} with "
                      f">= {MIN_SEEDS} seeds" + (f" ({len(others) - judged} with fewer not judged)"
                                                  if judged < len(others) else "")
@@ -695,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--split_seed", type=int, default=None, help="train every seed on the split this seed draws "
-                   "(TrainConfig.split_seed): repeats that measure run-to-run noise on one split, tabled apart")
+                   "(TrainConfig.split_seed): repeats that measure run-to-run noise on one split; a split scores the mean of its runs")
     p.add_argument("--weight_ema", type=float, default=0.0, help="evaluate an EMA of every run's weights with this "
                    "momentum (TrainConfig.weight_ema; 0 = the network as trained); such rows form their own table section")
     p.add_argument("--eval_every", type=int, default=None, help="also evaluate every N steps (the curve goes in runs.jsonl); default: at the end only")
