@@ -119,6 +119,34 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, weight_ema):
         assert torch.allclose(saved_a[k].float(), saved_b[k].float(), atol=1e-6), k
 
 
+def test_a_resume_on_another_thread_count_warns_and_one_on_the_same_does_not(tmp_path, monkeypatch):
+    """last.pt records the torch threads it was trained on; resuming on another count warns (naming last.pt and
+    both counts, also in train.log), resuming on the same count is silent."""
+    import warnings
+
+    from semiseg_sdk.engine import ThreadCountWarning
+
+    _val_small(monkeypatch)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        part = Trainer(tiny_cfg(tmp_path, name="part"))
+        part.fit(hooks=[StopAtStep(4)])
+        assert load_checkpoint(part.run.last)["trainer_state"]["threads"] == 1
+        part.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ThreadCountWarning)
+            Trainer(tiny_cfg(tmp_path, name="part", resume=True)).close()
+        torch.set_num_threads(2)
+        with pytest.warns(ThreadCountWarning, match=r"last\.pt was trained on 1 torch thread\(s\), this process has 2"):
+            resumed = Trainer(tiny_cfg(tmp_path, name="part", resume=True))
+        resumed.close()
+        assert "was trained on 1 torch thread(s)" in (resumed.run.root / "train.log").read_text()
+        assert json.loads((resumed.run.root / "config.json").read_text())["resolved"]["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_weight_ema_evaluates_and_saves_the_average_of_the_weights_after_each_step(tmp_path, monkeypatch):
     """momentum 0.5 with warm-up, a_t = min(1 - 1/(t+1), 0.5): after steps 1, 2, 3 the average is w1, then
     (w1 + w2) / 2, then (w1 + w2) / 4 + w3 / 2 (float BatchNorm statistics alike, the step counters copied).

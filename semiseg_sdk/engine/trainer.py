@@ -119,7 +119,8 @@ class Trainer(TrainLoop):
         if self.dist.enabled:  # each rank its own augmentation stream
             seed_everything(cfg.seed + 1000 * self.dist.rank + self.step)
         self.run.write_config({**cfg.to_dict(), "resolved": {"device": str(self.device), "amp": str(self.amp_dtype),
-                               "torch": torch.__version__, "num_classes": info.num_classes, "classes": list(info.classes),
+                               "torch": torch.__version__, "threads": torch.get_num_threads(),
+                               "num_classes": info.num_classes, "classes": list(info.classes),
                                "labelled_images": len(self.data.labelled_idx), "unlabelled_images": len(self.data.unlabelled_source()[1]),
                                "method_config": _asdict(self.method.cfg),
                                "model_spec": dict(getattr(self.model, "spec", {}))}})
@@ -140,6 +141,7 @@ class Trainer(TrainLoop):
                 "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "best_miou": self.best_miou, "best_step": self.best_step, "rng": rng_state(), "config": self.cfg.to_dict(),
                 "world_size": self.dist.world_size, "draws": dict(self.draws), "seconds": self.seconds(),
+                "threads": torch.get_num_threads(),
             }
             if self.weight_average is not None:
                 payload["trainer_state"]["weight_average"] = self.weight_average.net.state_dict()
@@ -166,6 +168,7 @@ class Trainer(TrainLoop):
             raise CheckpointError(f"{self.run.last}: its optimiser state does not fit this run "
                                   f"({type(exc).__name__}: {exc}); {differ}") from None
         self._load_weight_average(state.get("weight_average"))
+        self._warn_on_other_thread_count(state.get("threads"))
         if self.run.best.exists():  # checked now, not when the run ends and reads it for its summary
             try:
                 load_checkpoint(self.run.best)
@@ -176,6 +179,18 @@ class Trainer(TrainLoop):
         self.run.truncate_metrics_after(self.step)
         self.run.info(f"resumed from {self.run.last} at step {self.step}")
         return state
+
+    def _warn_on_other_thread_count(self, saved: Optional[int]) -> None:
+        """A CPU run resumed on another number of torch threads sums in another order: it trains on, but no longer
+        reproduces the uninterrupted run (two runs of one command agree only on one thread count)."""
+        now = torch.get_num_threads()
+        if saved is None or int(saved) == now or self.device.type != "cpu":
+            return
+        msg = (f"{self.run.last} was trained on {saved} torch thread(s), this process has {now}: the resumed run will "
+               f"not reproduce an uninterrupted one (set OMP_NUM_THREADS={saved} to keep it exact)")
+        self.run.info(f"warning: {msg}")
+        if self.dist.is_main:
+            warnings.warn(msg, ThreadCountWarning, stacklevel=3)
 
     def _load_weight_average(self, saved: Optional[Dict[str, torch.Tensor]]) -> None:
         """Restore the ``--weight_ema`` average of a resumed run; a run saved without one starts it from its weights."""
@@ -391,6 +406,10 @@ def train(cfg: TrainConfig) -> Dict[str, Any]:
 
         return method_cls.run_stages(cfg, lambda budget, tag: StagedRun(cfg, budget, tag))
     return Trainer(cfg).fit()
+
+
+class ThreadCountWarning(UserWarning):
+    """A CPU run resumed on another number of torch threads than it was trained on."""
 
 
 # Settings a resumed run may change without changing what it trains (budget, logging, workers, evaluation).
