@@ -468,7 +468,8 @@ def repeat_table(rows: List[dict]) -> str:
     """Run-to-run noise: per (dataset, ratio, method) and split trained more than once (``--split_seed`` repeats,
     or the same seed on another thread count: :func:`run_key`), every run of that split with their mean and std;
     then the pooled std within a split (root mean of the splits' variances) beside the std between splits of the
-    rows whose seed drew them (the first such row of a split). A gain between splits is told from noise only where
+    rows whose seed drew them (the first such row of a split) and between the split means (the spread the target
+    table judges gains against). A gain between splits is told from noise only where
     the within-split std is small against it."""
     lines = []
     for (d, ratio, m), grouped in runs_by_split(rows).items():
@@ -488,9 +489,13 @@ def repeat_table(rows: List[dict]) -> str:
         within = math.sqrt(statistics.mean(statistics.variance(list(s.values())) for s in repeated.values()))
         firsts = [next(x for (seed, _), x in seeds.items() if seed == sp) for sp, seeds in splits.items()
                   if any(seed == sp for seed, _ in seeds)]
-        between = f"{statistics.stdev(firsts):.1f} over {len(firsts)} splits" if len(firsts) > 1 else "-"
-        lines.append(f"{d} {ratio} {m}: std within a split {within:.1f} ({len(repeated)} splits repeated), "
-                     f"between splits {between}")
+        means = [statistics.mean(seeds.values()) for seeds in splits.values()]
+        between = (f"{statistics.stdev(firsts):.1f} between the first runs of {len(firsts)} splits"
+                   if len(firsts) > 1 else "")
+        if len(means) > 1:
+            between += ("; " if between else "") + f"{statistics.stdev(means):.1f} between the split means"
+        lines.append(f"{d} {ratio} {m}: std within a split {within:.1f} ({len(repeated)} of {len(splits)} splits "
+                     f"repeated)" + (f"; {between}" if between else ""))
     text = "\n".join(lines)
     if text:
         print(text)

@@ -276,7 +276,8 @@ def test_repeats_on_one_split_count_toward_its_score_and_are_tabled_with_the_std
               "recipe": {**rec, "split_seed": 1}} for s, v in ((10, 0.52), (11, 0.56))]
     text = le.repeat_table(rows)
     assert "| a | 1/64 | supervised | 1 | 1: 60.0, 10: 52.0, 11: 56.0 | 56.0 ± 4.0 |" in text
-    assert "a 1/64 supervised: std within a split 4.0 (1 splits repeated), between splits 5.0 over 3 splits" in text
+    assert ("a 1/64 supervised: std within a split 4.0 (1 of 3 splits repeated); 5.0 between the first runs of 3 "
+            "splits; 3.2 between the split means") in text
     assert le.repeat_table(rows[:3]) == ""
     again = {**rows[1], "miou": 0.48, "threads": 2}  # seed 1 again on two threads: another run of split 1
     assert "| a | 1/64 | supervised | 1 | 1 (1 thr.): 60.0, 1 (2 thr.): 48.0, 10: 52.0, 11: 56.0 | 54.0 ± 5.2 |" in \
