@@ -81,8 +81,8 @@ register_recipe(Recipe(
              "Synthetic-aerial, 32 labelled tiles, 3 paired seeds, without the levers: UniMatch 40.7 +- 2.5 vs "
              "supervised 41.8 +- 1.2; with them 45.2 +- 1.2, paired +3.4 +- 0.7, ahead on all 3 splits (mean-teacher "
              "CutMix with the levers and per-pixel confidence masks: 44.9 +- 0.7, paired +3.1 +- 0.6). Real aerial "
-             "patches (23 labelled, 3 paired splits): UniMatch with the levers 56.2 +- 2.4, paired +2.5 +- 7.0, behind "
-             "mean-teacher CutMix with the same levers on every split (59.9 +- 3.1, paired +6.1 +- 4.3) vs supervised "
-             "53.8 +- 6.8 (all labels 64.9 +- 1.4), one run per split: the same split trained again moved supervised "
-             "by up to 11 points, so these real-set figures are indicative",
+             "patches (23 labelled, 3 paired splits): supervised 53.8 +- 3.4 (3-4 runs per split; one run lands about "
+             "+-4 from its split's mean; all labels 64.9 +- 1.4); mean-teacher CutMix with the same levers 58.0 +- 2.7 "
+             "(2 runs per split), paired +4.2 +- 3.2, ahead on every split; UniMatch with the levers 56.2 +- 2.4, "
+             "paired +2.4 +- 3.3 (one run per split)",
 ))
