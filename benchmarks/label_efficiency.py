@@ -469,8 +469,8 @@ def repeat_table(rows: List[dict]) -> str:
     or the same seed on another thread count: :func:`run_key`), every run of that split with their mean and std;
     then the pooled std within a split (root mean of the splits' variances) beside the std between splits of the
     rows whose seed drew them (the first such row of a split) and between the split means (the spread the target
-    table judges gains against). A gain between splits is told from noise only where
-    the within-split std is small against it."""
+    table judges gains against). A gain between splits is told from noise only where the within-split std is small
+    against it."""
     lines = []
     for (d, ratio, m), grouped in runs_by_split(rows).items():
         splits = {sp: {k: 100 * r["miou"] for k, r in runs.items()} for sp, runs in grouped.items()}
