@@ -87,9 +87,7 @@ class Trainer(TrainLoop):
                                  **fit_aspp_rates_to_crop(cfg.model_args, cfg.crop_size, cfg.output_stride))
         padding_warning = atrous_padding_warning(self.model, cfg.crop_size)
         if padding_warning:
-            self.run.info(f"warning: {padding_warning}")
-            if self.dist.is_main:
-                warnings.warn(padding_warning, AtrousPaddingWarning, stacklevel=2)
+            self._warn(padding_warning, AtrousPaddingWarning)
         views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, flip_p=cfg.flip_p, strong=strong))
         method_cls = get_method(cfg.method)
         self.method = method_cls(self.model, info.num_classes, views, method_cls.make_config(cfg.method_args), total_steps=cfg.steps)
@@ -188,9 +186,14 @@ class Trainer(TrainLoop):
             return
         msg = (f"{self.run.last} was trained on {saved} torch thread(s), this process has {now}: the resumed run will "
                f"not reproduce an uninterrupted one (set OMP_NUM_THREADS={saved} to keep it exact)")
+        self._warn(msg, ThreadCountWarning, stacklevel=4)
+
+    def _warn(self, msg: str, category: type, stacklevel: int = 3) -> None:
+        """A warning line in ``train.log`` and, on the main rank, a Python warning of ``category`` (``stacklevel``
+        counted from this method)."""
         self.run.info(f"warning: {msg}")
         if self.dist.is_main:
-            warnings.warn(msg, ThreadCountWarning, stacklevel=3)
+            warnings.warn(msg, category, stacklevel=stacklevel)
 
     def _load_weight_average(self, saved: Optional[Dict[str, torch.Tensor]]) -> None:
         """Restore the ``--weight_ema`` average of a resumed run; a run saved without one starts it from its weights."""
