@@ -46,18 +46,21 @@ class SemisegCLI:
 
     def evaluate(self, checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val",
                  mode: str = "auto", window: int = 512, device: str = "auto", data_args: Optional[dict] = None,
-                 save: Optional[str] = None) -> Dict[str, Any]:
+                 save: Optional[str] = None, weights: str = "saved") -> Dict[str, Any]:
         """Evaluate a run folder or checkpoint on a dataset split: per-class IoU table, mIoU, confusion matrix.
 
-        --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto; metrics.json and the confusion
-        matrix (CSV + PNG) go to --save DIR, by default eval-<data>-<split>/ next to the checkpoint.
+        --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto; --weights saved|trained
+        (a --weight_ema run saves the average of its weights and keeps them as trained beside it); metrics.json and
+        the confusion matrix (CSV + PNG) go to --save DIR, by default eval-<data>-<split>/ next to the checkpoint
+        (eval-<data>-<split>-trained/ for --weights trained).
         """
         from .engine.evaluator import evaluate_checkpoint
 
         res = evaluate_checkpoint(checkpoint, data=data, data_root=data_root, split=split, mode=mode, window=window,
-                                  device=device, data_args=data_args, save=save)
+                                  device=device, data_args=data_args, save=save, weights=weights)
         print(res.pop("table"))
-        return {k: v for k, v in res.items() if k in ("miou", "macc", "aacc", "pixels", "mode", "images", "saved_to")}
+        keep = ("miou", "macc", "aacc", "pixels", "mode", "images", "weights", "saved_to")
+        return {k: v for k, v in res.items() if k in keep}
 
     def export(self, checkpoint: str, output: str, fp16: bool = False, simplify: bool = True, opset: int = 17,
                triton: Optional[str] = None, int8: bool = False, calibration: Optional[str] = None,

@@ -177,6 +177,38 @@ def test_weight_ema_evaluates_and_saves_the_average_of_the_weights_after_each_st
         tiny_cfg(tmp_path, weight_ema=1.0)
 
 
+def test_evaluate_weights_trained_loads_a_weight_average_runs_weights_as_trained(tmp_path):
+    """A --weight_ema run saves the average and keeps the trained weights beside it: ``--weights trained`` loads and
+    evaluates those (into its own eval folder), the default the average; a run without an average refuses it."""
+    from semiseg_sdk.data import build_dataset
+    from semiseg_sdk.engine.evaluator import evaluate, evaluate_checkpoint
+    from fixtures_data import make_folder_tree
+
+    root = make_folder_tree(tmp_path / "field", {"train": 6, "val": 2, "test": 3}, size=(32, 32),
+                            classes=["ground", "roof", "water"])
+    cfg = dict(data="folder", data_root=str(root), data_args={}, labelled="all", steps=3, eval_every=3)
+    trainer = Trainer(tiny_cfg(tmp_path, name="ema", weight_ema=0.5, **cfg))
+    trainer.fit()
+    student, average = trainer.method.inference_model().state_dict(), trainer.weight_average.net.state_dict()
+    for name in ("best.pt", "last.pt"):
+        trained = load_inference_model(trainer.run.root / name, weights="trained")[0].state_dict()
+        saved = load_inference_model(trainer.run.root / name)[0].state_dict()
+        assert all(torch.equal(trained[k], student[k]) for k in student), name
+        assert all(torch.equal(saved[k], average[k]) for k in average), name
+    assert any(not torch.equal(student[k], average[k]) for k in student)  # two different networks
+    test = build_dataset("folder", split="test", root=str(root))
+    want = evaluate(trainer.method.inference_model(), test, 3, test.info.classes, torch.device("cpu"))["miou"]
+    out = evaluate_checkpoint(str(trainer.run.root), split="test", device="cpu", weights="trained")
+    assert out["miou"] == pytest.approx(want, abs=1e-9) and out["weights"] == "trained"
+    assert out["saved_to"] == str(trainer.run.root / "eval-folder-test-trained")
+    assert json.loads((trainer.run.root / "eval-folder-test-trained" / "metrics.json").read_text())["weights"] == "trained"
+    plain = train(tiny_cfg(tmp_path, name="plain", **cfg))
+    with pytest.raises(CheckpointError, match=r"best\.pt: holds only the weights it saves.*--weight_ema"):
+        evaluate_checkpoint(plain["run_dir"], split="test", device="cpu", weights="trained")
+    with pytest.raises(CheckpointError, match="choose saved or trained"):
+        evaluate_checkpoint(plain["run_dir"], split="test", device="cpu", weights="average")
+
+
 def test_split_seed_keeps_the_labelled_split_while_seed_changes_the_training(tmp_path, monkeypatch):
     """--split_seed 0 with --seed 1 labels the images --seed 0 labels (and another split than --seed 1 alone), while
     the initial weights follow --seed: a second training run on one split, to measure what the split does not."""

@@ -86,18 +86,21 @@ def evaluate(
 def evaluate_checkpoint(
     checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val", mode: str = "auto",
     window: int = 512, device: str = "auto", data_args: Optional[dict] = None, save: Optional[str] = None,
+    weights: str = "saved",
 ) -> Dict[str, Any]:
     """Load the inference network of ``checkpoint`` and evaluate it; returns metrics plus a printable ``table``.
 
-    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments). ``metrics.json``
-    and the confusion matrix (CSV, PNG) are written to ``save``, by default ``eval-<data>-<split>/`` beside the
-    checkpoint (returned as ``saved_to``).
+    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments). ``weights``:
+    ``"saved"`` (the network the checkpoint saves; a ``--weight_ema`` run's average) or ``"trained"`` (that run's
+    weights as trained). ``metrics.json`` and the confusion matrix (CSV, PNG) are written to ``save``, by default
+    ``eval-<data>-<split>/`` beside the checkpoint (``eval-<data>-<split>-trained/`` for the trained weights;
+    returned as ``saved_to``).
     """
     if mode not in ("whole", "slide", "auto"):
         raise ConfigError(f"--mode {mode!r}: choose whole, slide or auto (auto: sliding window for images larger "
                           "than --window, whole otherwise)")
     dev = resolve_device(device)
-    model, ckpt = load_inference_model(checkpoint, map_location="cpu")
+    model, ckpt = load_inference_model(checkpoint, map_location="cpu", weights=weights)
     model.to(dev)
     kwargs = dict(data_args or {})
     if data is None:
@@ -112,8 +115,9 @@ def evaluate_checkpoint(
         raise ConfigError(f"{data}: {ds.info.num_classes} classes but the checkpoint predicts {len(ckpt['dataset']['classes'])}")
     res = evaluate(model, ds, ds.info.num_classes, ds.info.classes, dev, mode=mode, window=(window, window), progress=True)
     confusion = res.pop("confusion")
-    res.update(mode=mode, images=len(ds), table=format_table(res))
-    folder = Path(save) if save else Path(ckpt["path"]).parent / f"eval-{data}-{split.replace('+', '-')}"
+    res.update(mode=mode, images=len(ds), weights=weights, table=format_table(res))
+    default = f"eval-{data}-{split.replace('+', '-')}" + ("-trained" if weights == "trained" else "")
+    folder = Path(save) if save else Path(ckpt["path"]).parent / default
     write_json_atomic(folder / "metrics.json", {k: v for k, v in res.items() if k != "table"})
     save_confusion(confusion, list(ds.info.classes), folder)
     res["saved_to"] = str(folder)

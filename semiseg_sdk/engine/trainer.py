@@ -134,6 +134,9 @@ class Trainer(TrainLoop):
             "dataset": {"name": info.name, "classes": list(info.classes), "palette": [list(c) for c in info.palette]},
             "metrics": metrics, "step": self.step, "run_dir": str(self.run.root), "method": self.cfg.method,
         }
+        if self.weight_average is not None:  # the weights as trained beside their average (``--weights trained``)
+            trained = self.method.inference_model().state_dict()
+            payload["trained_state"] = {k: v.detach().cpu() for k, v in trained.items()}
         if with_state:
             payload["trainer_state"] = {
                 "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),

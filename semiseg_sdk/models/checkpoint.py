@@ -3,7 +3,9 @@
 A checkpoint is a dict saved with ``torch.save``:
     "format":       "semiseg-checkpoint/1"
     "model_spec":   kwargs that rebuild the inference network: ``build_model(**model_spec)``
-    "model_state":  state_dict of the method's inference network (student or EMA teacher; no training-only parts)
+    "model_state":  state_dict of the method's inference network (student or EMA teacher; no training-only parts),
+                    or of its weight average in a ``--weight_ema`` run
+    "trained_state": only in a ``--weight_ema`` run's checkpoints: the inference network's weights as trained
     "dataset":      {"name", "classes", "palette"}
     "metrics":      evaluation results at save time (e.g. {"miou": 0.61, ...}), may be empty
     "step":         training step
@@ -26,6 +28,7 @@ from ..utils.atomic import atomic_path
 
 FORMAT = "semiseg-checkpoint/1"
 REQUIRED_KEYS = ("format", "model_spec", "model_state", "dataset")
+WEIGHTS = ("saved", "trained")  # what load_inference_model can load of a checkpoint
 
 
 def save_checkpoint(path: Union[str, Path], payload: Dict[str, Any]) -> None:
@@ -98,18 +101,30 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load_inference_model(path: Union[str, Path], map_location: str = "cpu") -> Tuple[nn.Module, Dict[str, Any]]:
+def load_inference_model(path: Union[str, Path], map_location: str = "cpu",
+                         weights: str = "saved") -> Tuple[nn.Module, Dict[str, Any]]:
     """Rebuild the inference network of a checkpoint or run folder; returns ``(model in eval mode, checkpoint)``.
 
     The model is returned on ``map_location`` (the device its tensors were loaded to), ready for inputs there.
+    ``weights``: ``"saved"`` loads the network the checkpoint saves (for a ``--weight_ema`` run, the average of
+    its weights); ``"trained"`` the weights as trained, which a ``--weight_ema`` run keeps beside the average.
     """
     from ..models import build_model
 
+    if weights not in WEIGHTS:
+        raise CheckpointError(f"--weights {weights!r}: choose {' or '.join(WEIGHTS)}")
     ckpt = load_checkpoint(path, map_location)
+    state = ckpt["model_state"]
+    if weights == "trained":
+        if "trained_state" not in ckpt:
+            raise CheckpointError(f"{ckpt['path']}: holds only the weights it saves (no --weight_ema average beside "
+                                  "them, or saved before checkpoints kept both): --weights trained needs a "
+                                  "--weight_ema run; leave it out to evaluate the saved weights")
+        state = ckpt["trained_state"]
     spec = dict(ckpt["model_spec"])
     spec["pretrained"] = None  # weights come from the checkpoint, never from elsewhere
     model = build_model(**spec)
-    load_state_strict(model, ckpt["model_state"], ckpt["path"])
+    load_state_strict(model, state, ckpt["path"])
     return model.to(map_location).eval(), ckpt
 
 
