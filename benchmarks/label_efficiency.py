@@ -94,6 +94,21 @@ PROTOCOLS: Dict[str, dict] = {
 }
 
 
+def release_protocol(base: str = "converge-cpu", recipe_name: str = "few-labels") -> dict:
+    """``base`` narrowed to what every release re-checks: ``supervised`` (at 1/64 and with all labels) against the
+    method of the recipe the README recommends, with that recipe's method settings (on the protocol's network, which
+    the recipe shares); the full method comparison stays ``base``."""
+    from semiseg_sdk.recipes import recipe_values
+
+    rec, proto = recipe_values(recipe_name), PROTOCOLS[base]
+    methods = ["supervised", rec["method"]]
+    return {**proto, "defaults": {**proto["defaults"], "methods": methods,
+                                  "method_args": json.dumps({rec["method"]: rec.get("method_args", {})})}}
+
+
+PROTOCOLS["converge-cpu-release"] = release_protocol()
+
+
 def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, object]:
     """Everything besides ratio and seed that decides a run's result; runs are reused only when it matches."""
     ds = dataset_settings(dataset, args)

@@ -351,6 +351,24 @@ def test_a_protocol_sets_the_defaults_flags_still_win_and_fitted_rates_enter_the
     assert le.recipe("folder", "supervised", wide)["model_args"]["aspp_rates"] == [2, 4, 7]
 
 
+def test_the_release_protocol_is_converge_cpu_narrowed_to_supervised_and_the_few_labels_recipe():
+    """converge-cpu-release trains supervised and the few-labels recipe's method with the recipe's settings, on the
+    protocol's network, budget and data; a run of it tags like the same run of converge-cpu (its rows are shared)."""
+    from semiseg_sdk.recipes import recipe_values
+
+    recipe = recipe_values("few-labels")
+    release = le.parse_args(le.build_parser(), ["--protocol", "converge-cpu-release"])
+    full = le.parse_args(le.build_parser(), ["--protocol", "converge-cpu", "--method_args", release.method_args])
+    assert release.methods == ["supervised", recipe["method"]] and release.all_methods == ["supervised"]
+    assert json.loads(release.method_args) == {recipe["method"]: recipe["method_args"]}
+    assert json.loads(release.model_args) == recipe["model_args"] and release.lr == recipe["lr"]
+    for dataset in ("synthetic-aerial", "folder"):
+        for method in release.methods:
+            assert le.recipe(dataset, method, release) == le.recipe(dataset, method, full)
+    assert le.parse_args(le.build_parser(), ["--protocol", "converge-cpu-release", "--methods", "cutmix"]).methods == [
+        "cutmix"]  # flags still win
+
+
 def test_a_run_another_process_trains_is_skipped_and_the_rest_of_the_sweep_goes_on(tmp_path):
     """Two sweeps given the same --out: the run the other one holds is skipped in one line naming its pid (never
     trained twice side by side, its row never written twice); the sweep's other run trains."""
