@@ -345,3 +345,69 @@ def test_an_atrous_tap_beyond_the_map_gets_no_gradient():
     conv(torch.rand(1, 1, 6, 6)).sum().backward()
     grad = conv.weight.grad[0, 0]
     assert grad[1, 1] != 0 and torch.count_nonzero(grad) == 1
+
+
+# ---------------------------------------------------------------- ASPP image pooling over the training crop
+
+def test_image_pooling_over_a_window_by_hand():
+    """Map 4x4, window 2x2 cells: the left half of the map is 1, the right half 0. The windows' means along a row
+    are 1, 0.5, 0 (3 windows), resized to 4 columns bilinearly (half-pixel centres, clamped at the border): source
+    columns -0.125, 0.625, 1.375, 2.125 -> 1, 1 * 0.375 + 0.5 * 0.625, 0.5 * 0.625 + 0 * 0.375, 0. The whole map
+    (no window, or a window at least as large as the map) gives its mean, 0.5, everywhere."""
+    from semiseg_sdk.models.decoders.deeplabv3plus import ASPP
+
+    aspp = ASPP(1, 1, [1], dropout=0.0, pool_cells=(2, 2))
+    with torch.no_grad():
+        aspp.image_pool[0].weight.fill_(1.0)
+        aspp.image_pool[0].bias.zero_()
+    x = torch.zeros(1, 1, 4, 4)
+    x[..., :2] = 1.0
+    want = torch.tensor([1.0, 0.6875, 0.3125, 0.0]).expand(4, 4)
+    assert torch.allclose(aspp.pooled_context(x)[0, 0], want, atol=1e-6)
+    for cells in (None, (4, 4), (8, 8)):
+        aspp.pool_cells = cells
+        assert torch.allclose(aspp.pooled_context(x), torch.full((1, 1, 4, 4), 0.5))
+
+
+def test_image_pool_leaves_training_crops_unchanged_and_is_kept_in_the_spec():
+    """On inputs no larger than the window the network computes exactly what the whole-image pooling computes (so
+    training on the crop is the same); on a larger frame it differs; the spec rebuilds it; bad values are refused."""
+    from semiseg_sdk.models import fit_model_args_to_crop
+
+    plain = _tiny("deeplabv3plus", aspp_rates=[1, 2, 3]).eval()
+    windowed = _tiny("deeplabv3plus", aspp_rates=[1, 2, 3], image_pool=[96, 96]).eval()
+    windowed.load_state_dict(plain.state_dict())  # no new weights
+    with torch.no_grad():
+        torch.nn.init.normal_(windowed.decoder.aspp.image_pool[0].weight)  # a branch that matters
+        plain.decoder.aspp.image_pool[0].weight.copy_(windowed.decoder.aspp.image_pool[0].weight)
+        crop, frame = torch.rand(2, 3, 96, 96), torch.zeros(1, 3, 192, 192)
+        frame[..., :96] = 1.0  # a bright half: its 96-px windows see other context than the whole frame
+        assert torch.equal(windowed(crop), plain(crop))
+        assert windowed(frame).shape == plain(frame).shape == (1, 5, 192, 192)
+        deep = torch.zeros(1, windowed.decoder.aspp.image_pool[0].in_channels, 12, 12)  # a 192-px frame's map
+        deep[..., :6] = 1.0  # 7x7 windows of 6x6 cells against one mean
+        local, whole = windowed.decoder.aspp.pooled_context(deep), plain.decoder.aspp.pooled_context(deep)
+        assert torch.allclose(whole, whole[..., :1, :1].expand_as(whole))  # one value per channel
+        assert (local[..., 0] - local[..., -1]).abs().max() > 0.1  # the bright side's context is not the dark side's
+    assert windowed.spec["image_pool"] == [96, 96] and "image_pool" not in plain.spec
+    assert build_model(**windowed.spec).decoder.aspp.pool_cells == (6, 6)
+    assert fit_model_args_to_crop({"image_pool": "crop", "aspp_rates": "fit"}, (96, 128), None) == {
+        "image_pool": [96, 128], "aspp_rates": [1, 2, 3]}
+    with pytest.raises(ConfigError, match="image_pool"):
+        _tiny("deeplabv3plus", image_pool="crop")  # a training config's word, resolved by the trainer
+
+
+def test_window_means_match_the_pooling_branches_at_every_size():
+    """The branch-free form the exported graph uses equals the eager branches: the full windows where the map is
+    larger than the window, the whole extent along a shorter side, the mean of all cells when both are shorter."""
+    from semiseg_sdk.models.decoders.deeplabv3plus import window_means
+
+    torch.manual_seed(0)
+    for h, w in ((6, 8), (9, 5), (3, 3), (2, 2), (3, 12), (1, 1)):
+        x = torch.rand(1, 4, h, w)
+        if h <= 3 and w <= 3:
+            want = x.mean(dim=(2, 3), keepdim=True)
+        else:
+            want = torch.nn.functional.avg_pool2d(x, (min(3, h), min(3, w)), stride=1)
+        got = window_means(x, (3, 3))
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6), (h, w)
