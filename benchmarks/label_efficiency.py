@@ -240,9 +240,11 @@ def read_rows(rows_path: Path) -> Dict[tuple, dict]:
 
 def cost_keys(dataset: str, method: str, rec: Dict[str, object]) -> List[tuple]:
     """What a run's cost per step depends on, most specific first: method (any options), crop, network and batch
-    size, on this data set, then on any data set (the step is the same work; only the evaluations differ)."""
+    size, on this data set, then on any data set (the step is the same work; only the evaluations differ). The
+    image-pooling window is left out: on the training crop it is the whole-image pooling."""
+    model_args = {k: v for k, v in (rec.get("model_args") or {}).items() if k != "image_pool"}
     net = (method, tuple(rec.get("crop_size") or ()), rec.get("model"), rec.get("encoder"),
-           json.dumps(rec.get("model_args"), sort_keys=True), rec.get("batch_size"))
+           json.dumps(model_args, sort_keys=True), rec.get("batch_size"))
     return [(dataset, *net), ("*", *net)]
 
 
@@ -366,21 +368,26 @@ def dataset_settings(dataset: str, args: argparse.Namespace) -> dict:
 
 def method_label(row: dict) -> str:
     """The method as tables name it: its registry name, followed by its ``--method_args`` when the run set any
-    (``unimatch {"class_thresholds":true}``), so a lever's rows never merge with the official recipe's, and by the
-    evaluated weight average when the run kept one (``supervised [weight_ema 0.99]``, see :func:`evaluated`)."""
+    (``unimatch {"class_thresholds":true}``), so a lever's rows never merge with the official recipe's, and by how
+    its network was evaluated where that is not the plain way (``supervised [weight_ema 0.99]``, see
+    :func:`evaluated`)."""
     args = (row.get("recipe") or {}).get("method_args") or {}
     return (row["method"] + (f" {json.dumps(args, sort_keys=True, separators=(',', ':'))}" if args else "")
-            + evaluated_suffix(evaluated(row)))
+            + evaluated(row))
 
 
-def evaluated(row: dict) -> float:
-    """The ``--weight_ema`` momentum of the weight average a row's run evaluated (0: the network as trained)."""
-    return float((row.get("recipe") or {}).get("weight_ema") or 0.0)
-
-
-def evaluated_suffix(weight_ema: float) -> str:
-    """How tables mark rows that evaluated a weight average: `` [weight_ema 0.99]``; nothing for the trained network."""
-    return f" [weight_ema {weight_ema:g}]" if weight_ema else ""
+def evaluated(row: dict) -> str:
+    """How a row's run evaluated its network, as tables mark it: ``""`` for the network as trained with whole-image
+    pooling; else the settings in brackets: the weight average (``--weight_ema``) and the ASPP's image-pooling window
+    (``image_pool`` of the model arguments), e.g. `` [image_pool 96x96, weight_ema 0.99]``."""
+    recipe = row.get("recipe") or {}
+    marks = []
+    pool = (recipe.get("model_args") or {}).get("image_pool")
+    if pool:
+        marks.append("image_pool " + "x".join(str(p) for p in pool))
+    if recipe.get("weight_ema"):
+        marks.append(f"weight_ema {float(recipe['weight_ema']):g}")
+    return f" [{', '.join(marks)}]" if marks else ""
 
 
 def summarise(rows: List[dict]) -> List[dict]:
@@ -546,9 +553,9 @@ def target_table(summary: List[dict]) -> str:
     against a reference that has not converged is a moving target. The late swing (:func:`late_swing`, mean over
     seeds; supervised's in the header) says how far a row's final score may be from what its run learnt.
 
-    Rows whose runs evaluated a weight average (``--weight_ema``) form their own section, compared with
-    ``supervised`` evaluated the same way; its gap is taken to the all-label reference evaluated the same way where
-    one was measured, else to the trained network's (the header names it)."""
+    Rows whose runs evaluated their network otherwise (a weight average, an image-pooling window: :func:`evaluated`)
+    form their own section, compared with ``supervised`` evaluated the same way; its gap is taken to the all-label
+    reference evaluated the same way where one was measured, else to the plainly evaluated one (the header says so)."""
     row_of = {(s["dataset"], s["ratio"], s["method"]): s for s in summary}
 
     def stat(key: tuple) -> Optional[tuple]:
@@ -560,8 +567,8 @@ def target_table(summary: List[dict]) -> str:
     datasets = list(dict.fromkeys(s["dataset"] for s in summary))
     sections = dict.fromkeys((s["dataset"], s["ratio"], s["_evaluated"]) for s in summary if s["ratio"] != "all")
     for d, ratio, ev in sorted(sections, key=lambda k: datasets.index(k[0])):
-        sup_label = "supervised" + evaluated_suffix(ev)
-        # the all-label reference evaluated the same way; else the trained network's (the header says which)
+        sup_label = "supervised" + ev
+        # the all-label reference evaluated the same way; else the plainly evaluated one (the header says which)
         full_key = next((k for k in ((d, "all", sup_label), (d, "all", "supervised")) if k in row_of), None)
         full = None if full_key is None else stat(full_key)
         sup = stat((d, ratio, sup_label))
@@ -571,9 +578,9 @@ def target_table(summary: List[dict]) -> str:
             continue
         base, base_std, base_n = sup
         gap = None if full is None else full[0] - base
-        reference = "all labels" if full_key is None or full_key[2] == sup_label else "all labels, trained network"
+        reference = "all labels" if full_key is None or full_key[2] == sup_label else f"all labels, evaluated without{ev}"
         sup_swing = mean_swing(row_of[(d, ratio, sup_label)])
-        lines += [f"\n{d} {ratio}{evaluated_suffix(ev)}: vs {sup_label} {base:.1f} ± {base_std:.1f} ({base_n} seeds"
+        lines += [f"\n{d} {ratio}{ev}: vs {sup_label} {base:.1f} ± {base_std:.1f} ({base_n} seeds"
                   + runs_note(row_of[(d, ratio, sup_label)])
                   + ("" if sup_swing is None else f"; late swing {sup_swing:.1f}") + ")"
                   + ("" if gap is None else f" ({reference} {full[0]:.1f} ± {full[1]:.1f}, gap {gap:+.1f}"
