@@ -119,20 +119,6 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, weight_ema):
         assert torch.allclose(saved_a[k].float(), saved_b[k].float(), atol=1e-6), k
 
 
-def test_pooling_over_the_training_crop_trains_exactly_like_whole_image_pooling(tmp_path, monkeypatch):
-    """``image_pool: "crop"`` changes only what a frame larger than the crop sees: trained on the crop with the same
-    seed, the weights are bit for bit those of the whole-image pooling, so a run's checkpoint can be scored either way."""
-    _val_small(monkeypatch)
-    net = {"aspp_rates": [1, 2, 3]}
-    plain = Trainer(tiny_cfg(tmp_path, name="plain", crop_size=(64, 64), model_args=net))
-    plain.fit()  # each run seeds the global generators when it is built: build, then train, one run at a time
-    pooled = Trainer(tiny_cfg(tmp_path, name="pooled", crop_size=(64, 64), model_args={**net, "image_pool": "crop"}))
-    pooled.fit()
-    a, b = plain.method.state_dict(), pooled.method.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert pooled.model.spec["image_pool"] == [64, 64] and "image_pool" not in plain.model.spec
-
-
 def test_a_resume_on_another_thread_count_warns_and_one_on_the_same_does_not(tmp_path, monkeypatch):
     """last.pt records the torch threads it was trained on; resuming on another count warns (naming last.pt and
     both counts, also in train.log), resuming on the same count is silent."""
