@@ -56,7 +56,7 @@ from semiseg_sdk.engine import train
 from semiseg_sdk.utils.folder_lock import FolderInUseError
 from semiseg_sdk.engine.graceful_stop import stop_requests
 from semiseg_sdk.errors import CheckpointError, TrainingInterrupted
-from semiseg_sdk.models import fit_model_args_to_crop, load_checkpoint
+from semiseg_sdk.models import fit_aspp_rates_to_crop, load_checkpoint
 from semiseg_sdk.utils.precision import resolve_device
 
 # Dataset-specific settings for a CPU-sized benchmark (synthetic sets are generated at a small size).
@@ -117,7 +117,7 @@ def recipe(dataset: str, method: str, args: argparse.Namespace) -> Dict[str, obj
             "method_args": {**BENCH_METHOD_ARGS.get(method, {}), **json.loads(args.method_args).get(method, {})},
             "sup_loss": args.sup_loss, "ohem_min_kept": args.ohem_min_kept if args.sup_loss == "ohem" else None,
             "model": args.model, "encoder": args.encoder, "pretrained": args.pretrained,
-            "model_args": fit_model_args_to_crop(json.loads(args.model_args), ds["crop_size"], None),
+            "model_args": fit_aspp_rates_to_crop(json.loads(args.model_args), ds["crop_size"], None),
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             "method_config": method_config(method, json.loads(args.method_args).get(method, {})),
             "method_code": method_code(method),

@@ -64,29 +64,6 @@ def test_every_model_exports_with_parity(name: str, tmp_path: Path) -> None:
     assert np.abs(got - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
 
 
-def test_image_pooling_over_a_window_exports_for_every_input_size(tmp_path: Path) -> None:
-    """DeepLabV3+ pooling over 64-px windows (4x4 cells): one exported graph matches PyTorch on inputs larger than
-    the window, shorter than it along one side and smaller than it, and differs from whole-image pooling where the
-    window is smaller than the input (so the comparison can tell the two apart)."""
-    torch.manual_seed(0)
-    model = build_model("deeplabv3plus", encoder="tiny", num_classes=NUM_CLASSES, image_pool=[64, 64]).eval()
-    whole = build_model("deeplabv3plus", encoder="tiny", num_classes=NUM_CLASSES).eval()
-    with torch.no_grad():
-        model.decoder.aspp.image_pool[0].weight.mul_(500.0)  # a pooling branch that moves the logits
-        model.classifier.weight.mul_(20.0)
-    whole.load_state_dict(model.state_dict())
-    out = tmp_path / "windowed.onnx"
-    export_model(model, str(out), check_sizes=[(128, 192), (192, 128)], verbose=False)
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    for h, w in ((192, 224), (32, 160), (32, 32)):
-        x = np.zeros((1, 3, h, w), dtype=np.float32)
-        x[..., : w // 2] = 1.0  # a bright half, so windows see other context than the whole image
-        ref = torch_logits(model, x)
-        assert np.abs(session.run(None, {"image": x})[0] - ref).max() < 1e-5, (h, w)  # logits up to about 0.07
-        if w > 64:  # whole-image pooling moves them by 100x that
-            assert np.abs(torch_logits(whole, x) - ref).max() > 1e-3, (h, w)
-
-
 @pytest.mark.parametrize("name", MODELS_2D)
 def test_graph_ships_exactly_the_model_tensors(name: str) -> None:
     audit = audit_initializers(tiny_model(name))

@@ -461,13 +461,10 @@ def test_a_crop_too_small_for_the_aspp_rates_warns_and_fitted_rates_do_not(tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("error", AtrousPaddingWarning)
         Trainer(tiny_cfg(tmp_path, name="fitted", crop_size=(64, 64), model_args={"aspp_rates": [1, 2, 3]}))  # 4x4 map
-        fit = Trainer(tiny_cfg(tmp_path, name="fit", crop_size=(64, 64),
-                               model_args={"aspp_rates": "fit", "image_pool": "crop"}))
+        fit = Trainer(tiny_cfg(tmp_path, name="fit", crop_size=(64, 64), model_args={"aspp_rates": "fit"}))
     assert fit.model.spec["aspp_rates"] == [1, 2, 3]  # resolved for the crop; the checkpoint's spec holds the rates
-    assert fit.model.spec["image_pool"] == [64, 64] and fit.model.decoder.aspp.pool_cells == (4, 4)
     resolved = json.loads((tmp_path / "fit" / "config.json").read_text())["resolved"]
     assert resolved["model_spec"]["aspp_rates"] == [1, 2, 3]  # and config.json says what "fit" became
-    assert resolved["model_spec"]["image_pool"] == [64, 64]
 
 
 def test_hooks_run_in_order_around_every_step_and_a_stop_request_ends_the_run(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ from ..errors import CheckpointError, ConfigError
 from ..methods import get_method
 from ..methods.ema import EMATeacher
 from ..methods.labelled_loss import build_labelled_loss
-from ..models import AtrousPaddingWarning, atrous_padding_warning, build_model, fit_model_args_to_crop
+from ..models import AtrousPaddingWarning, atrous_padding_warning, build_model, fit_aspp_rates_to_crop
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..utils.phase_timer import timed
 from ..utils.precision import resolve_amp, resolve_channels_last
@@ -84,7 +84,7 @@ class Trainer(TrainLoop):
         info = self.data.info
         self.model = build_model(cfg.model, encoder=cfg.encoder, num_classes=info.num_classes,
                                  output_stride=cfg.output_stride, pretrained=cfg.pretrained,
-                                 **fit_model_args_to_crop(cfg.model_args, cfg.crop_size, cfg.output_stride))
+                                 **fit_aspp_rates_to_crop(cfg.model_args, cfg.crop_size, cfg.output_stride))
         padding_warning = atrous_padding_warning(self.model, cfg.crop_size)
         if padding_warning:
             self._warn(padding_warning, AtrousPaddingWarning)

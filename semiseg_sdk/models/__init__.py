@@ -8,7 +8,7 @@ Every 2D model is a :class:`Segmentor` (see ``segmentor.py``); ``vnet`` is a 3D 
 """
 from .build import build_model, list_models
 from .checkpoint import load_checkpoint, load_inference_model, save_checkpoint
-from .decoders.deeplabv3plus import (AtrousPaddingWarning, atrous_padding_warning, fit_model_args_to_crop,
+from .decoders.deeplabv3plus import (AtrousPaddingWarning, atrous_padding_warning, fit_aspp_rates_to_crop,
                                       fitted_aspp_rates)
 from .encoders import build_encoder, list_encoders
 from .heads import ClassifierHead, FCDiscriminator, ProjectionHead
@@ -17,6 +17,6 @@ from .segmentor import Decoder, Encoder, Segmentor
 
 __all__ = [
     "build_model", "list_models", "load_checkpoint", "load_inference_model", "save_checkpoint", "atrous_padding_warning", "AtrousPaddingWarning",
-    "fit_model_args_to_crop", "fitted_aspp_rates", "build_encoder", "list_encoders", "ProjectionHead", "ClassifierHead",
+    "fit_aspp_rates_to_crop", "fitted_aspp_rates", "build_encoder", "list_encoders", "ProjectionHead", "ClassifierHead",
     "FCDiscriminator", "Segmentor", "Encoder", "Decoder", "MODELS", "ENCODERS", "register_model", "register_encoder",
 ]
