@@ -315,12 +315,12 @@ def test_rows_that_evaluated_a_weight_average_are_compared_with_supervised_evalu
     assert "| fixmatch [weight_ema 0.99] | 58.0 ± 1.0 | 3 | +2.0 ± 0.0 (3) | yes | 3 of 3 | 14 % |" in averaged
 
 
-def test_rows_evaluated_with_an_image_pooling_window_form_their_own_section():
-    """Supervised 50 / 54 / 58 with whole-image pooling and 56 / 57 / 58 pooled over the 96-px crop (std 1.0), the
-    all-label reference 70 and 72 likewise; CutMix pooled over the crop 59 / 60 / 61: +3 against the pooled
-    supervised (beyond 1.0), 3 / 15 = 20 % of the pooled gap (72 - 57). Neither setting's rows merge with the other's."""
-    def rows(method, ratio, pool, values):
-        rec = {"method_args": {}, "model_args": {"channels": 64, **({"image_pool": [96, 96]} if pool else {})}}
+def test_rows_scored_on_another_window_form_their_own_section():
+    """Supervised 50 / 54 / 58 scored on the first window and 56 / 57 / 58 on 96-px windows (std 1.0), the all-label
+    reference 70 and 72 likewise; CutMix on 96-px windows 59 / 60 / 61: +3 against supervised scored alike (beyond
+    1.0), 3 / 15 = 20 % of that section's gap (72 - 57). Neither window's rows merge with the other's."""
+    def rows(method, ratio, window, values):
+        rec = {"method_args": {}, **({"eval_window": [96, 96]} if window else {})}
         return [{"dataset": "a", "ratio": ratio, "method": method, "seed": s, "miou": v, "recipe": rec}
                 for s, v in enumerate(values)]
     data = (rows("supervised", "1/64", False, (0.50, 0.54, 0.58)) + rows("supervised", "1/64", True, (0.56, 0.57, 0.58))
@@ -328,10 +328,10 @@ def test_rows_evaluated_with_an_image_pooling_window_form_their_own_section():
             + rows("cutmix", "1/64", True, (0.59, 0.60, 0.61)))
     summary = le.summarise(data)
     assert sorted(s["method"] for s in summary if s["ratio"] == "1/64") == [
-        "cutmix [image_pool 96x96]", "supervised", "supervised [image_pool 96x96]"]
-    pooled = le.target_table(summary).split("\na 1/64 [image_pool 96x96]: ")[1]
-    assert pooled.startswith("vs supervised [image_pool 96x96] 57.0 ± 1.0 (3 seeds) (all labels 72.0 ± 0.0, gap +15.0")
-    assert "| cutmix [image_pool 96x96] | 60.0 ± 1.0 | 3 | +3.0 ± 0.0 (3) | yes | 3 of 3 | 20 % |" in pooled
+        "cutmix [eval_window 96x96]", "supervised", "supervised [eval_window 96x96]"]
+    section = le.target_table(summary).split("\na 1/64 [eval_window 96x96]: ")[1]
+    assert section.startswith("vs supervised [eval_window 96x96] 57.0 ± 1.0 (3 seeds) (all labels 72.0 ± 0.0, gap +15.0")
+    assert "| cutmix [eval_window 96x96] | 60.0 ± 1.0 | 3 | +3.0 ± 0.0 (3) | yes | 3 of 3 | 20 % |" in section
 
 
 def test_method_code_follows_what_runs_not_its_text(tmp_path):
@@ -366,6 +366,12 @@ def test_a_protocol_sets_the_defaults_flags_still_win_and_fitted_rates_enter_the
     assert le.recipe("synthetic-driving", "supervised", args)["model_args"]["aspp_rates"] == [1, 2, 3]
     rec = le.recipe("folder", "supervised", args)
     assert rec["model_args"]["aspp_rates"] == [1, 2, 3] and (rec["patch_size"], rec["patch_overlap"]) == (256, 32)
+    # the real set is scored on windows of the training crop; the data set's first window (384) leaves no key, so
+    # rows scored on it before the window was a recipe setting keep their tag
+    assert (aerial["eval_mode"], aerial["eval_window"], rec["eval_window"]) == ("slide", (96, 96), [96, 96])
+    first = le.parse_args(le.build_parser(), ["--protocol", "converge-cpu", "--eval_window", "384", "384"])
+    assert "eval_window" not in le.recipe("folder", "supervised", first)
+    assert "eval_window" not in le.recipe("synthetic-aerial", "supervised", args)  # whole images, as before
     wide = le.parse_args(le.build_parser(), ["--protocol", "converge-cpu", "--crop_size", "192", "192"])
     assert le.recipe("folder", "supervised", wide)["model_args"]["aspp_rates"] == [2, 4, 7]
 
