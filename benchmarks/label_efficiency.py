@@ -226,6 +226,50 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
             "device": resolve_device(args.device).type, "threads": torch.get_num_threads(), "recipe": rec}
 
 
+def rescore(rows_path: Path, args: argparse.Namespace) -> List[dict]:
+    """Score the final checkpoint of every finished run of ``rows_path`` that the command line covers again on
+    ``--eval_window`` sliding windows; append each as a new row and return them.
+
+    Evaluation leaves training untouched, so the new row is the run's result under the recipe with that window, at
+    its last step: its curve holds that one point and ``rescored`` names the row it came from (recipe tag and mIoU).
+    A run already scored on the window, or whose folder no longer holds a ``last.pt`` at its final step, is skipped.
+    """
+    from semiseg_sdk.data import build_dataset
+    from semiseg_sdk.engine.evaluator import evaluate
+    from semiseg_sdk.models import load_inference_model
+
+    window = tuple(args.eval_window)
+    rows = [r for r in load_rows(rows_path) if "recipe" in r]
+    have = {(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])) for r in rows}
+    device, written = resolve_device(args.device), []
+    for row in table_rows(rows, args):
+        rec = {k: v for k, v in row["recipe"].items() if k != "eval_window"}
+        if window != first_window(row["dataset"]):
+            rec["eval_window"] = list(window)
+        key = (row["dataset"], row["ratio"], row["method"], row["seed"], recipe_tag(rec))
+        last = Path(args.out) / "runs" / run_name(*key[:4], row["recipe"]) / "last.pt"
+        if key in have or rec == row["recipe"] or not last.is_file():
+            continue
+        model, ckpt = load_inference_model(last, map_location=str(device))
+        if ckpt["step"] != row["recipe"]["steps"]:
+            continue
+        data_args = dict(row["recipe"].get("data_args") or {})
+        if row["recipe"].get("data_root"):
+            data_args["root"] = row["recipe"]["data_root"]
+        val = build_dataset(row["dataset"], split=row["recipe"].get("val_split", "val"), **data_args)
+        res = evaluate(model, val, val.info.num_classes, val.info.classes, device, mode="slide", window=window)
+        miou = round(100 * res["miou"], 2)
+        new = {**row, "miou": res["miou"], "best_miou": res["miou"], "curve": [[ckpt["step"], miou]],
+               "iou": {c: None if v is None else round(100 * v, 2) for c, v in res["iou"].items()}, "recipe": rec,
+               "rescored": {"from": recipe_tag(row["recipe"]), "miou": row["miou"]}}
+        append_row(rows_path, new)
+        have.add(key)
+        written.append(new)
+        print(f"{' '.join(map(str, key[:4]))}: {100 * row['miou']:.2f} -> {miou:.2f} on {window[0]}x{window[1]} windows",
+              flush=True)
+    return written
+
+
 def final_metrics(run_dir: Path) -> Path:
     """The metrics.jsonl of a run, or of the last training stage of a staged run (self-training, ST++)."""
     if (run_dir / "metrics.jsonl").is_file():
@@ -239,6 +283,12 @@ def final_metrics(run_dir: Path) -> Path:
 def load_rows(path: Path) -> List[dict]:
     """The rows of a JSON-lines results file (blank lines skipped); none when it does not exist."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def append_row(rows_path: Path, row: dict) -> None:
+    """Append ``row`` to a JSON-lines results file as one line (a single write, so concurrent writers never mix)."""
+    with open(rows_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def read_rows(rows_path: Path) -> Dict[tuple, dict]:
@@ -733,6 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop_size", type=int, nargs=2, default=None, help="training crop (H W) instead of the dataset's")
     p.add_argument("--eval_window", type=int, nargs=2, default=None, help="evaluate by sliding windows of H W pixels "
                    "instead of the dataset's (or the protocol's) evaluation")
+    p.add_argument("--rescore", action="store_true", help="train nothing: score the final checkpoints of the finished "
+                   "runs in --out that the command line covers again on --eval_window, appending a row for each")
     p.add_argument("--pretrained", default=None, help="'imagenet' (packaged EfficientNet-Lite0 weights) or a local file")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
@@ -773,6 +825,13 @@ def main() -> None:
         repeat_table(rows)
         return
     out = Path(args.out)
+    if args.rescore:
+        if not args.eval_window:
+            sys.exit("--rescore: give the windows to score on with --eval_window H W")
+        written = rescore(out / "runs.jsonl", args)
+        print(f"{len(written)} runs scored again on {args.eval_window[0]}x{args.eval_window[1]} windows "
+              f"(rows appended to {out / 'runs.jsonl'})")
+        return
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "runs.jsonl"
     done = read_rows(rows_path)
@@ -804,8 +863,7 @@ def main() -> None:
                 print(f"{d} {ratio} {m} seed {seed}: skipped, {exc}", flush=True)
                 continue
             done[(d, ratio, m, seed, recipe_tag(row["recipe"]))] = row
-            with open(rows_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(rows_path, row)
             print(f"{d} {ratio} {m} seed {seed}: mIoU {100 * row['miou']:.2f} ({row['minutes']:.1f} min); "
                   f"curve {row['curve']}", flush=True)
     rows = [done[k] for k in ((*c, recipe_tag(recipe(c[0], c[2], args))) for c in todo) if k in done]

@@ -209,6 +209,35 @@ def test_parallel_jobs_write_every_row_once(tmp_path):
     assert "| synthetic-driving | cutmix |" in (tmp_path / "summary.md").read_text()
 
 
+def test_rescore_scores_finished_runs_again_on_another_window(tmp_path):
+    """A finished sweep's runs scored again (--rescore): on a window as large as the 32x64 frames the score is the
+    run's own (the evaluation is the same); on 32x32 windows a row with that window in its recipe, one curve point
+    and the row it came from; a second call scores nothing again."""
+    import subprocess
+
+    script = Path(le.__file__)
+    base = [sys.executable, str(script), "--datasets", "synthetic-driving", "--ratios", "1/4", "--methods", "supervised",
+            "--seeds", "0", "--steps", "2", "--batch_size", "2", "--crop_size", "32", "32", "--encoder", "tiny",
+            "--data_args", '{"synthetic-driving": {"length": 16, "val_length": 4, "size": [32, 64]}}', "--workers", "0",
+            "--cache_mb", "0", "--out", str(tmp_path)]
+
+    def call(*extra):
+        res = subprocess.run(base + list(extra), capture_output=True, text=True, timeout=300, cwd=script.parents[1])
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout
+
+    call()
+    assert "1 runs scored again on 32x64" in call("--rescore", "--eval_window", "32", "64")
+    assert "1 runs scored again on 32x32" in call("--rescore", "--eval_window", "32", "32")
+    assert "0 runs scored again" in call("--rescore", "--eval_window", "32", "32")
+    trained, whole, tiles = [json.loads(l) for l in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert whole["miou"] == pytest.approx(trained["miou"], abs=1e-9) and whole["recipe"]["eval_window"] == [32, 64]
+    assert tiles["recipe"] == {**trained["recipe"], "eval_window": [32, 32]} and len(tiles["curve"]) == 1
+    assert tiles["rescored"] == {"from": le.recipe_tag(trained["recipe"]), "miou": trained["miou"]}
+    res = subprocess.run(base + ["--rescore"], capture_output=True, text=True, timeout=300, cwd=script.parents[1])
+    assert res.returncode == 1 and res.stderr.strip() == "--rescore: give the windows to score on with --eval_window H W"
+
+
 def test_sigterm_pauses_every_parallel_run_at_its_step(tmp_path):
     """SIGTERM to a --jobs 2 sweep while both children train: the sweep exits 143, each child wrote last.pt at the
     step it had reached (mid-run, not an evaluation: there is one at the end only) and no row is recorded."""
