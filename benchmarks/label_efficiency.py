@@ -234,7 +234,7 @@ def rescore(rows_path: Path, args: argparse.Namespace) -> List[dict]:
     its last step: its curve holds that one point and ``rescored`` names the row it came from (recipe tag and mIoU).
     A run already scored on the window, or whose folder no longer holds a ``last.pt`` at its final step, is skipped.
     """
-    from semiseg_sdk.data import build_dataset
+    from semiseg_sdk.data import build_dataset, run_dataset_kwargs
     from semiseg_sdk.engine.evaluator import evaluate
     from semiseg_sdk.models import load_inference_model
 
@@ -248,15 +248,14 @@ def rescore(rows_path: Path, args: argparse.Namespace) -> List[dict]:
             rec["eval_window"] = list(window)
         key = (row["dataset"], row["ratio"], row["method"], row["seed"], recipe_tag(rec))
         last = Path(args.out) / "runs" / run_name(*key[:4], row["recipe"]) / "last.pt"
-        if key in have or rec == row["recipe"] or not last.is_file():
+        if key in have or not last.is_file():  # the row itself is in ``have``: a window it was scored on is skipped
             continue
         model, ckpt = load_inference_model(last, map_location=str(device))
         if ckpt["step"] != row["recipe"]["steps"]:
             continue
-        data_args = dict(row["recipe"].get("data_args") or {})
-        if row["recipe"].get("data_root"):
-            data_args["root"] = row["recipe"]["data_root"]
-        val = build_dataset(row["dataset"], split=row["recipe"].get("val_split", "val"), **data_args)
+        # a recipe names its data as a run config does (data_args, data_root)
+        val = build_dataset(row["dataset"], split=row["recipe"].get("val_split", "val"),
+                            **run_dataset_kwargs(row["recipe"]))
         res = evaluate(model, val, val.info.num_classes, val.info.classes, device, mode="slide", window=window)
         miou = round(100 * res["miou"], 2)
         new = {**row, "miou": res["miou"], "best_miou": res["miou"], "curve": [[ckpt["step"], miou]],
@@ -611,7 +610,7 @@ def target_table(summary: List[dict]) -> str:
     against a reference that has not converged is a moving target. The late swing (:func:`late_swing`, mean over
     seeds; supervised's in the header) says how far a row's final score may be from what its run learnt.
 
-    Rows whose runs evaluated their network otherwise (a weight average, an image-pooling window: :func:`evaluated`)
+    Rows whose runs evaluated their network otherwise (on another window, a weight average: :func:`evaluated`)
     form their own section, compared with ``supervised`` evaluated the same way; its gap is taken to the all-label
     reference evaluated the same way where one was measured, else to the plainly evaluated one (the header says so)."""
     row_of = {(s["dataset"], s["ratio"], s["method"]): s for s in summary}
