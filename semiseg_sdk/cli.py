@@ -45,11 +45,13 @@ class SemisegCLI:
         return result
 
     def evaluate(self, checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val",
-                 mode: str = "auto", window: int = 512, device: str = "auto", data_args: Optional[dict] = None,
-                 save: Optional[str] = None, weights: str = "saved") -> Dict[str, Any]:
+                 mode: Optional[str] = None, window: Optional[Any] = None, device: str = "auto",
+                 data_args: Optional[dict] = None, save: Optional[str] = None, weights: str = "saved") -> Dict[str, Any]:
         """Evaluate a run folder or checkpoint on a dataset split: per-class IoU table, mIoU, confusion matrix.
 
-        --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto; --weights saved|trained
+        --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto and --window N (or H,W)
+        default to how the run was scored while training (its eval_mode and eval_window: windows of its training
+        crop unless it chose others; a lone checkpoint: auto, 512); --weights saved|trained
         (a --weight_ema run saves the average of its weights and keeps them as trained beside it); metrics.json and
         the confusion matrix (CSV + PNG) go to --save DIR, by default eval-<data>-<split>/ next to the checkpoint
         (eval-<data>-<split>-trained/ for --weights trained).
@@ -59,7 +61,7 @@ class SemisegCLI:
         res = evaluate_checkpoint(checkpoint, data=data, data_root=data_root, split=split, mode=mode, window=window,
                                   device=device, data_args=data_args, save=save, weights=weights)
         print(res.pop("table"))
-        keep = ("miou", "macc", "aacc", "pixels", "mode", "images", "weights", "saved_to")
+        keep = ("miou", "macc", "aacc", "pixels", "mode", "window", "images", "weights", "saved_to")
         return {k: v for k, v in res.items() if k in keep}
 
     def export(self, checkpoint: str, output: str, fp16: bool = False, simplify: bool = True, opset: int = 17,
@@ -79,7 +81,10 @@ class SemisegCLI:
 
     def infer(self, model: str, input: str, output: str, overlay: bool = True, confidence: bool = False,
               tile: Optional[int] = None, providers: str = "auto") -> Dict[str, Any]:
-        """Run an exported model on an image, a folder of images or a video; writes palette masks and overlays."""
+        """Run an exported model on an image, a folder of images or a video; writes palette masks and overlays.
+
+        --tile N predicts images larger than N px on a side by sliding N-px windows; by default N is the window the
+        exported run was scored on (its training crop unless it chose another), --tile 0 predicts whole images."""
         from semiseg_serving import infer_path
 
         return infer_path(model, input, output, overlay=overlay, confidence=confidence, tile=tile, providers=providers)

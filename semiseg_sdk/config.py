@@ -21,7 +21,7 @@ def check_patch_settings(size: Any, overlap: Any) -> None:
         raise ConfigError(f"patch_overlap must be an integer in [0, patch_size={size}), got {overlap!r}")
 
 
-def _pair(name: str, value: Any, kind: type) -> Tuple[Any, Any]:
+def parse_pair(name: str, value: Any, kind: type) -> Tuple[Any, Any]:
     """A two-number setting from ``N``, ``(H, W)``, ``"H,W"`` or ``"HxW"``; ConfigError naming the flag otherwise."""
     given = value
     if isinstance(value, str):
@@ -93,7 +93,7 @@ class TrainConfig:
     eval_every: int = 500                     # evaluate on the validation split (and write best.pt/last.pt) every N steps and at the end
     save_every: int = 0                       # also write last.pt every N steps, without evaluating (0 = at evaluations only)
     eval_mode: str = "auto"                   # "whole", "slide" or "auto" (per image: slide if larger than eval_window)
-    eval_window: Tuple[int, int] = (512, 512) # sliding-window size, H,W
+    eval_window: Optional[Tuple[int, int]] = None  # sliding-window size, H,W (None = the training crop, where the network learnt its context)
     eval_batch_size: int = 8                  # images per network call at evaluation (the score does not depend on it)
     weight_ema: float = 0.0                   # evaluate and save an EMA of the trained network's weights with this momentum (e.g. 0.99; 0 = off)
     log_every: int = 20                       # write loss terms, learning rate and throughput to metrics.jsonl every N steps
@@ -111,8 +111,10 @@ class TrainConfig:
     progress: bool = True                     # show a progress bar
 
     def __post_init__(self) -> None:
+        if self.eval_window is None:  # resolved here, so config.json records the window a run was scored on
+            object.__setattr__(self, "eval_window", self.crop_size)
         for name in ("crop_size", "scale_range", "eval_window"):
-            object.__setattr__(self, name, _pair(name, getattr(self, name), float if name == "scale_range" else int))
+            object.__setattr__(self, name, parse_pair(name, getattr(self, name), float if name == "scale_range" else int))
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):

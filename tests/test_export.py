@@ -100,6 +100,42 @@ def test_metadata_round_trip_through_the_runtime(tmp_path: Path) -> None:
     assert meta.export_time.endswith("+00:00") and meta.sdk_version
 
 
+def test_an_export_records_its_runs_window_and_infer_tiles_by_it(tmp_path: Path) -> None:
+    """An export of a run folder carries the run's training crop and evaluation window; ``infer_path`` slides
+    windows of that size over larger images by default (the same masks as ``tile=32``, not the whole-image ones),
+    ``tile=0`` predicts whole images, and an export without a run config predicts whole images by default."""
+    import json
+
+    import cv2
+    from semiseg_serving import ServingError, infer_path
+
+    run = make_checkpoint(tmp_path / "run")
+    (run / "config.json").write_text(json.dumps({"crop_size": [32, 32], "eval_window": [32, 48], "eval_mode": "auto"}))
+    export_checkpoint(str(run), str(tmp_path / "run.onnx"), check_sizes=SIZES, verbose=False)
+    meta = Segmenter(str(tmp_path / "run.onnx")).metadata
+    assert (meta.source["crop_size"], meta.source["eval_window"], meta.scored_tile) == ([32, 32], [32, 48], 32)
+    small = np.random.default_rng(3).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "frame.png"), cv2.resize(small, (96, 64), interpolation=cv2.INTER_CUBIC))
+
+    def mask(model: str, name: str, **kw) -> tuple:
+        """(tile used, confidence map): the confidences tell tiled from whole predictions where the masks agree."""
+        summary = infer_path(model, str(tmp_path / "frame.png"), str(tmp_path / name), overlay=False,
+                             confidence=True, progress=False, **kw)
+        return summary["tile"], cv2.imread(str(tmp_path / name / "frame_conf.png"), cv2.IMREAD_UNCHANGED)
+
+    (tile, default), (_, tiled), (whole_tile, whole) = (mask(str(tmp_path / "run.onnx"), n, **kw) for n, kw in
+                                                        [("d", {}), ("t", {"tile": 32}), ("w", {"tile": 0})])
+    assert (tile, whole_tile) == (32, None) and np.array_equal(default, tiled) and not np.array_equal(default, whole)
+    (run / "config.json").unlink()
+    export_checkpoint(str(run), str(tmp_path / "lone.onnx"), check_sizes=SIZES, verbose=False)
+    lone_tile, lone = mask(str(tmp_path / "lone.onnx"), "l")
+    assert lone_tile is None and "crop_size" not in Segmenter(str(tmp_path / "lone.onnx")).metadata.source
+    assert np.array_equal(lone, whole)
+    for bad in (-1, "abc"):
+        with pytest.raises(ServingError, match="--tile"):
+            infer_path(str(tmp_path / "run.onnx"), str(tmp_path / "frame.png"), str(tmp_path / "x"), tile=bad)
+
+
 def test_fp16_export_runs_on_cpu_within_tolerance(tmp_path: Path) -> None:
     model = tiny_model("deeplabv3plus", logit_scale=20.0)
     fp32, fp16 = tmp_path / "m32.onnx", tmp_path / "m16.onnx"

@@ -60,12 +60,21 @@ def build_metadata(model: Segmentor, checkpoint: Optional[Dict[str, Any]], fp16:
         size_divisor=int(model.size_divisor),
         mean=tuple(float(v) for v in model.mean.flatten()), std=tuple(float(v) for v in model.std.flatten()),
         source={"checkpoint": ckpt.get("path"), "run_dir": ckpt.get("run_dir"), "step": ckpt.get("step"),
-                "dataset": dataset.get("name")},
+                "dataset": dataset.get("name"), **scoring_window(ckpt)},
         metrics={k: v for k, v in (ckpt.get("metrics") or {}).items() if isinstance(v, (int, float, str))},
         model_spec=dict(getattr(model, "spec", {})), sdk_version=sdk_version(),
         export_time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         fp16=bool(fp16), opset=int(opset),
     )
+
+
+def scoring_window(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+    """``{"crop_size": [H, W], "eval_window": [H, W]}`` of the run a checkpoint came from (its config.json), the
+    window ``semiseg infer`` tiles by default; ``{}`` without a run config."""
+    from semiseg_sdk.models.checkpoint import run_scoring
+
+    _, window, crop = run_scoring(checkpoint)
+    return {"crop_size": list(crop), "eval_window": list(window)} if crop else {}
 
 
 def _writable_target(output: Path) -> None:

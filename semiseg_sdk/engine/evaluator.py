@@ -2,19 +2,21 @@
 metrics), and a saved model (run folder or checkpoint) on any dataset split."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..config import parse_pair
 from ..data import DATASETS, build_dataset, run_dataset_kwargs
 from ..data.folder import FileListDataset
 from ..data.loader import leave_stop_signals_to_the_main_process, pad_collate
 from ..errors import ConfigError, DataError
-from ..models.checkpoint import load_inference_model, run_config
+from ..models.checkpoint import load_inference_model, run_config, run_scoring
 from ..utils.atomic import write_json_atomic
 from ..utils.precision import resolve_device
 from .confusion_plot import save_confusion
@@ -84,23 +86,31 @@ def evaluate(
 
 
 def evaluate_checkpoint(
-    checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val", mode: str = "auto",
-    window: int = 512, device: str = "auto", data_args: Optional[dict] = None, save: Optional[str] = None,
-    weights: str = "saved",
+    checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val",
+    mode: Optional[str] = None, window: Optional[Union[int, Sequence[int]]] = None, device: str = "auto",
+    data_args: Optional[dict] = None, save: Optional[str] = None, weights: str = "saved",
 ) -> Dict[str, Any]:
     """Load the inference network of ``checkpoint`` and evaluate it; returns metrics plus a printable ``table``.
 
-    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments). ``weights``:
+    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments); ``mode`` and
+    ``window`` (one number or H, W) to the ones its run was scored with while training (:func:`run_scoring`), so
+    the score repeats the run's own. ``weights``:
     ``"saved"`` (the network the checkpoint saves; a ``--weight_ema`` run's average) or ``"trained"`` (that run's
     weights as trained). ``metrics.json`` and the confusion matrix (CSV, PNG) are written to ``save``, by default
     ``eval-<data>-<split>/`` beside the checkpoint (``eval-<data>-<split>-trained/`` for the trained weights;
     returned as ``saved_to``).
     """
-    if mode not in ("whole", "slide", "auto"):
+    if mode is not None and mode not in ("whole", "slide", "auto"):
         raise ConfigError(f"--mode {mode!r}: choose whole, slide or auto (auto: sliding window for images larger "
                           "than --window, whole otherwise)")
+    given = None if window is None else parse_pair("window", window, int)
     dev = resolve_device(device)
     model, ckpt = load_inference_model(checkpoint, map_location="cpu", weights=weights)
+    run_mode, run_window, crop = run_scoring(ckpt)
+    mode, win = mode or run_mode, given or run_window
+    warning = window_warning(win, crop)
+    if warning and mode != "whole":
+        warnings.warn(warning, EvalWindowWarning, stacklevel=2)
     model.to(dev)
     kwargs = dict(data_args or {})
     if data is None:
@@ -113,15 +123,30 @@ def evaluate_checkpoint(
         raise DataError(f"{data}:{split}: {missing} of its {len(ds)} images have no mask; evaluation needs a mask for each")
     if ds.info.num_classes != ckpt["dataset"]["classes"].__len__():
         raise ConfigError(f"{data}: {ds.info.num_classes} classes but the checkpoint predicts {len(ckpt['dataset']['classes'])}")
-    res = evaluate(model, ds, ds.info.num_classes, ds.info.classes, dev, mode=mode, window=(window, window), progress=True)
+    res = evaluate(model, ds, ds.info.num_classes, ds.info.classes, dev, mode=mode, window=win, progress=True)
     confusion = res.pop("confusion")
-    res.update(mode=mode, images=len(ds), weights=weights, table=format_table(res))
+    res.update(mode=mode, window=list(win), images=len(ds), weights=weights, table=format_table(res))
     default = f"eval-{data}-{split.replace('+', '-')}" + ("-trained" if weights == "trained" else "")
     folder = Path(save) if save else Path(ckpt["path"]).parent / default
     write_json_atomic(folder / "metrics.json", {k: v for k, v in res.items() if k != "table"})
     save_confusion(confusion, list(ds.info.classes), folder)
     res["saved_to"] = str(folder)
     return res
+
+
+class EvalWindowWarning(UserWarning):
+    """A sliding window several times the training crop: the network is scored on context it never learnt."""
+
+
+def window_warning(window: Sequence[int], crop: Optional[Sequence[int]]) -> Optional[str]:
+    """The warning for scoring a network trained on ``crop`` (H, W) by sliding ``window`` (H, W): None unless the
+    window is at least twice the crop on a side. A network trained on small crops scores lower on much larger
+    windows (docs/benchmarks.md: 384-px windows cost a 96-px-crop network 4.7 mIoU on the real aerial set)."""
+    if not crop or (window[0] < 2 * crop[0] and window[1] < 2 * crop[1]):
+        return None
+    return (f"evaluation window {window[0]}x{window[1]} is {max(window[0] / crop[0], window[1] / crop[1]):.1f}x the "
+            f"training crop {crop[0]}x{crop[1]}: a network trained on small crops scores lower on much larger windows; "
+            f"score it on windows of its crop (--window {crop[0]} or --eval_window {crop[0]},{crop[1]})")
 
 
 def training_dataset(ckpt: Dict[str, Any], data_args: Dict[str, Any]) -> tuple:

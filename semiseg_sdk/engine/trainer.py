@@ -32,7 +32,7 @@ from ..utils.reproducibility import rng_state, seed_everything, set_rng_state
 from .confusion_plot import save_confusion
 from .data_setup import TrainData, build_train_data, make_loaders
 from .distributed import barrier, setup_distributed, wrap_method
-from .evaluator import evaluate
+from .evaluator import EvalWindowWarning, evaluate, window_warning
 from ..errors import TrainingInterrupted
 from .hooks import (SIGNAL_STOP, Evaluation, FiniteLossCheck, LastCheckpoint, MetricsWriter, PhaseTiming, PolyLR,
                     ProgressBar, StopOnSignal, TensorBoardLog, WeightAverage, default_writers)
@@ -88,6 +88,9 @@ class Trainer(TrainLoop):
         padding_warning = atrous_padding_warning(self.model, cfg.crop_size)
         if padding_warning:
             self._warn(padding_warning, AtrousPaddingWarning)
+        large_window = window_warning(cfg.eval_window, cfg.crop_size)
+        if large_window and cfg.eval_mode != "whole":
+            self._warn(large_window, EvalWindowWarning)
         views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, flip_p=cfg.flip_p, strong=strong))
         method_cls = get_method(cfg.method)
         self.method = method_cls(self.model, info.num_classes, views, method_cls.make_config(cfg.method_args), total_steps=cfg.steps)

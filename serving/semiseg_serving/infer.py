@@ -79,8 +79,10 @@ def infer_path(model: str, input: str, output: str, overlay: bool = True, confid
 
     Returns a summary: images_done, frames_done (video frames), images_failed ([{"path", "reason"}]),
     pixels_per_class ({class name: count}), mean_latency_ms (pre-processing + network + post-processing per
-    image or frame), provider, model, input, output. With ``tile`` the sliding window is used
-    (``overlap`` defaults to tile // 4).
+    image or frame), provider, model, input, output, tile. Images larger than ``tile`` pixels on a side are
+    predicted by sliding ``tile``-px windows (``overlap`` defaults to tile // 4); ``tile`` defaults to the window the
+    exported run was scored on (its training crop unless it chose another; :attr:`ModelMetadata.scored_tile`),
+    so masks are predicted on windows of the size the run was scored on; ``tile=0``, or an export that does not record it, predicts whole images.
     """
     source, out_dir = Path(input), Path(output)
     if not source.exists():
@@ -88,6 +90,9 @@ def infer_path(model: str, input: str, output: str, overlay: bool = True, confid
     if source.is_file() and not (is_image(source) or is_video(source)):
         raise ServingError(f"{source}: not an image or video file (by extension)")
     seg = Segmenter(model, providers=providers)
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
+        raise ServingError(f"--tile {tile!r}: give a tile size in pixels, or 0 for whole images")
+    tile = seg.metadata.scored_tile if tile is None else tile
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = _Writer(seg, overlay, confidence, tile, overlap)
     done = frames = 0
@@ -104,7 +109,7 @@ def infer_path(model: str, input: str, output: str, overlay: bool = True, confid
             failed.append({"path": str(path), "reason": f"{type(exc).__name__}: {exc}"})
             log.warning("skipped %s: %s", path, exc)
     summary = {
-        "model": str(model), "provider": seg.provider, "input": str(source), "output": str(out_dir),
+        "model": str(model), "provider": seg.provider, "input": str(source), "output": str(out_dir), "tile": tile or None,
         "images_done": done, "frames_done": frames, "images_failed": failed,
         "pixels_per_class": {name: int(n) for name, n in zip(seg.classes, writer.pixels)},
         "mean_latency_ms": round(1000.0 * float(np.mean(writer.latencies)), 3) if writer.latencies else None,

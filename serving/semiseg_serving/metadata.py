@@ -12,7 +12,9 @@ key                        JSON value
                            "range": [0, 1], "normalization": "inside-graph", "mean": [..], "std": [..]}``
 ``semiseg.output``         ``{"name": "logits", "layout": "NCHW", "dtype": "float32"}``
 ``semiseg.size_divisor``   int: H and W must be multiples of it for exact results (the runtime pads)
-``semiseg.source``         ``{"checkpoint": path or null, "run_dir": path or null, "step": int or null}``
+``semiseg.source``         ``{"checkpoint": path or null, "run_dir": path or null, "step": int or null, "dataset": name,
+                           "crop_size": [H, W], "eval_window": [H, W]}``; the last two (the run's training crop and
+                           the window it was scored on) only for exports of a run folder's checkpoint
 ``semiseg.metrics``        evaluation metrics of the source checkpoint, e.g. ``{"miou": 0.61}`` (may be ``{}``)
 ``semiseg.model_spec``     kwargs that rebuild the network with ``semiseg_sdk.models.build_model``
 ``semiseg.sdk_version``    semiseg-sdk version that exported the file
@@ -79,6 +81,13 @@ class ModelMetadata:
         """The source checkpoint's mIoU, when it was recorded."""
         value = self.metrics.get("miou")
         return None if value is None else float(value)
+
+    @property
+    def scored_tile(self) -> Optional[int]:
+        """The square tile that repeats how the source run was scored: the shorter side of its evaluation window
+        (the training crop unless the run chose another); None when the export does not record it."""
+        window = self.source.get("eval_window")
+        return int(min(window)) if window else None
 
     def input_spec(self) -> Dict[str, Any]:
         return {"name": INPUT_NAME, "layout": "NCHW", "channels": "RGB", "dtype": "float32", "range": [0, 1],
