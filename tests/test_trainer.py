@@ -4,6 +4,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -177,9 +178,10 @@ def test_weight_ema_evaluates_and_saves_the_average_of_the_weights_after_each_st
         tiny_cfg(tmp_path, weight_ema=1.0)
 
 
-def test_evaluate_weights_trained_loads_a_weight_average_runs_weights_as_trained(tmp_path):
-    """A --weight_ema run saves the average and keeps the trained weights beside it: ``--weights trained`` loads and
-    evaluates those (into its own eval folder), the default the average; a run without an average refuses it."""
+def test_evaluate_and_export_weights_trained_use_a_weight_average_runs_weights_as_trained(tmp_path):
+    """A --weight_ema run saves the average and keeps the trained weights beside it: ``--weights trained`` loads,
+    evaluates (into its own eval folder) and exports those, the default the average; a run without an average
+    refuses it."""
     from semiseg_sdk.data import build_dataset
     from semiseg_sdk.engine.evaluator import evaluate, evaluate_checkpoint
     from fixtures_data import make_folder_tree
@@ -202,6 +204,18 @@ def test_evaluate_weights_trained_loads_a_weight_average_runs_weights_as_trained
     assert out["miou"] == pytest.approx(want, abs=1e-9) and out["weights"] == "trained"
     assert out["saved_to"] == str(trainer.run.root / "eval-folder-test-trained")
     assert json.loads((trainer.run.root / "eval-folder-test-trained" / "metrics.json").read_text())["weights"] == "trained"
+    from semiseg_export import export_checkpoint
+    from semiseg_serving import Segmenter
+
+    image = torch.rand(1, 3, 32, 32)
+    for weights, net in (("trained", trainer.method.inference_model()), ("saved", trainer.weight_average.net)):
+        onnx_file = tmp_path / f"{weights}.onnx"
+        export_checkpoint(str(trainer.run.root), str(onnx_file), check_sizes=[(32, 32)], verbose=False, weights=weights)
+        seg = Segmenter(str(onnx_file))
+        assert seg.metadata.source.get("weights", "saved") == weights
+        with torch.no_grad():
+            want_logits = net.eval()(image).numpy()
+        assert np.abs(seg.run(image.numpy()) - want_logits).max() < 1e-3 * max(1.0, np.abs(want_logits).max())
     plain = train(tiny_cfg(tmp_path, name="plain", **cfg))
     with pytest.raises(CheckpointError, match=r"best\.pt: holds only the weights it saves.*--weight_ema"):
         evaluate_checkpoint(plain["run_dir"], split="test", device="cpu", weights="trained")

@@ -60,7 +60,8 @@ def build_metadata(model: Segmentor, checkpoint: Optional[Dict[str, Any]], fp16:
         size_divisor=int(model.size_divisor),
         mean=tuple(float(v) for v in model.mean.flatten()), std=tuple(float(v) for v in model.std.flatten()),
         source={"checkpoint": ckpt.get("path"), "run_dir": ckpt.get("run_dir"), "step": ckpt.get("step"),
-                "dataset": dataset.get("name"), **scoring_window(ckpt)},
+                "dataset": dataset.get("name"), **scoring_window(ckpt),
+                **({"weights": ckpt["weights"]} if ckpt.get("weights", "saved") != "saved" else {})},
         metrics={k: v for k, v in (ckpt.get("metrics") or {}).items() if isinstance(v, (int, float, str))},
         model_spec=dict(getattr(model, "spec", {})), sdk_version=sdk_version(),
         export_time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -208,7 +209,7 @@ def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16
                       check_sizes: Optional[Sequence[Sequence[int]]] = None, atol: Optional[float] = None,
                       min_agreement: Optional[float] = None, triton_max_batch: int = 8, int8: bool = False,
                       calibration: Optional[str] = None, calibration_images: int = 32,
-                      verbose: bool = True) -> Dict[str, Any]:
+                      verbose: bool = True, weights: str = "saved") -> Dict[str, Any]:
     """Export the inference network of a run folder or ``.pt`` checkpoint to ONNX ``output``; returns a summary.
 
     Args:
@@ -228,6 +229,8 @@ def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16
         calibration: int8 calibration images: a folder of .png/.jpg, or a dataset ``NAME[:SPLIT]`` (split ``val``
             by default); default: the validation split of the checkpoint's run (from its config.json).
         calibration_images: how many calibration images, spread evenly over the source.
+        weights: ``"saved"`` (the network the checkpoint saves: a ``--weight_ema`` run's average) or ``"trained"``
+            (that run's weights as trained); recorded in the metadata's ``source``.
 
     Returns a plain dict: output, opset, fp16, precision, quantization, nodes, initializers, size_mb, classes,
     size_divisor, metrics, max_abs_diff, argmax_agreement, tolerance, parity (per size and batch, or per
@@ -235,7 +238,8 @@ def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16
     """
     from semiseg_sdk.models.checkpoint import load_inference_model
 
-    model, ckpt = load_inference_model(checkpoint, map_location="cpu")
+    model, ckpt = load_inference_model(checkpoint, map_location="cpu", weights=weights)
+    ckpt = {**ckpt, "weights": weights}
     return export_model(model, output, opset=opset, fp16=fp16, simplify=simplify, triton=triton,
                         check_sizes=check_sizes, atol=atol, min_agreement=min_agreement, checkpoint=ckpt,
                         triton_max_batch=triton_max_batch, int8=int8, calibration=calibration,
