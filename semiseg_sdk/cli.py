@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from typing import Any, Dict, Optional
 
 
@@ -232,6 +233,7 @@ def main(argv: Optional[list] = None) -> None:
     from .errors import SemisegError, TrainingInterrupted, error_line
 
     os.environ.setdefault("PAGER", "cat")
+    warnings.formatwarning = format_warning
     argv = list(sys.argv[1:] if argv is None else argv)
     if _print_help(argv):
         return
@@ -268,6 +270,16 @@ def main(argv: Optional[list] = None) -> None:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
         raise
+
+
+_default_format_warning = warnings.formatwarning
+
+
+def format_warning(message: Any, category: type, filename: str, lineno: int, line: Optional[str] = None) -> str:
+    """How the command line prints a warning: the SDK's own as one line (``warning: ...``), others as Python does."""
+    if category.__module__.split(".")[0] in ("semiseg_sdk", "semiseg_export", "semiseg_serving"):
+        return f"warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
 
 
 def _serialize(obj: Any) -> Optional[str]:

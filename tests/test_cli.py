@@ -47,6 +47,17 @@ def test_command_help_shows_flags_and_defaults():
     assert r.returncode == 0 and "usage: semiseg continual run STORE" in r.stdout and "  --min_images 16" in r.stdout
 
 
+def test_the_sdks_warnings_print_as_one_line_and_others_as_python_prints_them():
+    from semiseg_sdk.cli import format_warning
+    from semiseg_sdk.engine.evaluator import EvalWindowWarning
+    from semiseg_sdk.models import AtrousPaddingWarning
+
+    for category in (EvalWindowWarning, AtrousPaddingWarning):
+        assert format_warning(category("window too large"), category, "/x/trainer.py", 9, "code") == "warning: window too large\n"
+    other = format_warning(UserWarning("deprecated"), UserWarning, "/x/lib.py", 9, "code")
+    assert other.startswith("/x/lib.py:9: UserWarning: deprecated")
+
+
 def test_single_dash_flags_are_refused_instead_of_guessed():
     r = run_cli("train", "-w", "0.1")  # fire would have read it as --weight_decay
     assert r.returncode == 2 and r.stderr.startswith("error: -w: flags take two dashes") and "Traceback" not in r.stderr
