@@ -140,3 +140,22 @@ def test_rollback_skips_rejected_versions_and_promote_refuses_them(tmp_path):
     assert events[-3:] == [("rollback", "v0002"), ("rollback", "v0001"), ("promote", "v0004")]
     status = store_status(str(reg.root))
     assert [v["status"] for v in status["versions"]] == ["passed", "passed", "rejected", "passed"]
+
+
+def test_the_gate_scores_as_the_source_run_was_scored(tmp_path):
+    """A store records how its source run was scored (windows of its 32-px crop over the 32x64 holdout frames) and
+    its gate scores that way; a store without the record keeps the rule it was made with (whole images)."""
+    import torch
+
+    from semiseg_sdk.continual.gate import evaluate_sets
+    from semiseg_sdk.models import load_inference_model
+
+    reg = copy_store(tmp_path / "reg")
+    settings = json.loads((reg / "store.json").read_text())
+    assert settings["scoring"] == {"mode": "auto", "window": [32, 32]}
+    model = load_inference_model(reg / "v0001" / "model.pt")[0]
+    sets = {"holdout": open_labelled_set(parse_labelled_set(HOLDOUT), 10, "holdout set")}
+    slid = evaluate_sets(model, sets, torch.device("cpu"), scoring=settings["scoring"])["holdout"]["miou"]
+    whole = evaluate_sets(model, sets, torch.device("cpu"))["holdout"]["miou"]
+    gate = json.loads((reg / "v0001" / "gate.json").read_text())
+    assert gate["candidate"]["holdout"]["miou"] == pytest.approx(slid, abs=1e-12) and slid != pytest.approx(whole)

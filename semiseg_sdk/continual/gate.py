@@ -42,15 +42,22 @@ class GatePolicy:
 
 
 def evaluate_sets(model: nn.Module, sets: Mapping[str, OpenedSet], device: torch.device, batch_size: int = 8,
-                  num_workers: int = 0) -> Dict[str, Dict[str, Any]]:
-    """Metrics of ``model`` on each set: miou, macc, aacc, per-class iou and gt_pixels (ground-truth pixels)."""
+                  num_workers: int = 0, scoring: Optional[Mapping[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
+    """Metrics of ``model`` on each set: miou, macc, aacc, per-class iou and gt_pixels (ground-truth pixels).
+
+    ``scoring`` (``{"mode", "window"}``, the store's source run's evaluation, recorded when the store was made) says
+    how images are scored; a store made before it was recorded keeps its rule: whole images, 512-px sliding windows
+    for images over 1024 px."""
     out = {}
     for name, s in sets.items():
         names = list(s.dataset.info.classes)
-        h, w = s.view()[0]["image"].shape[-2:]
-        mode = "slide" if max(h, w) > 1024 else "whole"
-        res = evaluate(model.to(device), s.view(), len(names), names, device, mode=mode, batch_size=batch_size,
-                       num_workers=num_workers)
+        if scoring:
+            mode, window = str(scoring["mode"]), tuple(int(v) for v in scoring["window"])
+        else:
+            h, w = s.view()[0]["image"].shape[-2:]
+            mode, window = "slide" if max(h, w) > 1024 else "whole", (512, 512)
+        res = evaluate(model.to(device), s.view(), len(names), names, device, mode=mode, window=window,
+                       batch_size=batch_size, num_workers=num_workers)
         confusion = res.pop("confusion")
         out[name] = {"miou": res["miou"], "macc": res["macc"], "aacc": res["aacc"], "iou": res["iou"],
                      "gt_pixels": {n: int(v) for n, v in zip(names, confusion.sum(axis=1))}, "images": len(s)}

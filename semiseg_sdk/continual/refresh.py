@@ -154,8 +154,10 @@ def gate_candidate(reg: ModelStore, settings: Mapping[str, Any], journal: Journa
     sets = {"holdout": open_labelled_set(parse_labelled_set(settings["holdout"]), num_classes, "holdout set")}
     if settings.get("probe"):
         sets["probe"] = open_labelled_set(parse_labelled_set(settings["probe"]), num_classes, "probe set")
-    current = evaluate_sets(current_model, sets, device, run.eval_batch_size)
-    candidate = evaluate_sets(load_inference_model(journal.candidate_path)[0], sets, device, run.eval_batch_size)
+    scoring = settings.get("scoring")
+    current = evaluate_sets(current_model, sets, device, run.eval_batch_size, scoring=scoring)
+    candidate = evaluate_sets(load_inference_model(journal.candidate_path)[0], sets, device, run.eval_batch_size,
+                              scoring=scoring)
     origin = json.loads((reg.version_dir(reg.versions()[0]) / "gate.json").read_text())["candidate"]["holdout"]
     decision = decide(GatePolicy(**settings["gate"]), current, candidate, origin)
     title = (f"gate of {journal.version} (trained from {journal.parent} on {len(journal.images)} new field images) "

@@ -3,7 +3,8 @@ journal of the refresh in progress, and the store's operations (promote, rollbac
 
 Layout of a store folder::
 
-    store.json             settings written by ``init``: holdout/probe/replay sets, gate policy, source run
+    store.json             settings written by ``init``: holdout/probe/replay sets, gate policy, source run, how the
+                           gate scores images (``scoring``: the source run's evaluation mode and window)
                            (``registry.json`` in stores made by earlier versions: still read)
     current.json           {"version": "v0003", ...}: the served version, replaced atomically (temp file + fsync +
                            rename; a JSON file rather than a symlink so it works on every filesystem and carries

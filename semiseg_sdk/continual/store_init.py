@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError
-from ..models.checkpoint import load_inference_model
+from ..models.checkpoint import config_scoring, load_inference_model
 from ..utils.atomic import write_json_atomic
 from ..utils.precision import resolve_device
 from .gate import GatePolicy, evaluate_sets, format_gate
@@ -81,15 +81,17 @@ def init_store(store: str | Path, source: str | Path, holdout: Any, probe: Any =
     for name, s in sets.items():
         check_disjoint(replay_set, s, f"{name} set")
 
+    mode, window, _ = config_scoring(run_cfg or {})  # the gate scores as the source run was scored
+    scoring = {"mode": mode, "window": list(window)}
     with reg.locked():
-        metrics = evaluate_sets(model, sets, resolve_device(device))
+        metrics = evaluate_sets(model, sets, resolve_device(device), scoring=scoring)
         decision = {"passed": True, "reasons": [], "checks": {}, "policy": policy.to_dict(),
                     "note": "initial version: gated against itself"}
         text = format_gate(f"{FIRST}: initial version from {src}", metrics, metrics, decision)
         settings = {
             "format": STORE_FORMAT, "created": now_iso(), "classes": list(ckpt["dataset"]["classes"]),
             "holdout": holdout_ref.to_dict(), "probe": probe_ref.to_dict() if probe_ref else None,
-            "replay": replay_set.ref.to_dict(), "gate": policy.to_dict(),
+            "replay": replay_set.ref.to_dict(), "gate": policy.to_dict(), "scoring": scoring,
             "source": {"checkpoint": str(Path(ckpt["path"]).resolve()), "run_dir": str(run_dir) if run_dir else None,
                        "config": run_cfg},
         }

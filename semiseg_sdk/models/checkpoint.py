@@ -144,10 +144,15 @@ def run_config(ckpt: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def run_scoring(ckpt: Dict[str, Any]) -> Tuple[str, Tuple[int, int], Optional[Tuple[int, int]]]:
-    """``(eval_mode, eval_window, crop_size)`` of the run a loaded checkpoint came from, from its config.json: how it
-    was scored while training (the window defaults to the training crop, so a run's crop unless it chose another).
-    A checkpoint without a run config: ``("auto", (512, 512), None)``."""
-    cfg = run_config(ckpt)
+    """``(eval_mode, eval_window, crop_size)`` of the run a loaded checkpoint came from (:func:`config_scoring` of
+    its config.json)."""
+    return config_scoring(run_config(ckpt))
+
+
+def config_scoring(cfg: Dict[str, Any]) -> Tuple[str, Tuple[int, int], Optional[Tuple[int, int]]]:
+    """``(eval_mode, eval_window, crop_size)`` of a run's config.json: how it was scored while training (the window
+    defaults to the training crop, so a run's crop unless it chose another). Without a config (``{}``):
+    ``("auto", (512, 512), None)``."""
     crop = tuple(int(v) for v in cfg["crop_size"]) if cfg.get("crop_size") else None
     window = tuple(int(v) for v in (cfg.get("eval_window") or crop or (512, 512)))
     return str(cfg.get("eval_mode") or "auto"), window, crop  # type: ignore[return-value]
