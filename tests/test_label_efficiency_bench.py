@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import label_efficiency as le  # noqa: E402
+import label_efficiency_tables as tables  # noqa: E402
 from semiseg_sdk.models import save_checkpoint  # noqa: E402
 from test_folder_lock import _holder  # noqa: E402
 
@@ -36,12 +37,12 @@ def test_summary_means_classes_over_seeds_that_measured_them():
     rows = [{"dataset": "d", "ratio": "1/8", "method": "m", "seed": s, "miou": mi, "iou": iou} for s, mi, iou in
             [(0, 0.5, {"road": 90.0, "pole": None}), (1, 0.7, {"road": 80.0, "pole": 20.0})]]
     rows.append({"dataset": "d", "ratio": "all", "method": "m", "seed": 0, "miou": 0.9})  # an older row: no per-class IoU
-    by_ratio = {r["ratio"]: r for r in le.summarise(rows)}
+    by_ratio = {r["ratio"]: r for r in tables.summarise(rows)}
     one = by_ratio["1/8"]
     assert one["miou_mean"] == pytest.approx(60.0) and one["miou_std"] == pytest.approx(14.142, abs=1e-3)
     assert one["iou_road"] == pytest.approx(85.0) and one["iou_pole"] == pytest.approx(20.0)
     assert math.isnan(by_ratio["all"]["iou_road"])
-    assert "| 1/8 | m | 85.0 | 20.0 |" in le.class_table(list(by_ratio.values()))
+    assert "| 1/8 | m | 85.0 | 20.0 |" in tables.class_table(list(by_ratio.values()))
 
 
 def test_a_seed_run_twice_counts_once_and_the_later_row_stands_for_it():
@@ -49,7 +50,7 @@ def test_a_seed_run_twice_counts_once_and_the_later_row_stands_for_it():
     over 3."""
     rows = [{"dataset": "d", "ratio": "1/8", "method": "m", "seed": s, "miou": v} for s, v in
             [(0, 0.50), (1, 0.60), (0, 0.54)]]
-    (one,) = le.summarise(rows)
+    (one,) = tables.summarise(rows)
     assert one["seeds"] == 2 and one["miou_mean"] == pytest.approx(57.0) and one["_per_seed"] == {0: 54.0, 1: 60.0}
 
 
@@ -61,7 +62,7 @@ def test_target_table_reports_gain_and_share_of_the_gap():
         ("a", "1/16", "supervised", 0, 0.60), ("a", "all", "supervised", 0, 0.64), ("a", "1/16", "good", 0, 0.625),
         ("a", "1/16", "bad", 0, 0.59), ("a", "1/16", "other", 1, 0.61),
         ("b", "1/8", "supervised", 0, 0.50), ("b", "1/8", "good", 0, 0.52)]]
-    text = le.target_table(le.summarise(rows))
+    text = tables.target_table(tables.summarise(rows))
     assert "a 1/16: vs supervised 60.0 ± 0.0 (1 seeds) (all labels 64.0 ± 0.0, gap +4.0)" in text
     assert "| good | 62.5 ± 0.0 | 1 | +2.5 (1) | - (< 3 seeds) | 1 of 1 | 62 % |" in text
     assert "| bad | 59.0 ± 0.0 | 1 | -1.0 (1) | - (< 3 seeds) | 0 of 1 | -25 % |" in text
@@ -75,16 +76,16 @@ def test_the_header_says_whether_the_all_label_reference_has_converged():
     """The protocol's test: a curve has converged when its last third (from the evaluation nearest 2/3 of the last
     step) rises less than 0.5. Set "a": two all-label seeds rise 40 -> 50 -> 55 (+5.0 from step 1600 of 2400) and
     60 -> 61 -> 61.2 (+0.2): mean +2.6, not converged. Set "b": 70 -> 72 -> 72.3 (+0.3): converged, not flagged."""
-    assert le.last_third_rise([[800, 40.0], [1600, 50.0], [2400, 55.0]]) == pytest.approx(5.0)
-    assert le.last_third_rise([[3200, 66.28], [4800, 66.19]]) == pytest.approx(-0.09)
-    assert le.last_third_rise([[800, 40.0]]) is None
+    assert tables.last_third_rise([[800, 40.0], [1600, 50.0], [2400, 55.0]]) == pytest.approx(5.0)
+    assert tables.last_third_rise([[3200, 66.28], [4800, 66.19]]) == pytest.approx(-0.09)
+    assert tables.last_third_rise([[800, 40.0]]) is None
     curves = {("a", 0): [[800, 40.0], [1600, 50.0], [2400, 55.0]], ("a", 1): [[800, 60.0], [1600, 61.0], [2400, 61.2]],
               ("b", 0): [[800, 70.0], [1600, 72.0], [2400, 72.3]]}
     rows = [{"dataset": d, "ratio": "all", "method": "supervised", "seed": s, "miou": c[-1][1] / 100, "curve": c}
             for (d, s), c in curves.items()]
     rows += [{"dataset": d, "ratio": "1/64", "method": m, "seed": 0, "miou": v} for d, m, v in [
         ("a", "supervised", 0.45), ("a", "x", 0.47), ("b", "supervised", 0.60), ("b", "x", 0.61)]]
-    text = le.target_table(le.summarise(rows))
+    text = tables.target_table(tables.summarise(rows))
     assert "(all labels 58.1 ± 4.4, gap +13.1; its last third rises +2.6 (not converged))" in text
     assert "(all labels 72.3 ± 0.0, gap +12.3; its last third rises +0.3)" in text
 
@@ -93,15 +94,15 @@ def test_the_late_swing_is_the_mean_change_between_evaluations_from_half_the_run
     """Evaluations at 800 ... 4800: from step 2400 on, 50 -> 53 -> 51 -> 52 changes by 3, 2, 1 (swing 2.0); a second
     seed 40 -> 40 -> 41 -> 41 by 0, 1, 0 (1/3): the row's swing is their mean, 1.17; supervised's (steady: 0.5) goes in
     the header. A curve with one evaluation in its second half has none."""
-    assert le.late_swing([[800, 10.0], [1600, 90.0], [2400, 50.0], [3200, 53.0], [4000, 51.0], [4800, 52.0]]) == \
+    assert tables.late_swing([[800, 10.0], [1600, 90.0], [2400, 50.0], [3200, 53.0], [4000, 51.0], [4800, 52.0]]) == \
         pytest.approx(2.0)
-    assert le.late_swing([[800, 10.0], [4800, 50.0]]) is None and le.late_swing([]) is None
+    assert tables.late_swing([[800, 10.0], [4800, 50.0]]) is None and tables.late_swing([]) is None
     steps = (800, 1600, 2400, 3200, 4000, 4800)
     curves = {("x", 0): (0, 0, 50, 53, 51, 52), ("x", 1): (0, 0, 40, 40, 41, 41),
               ("supervised", 0): (0, 0, 45, 45.5, 46, 46.5), ("supervised", 1): (0, 0, 38, 38.5, 39, 39.5)}
     rows = [{"dataset": "a", "ratio": "1/64", "method": m, "seed": s, "miou": c[-1] / 100,
              "curve": [[t, v] for t, v in zip(steps, c)]} for (m, s), c in curves.items()]
-    text = le.target_table(le.summarise(rows))
+    text = tables.target_table(tables.summarise(rows))
     assert "vs supervised 43.0 ± 4.9 (2 seeds; late swing 0.5)" in text
     assert "| x | 46.5 ± 7.8 | 2 | +3.5 ± 2.8 (2) | - (< 3 seeds) | 2 of 2 | - | 1.2 |" in text
 
@@ -112,7 +113,7 @@ def test_gap_recovered_is_measured_on_the_splits_a_method_shares_with_supervised
     rows = [{"dataset": "a", "ratio": r, "method": m, "seed": s, "miou": v} for r, m, s, v in [
         ("1/64", "supervised", 0, 0.50), ("1/64", "supervised", 1, 0.60), ("all", "supervised", 0, 0.70),
         ("1/64", "one", 0, 0.60)]]
-    text = le.target_table(le.summarise(rows))
+    text = tables.target_table(tables.summarise(rows))
     assert "gap +15.0" in text and "| one | 60.0 ± 0.0 | 1 | +10.0 (1) | - (< 3 seeds) | 1 of 1 | 50 % |" in text
 
 
@@ -121,7 +122,7 @@ def test_a_gain_within_supervised_seed_spread_does_not_count():
     rows = [{"dataset": "a", "ratio": "1/16", "method": m, "seed": s, "miou": v} for m, vals in [
         ("supervised", (0.58, 0.60, 0.62)), ("near", (0.595, 0.615, 0.635)), ("far", (0.605, 0.625, 0.645))]
         for s, v in enumerate(vals)]
-    text = le.target_table(le.summarise(rows))
+    text = tables.target_table(tables.summarise(rows))
     assert "| near | 61.5 ± 2.0 | 3 | +1.5 ± 0.0 (3) | no |" in text and "| far | 62.5 ± 2.0 | 3 | +2.5 ± 0.0 (3) | yes |" in text
     assert "beats supervised by more than its std (2.0): 1 of 2 with >= 3 seeds" in text and "fewer" not in text
 
@@ -133,7 +134,7 @@ def test_a_mean_gain_beyond_the_std_that_loses_one_split_is_shown_as_such():
     rows = [{"dataset": "a", "ratio": "1/64", "method": m, "seed": s, "miou": v} for m, vals in [
         ("supervised", (0.58, 0.60, 0.62)), ("uneven", (0.64, 0.63, 0.61)), ("even", (0.605, 0.625, 0.645))]
         for s, v in enumerate(vals)]
-    text = le.target_table(le.summarise(rows))
+    text = tables.target_table(tables.summarise(rows))
     assert "| uneven | 62.7 ± 1.5 | 3 | +2.7 ± 3.5 (3) | yes | 2 of 3 |" in text
     assert "| even | 62.5 ± 2.0 | 3 | +2.5 ± 0.0 (3) | yes | 3 of 3 |" in text
     assert "2 of 2 with >= 3 seeds; 1 of them ahead on every shared split; named methods (any setting) beyond it: 2 " \
@@ -149,9 +150,9 @@ def test_paired_gains_use_shared_seeds_and_lever_rows_stay_apart():
     lever = [("unimatch", {"class_thresholds": True}, s, v) for s, v in enumerate((0.54, 0.51, 0.56))]
     rows = [{"dataset": "a", "ratio": "1/64", "method": m, "seed": s, "miou": v, "recipe": {"method_args": a}}
             for m, a, s, v in sup + plain + lever]
-    summary = le.summarise(rows)
+    summary = tables.summarise(rows)
     assert sorted(s["method"] for s in summary) == ["supervised", "unimatch", 'unimatch {"class_thresholds":true}']
-    text = le.target_table(summary)
+    text = tables.target_table(summary)
     assert "| unimatch | 50.5 ± 0.7 | 2 | +1.5 ± 0.7 (2) | - (< 3 seeds) |" in text
     assert '| unimatch {"class_thresholds":true} | 53.7 ± 2.5 | 3 | +3.7 ± 0.6 (3) | yes |' in text
     assert "1 of 1 with >= 3 seeds (1 with fewer not judged)" in text
@@ -166,7 +167,7 @@ def test_two_settings_of_one_method_beyond_the_std_count_as_one_named_method():
     weak = [("fixmatch", {}, s, v) for s, v in enumerate((0.59, 0.61, 0.63))]
     rows = [{"dataset": "a", "ratio": "1/64", "method": m, "seed": s, "miou": v, "recipe": {"method_args": a}}
             for m, a, s, v in sup + plain + lever + weak]
-    text = le.target_table(le.summarise(rows))
+    text = tables.target_table(tables.summarise(rows))
     assert "2 of 3 with >= 3 seeds; 2 of them ahead on every shared split; named methods (any setting) beyond it: " \
            "1 (cutmix)" in text
 
@@ -303,16 +304,16 @@ def test_repeats_on_one_split_count_toward_its_score_and_are_tabled_with_the_std
             for s, v in ((0, 0.50), (1, 0.60), (2, 0.55))]
     rows += [{"dataset": "a", "ratio": "1/64", "method": "supervised", "seed": s, "miou": v,
               "recipe": {**rec, "split_seed": 1}} for s, v in ((10, 0.52), (11, 0.56))]
-    text = le.repeat_table(rows)
+    text = tables.repeat_table(rows)
     assert "| a | 1/64 | supervised | 1 | 1: 60.0, 10: 52.0, 11: 56.0 | 56.0 ± 4.0 |" in text
     assert ("a 1/64 supervised: std within a split 4.0 (1 of 3 splits repeated); 5.0 between the first runs of 3 "
             "splits; 3.2 between the split means") in text
-    assert le.repeat_table(rows[:3]) == ""
+    assert tables.repeat_table(rows[:3]) == ""
     again = {**rows[1], "miou": 0.48, "threads": 2}  # seed 1 again on two threads: another run of split 1
     assert "| a | 1/64 | supervised | 1 | 1 (1 thr.): 60.0, 1 (2 thr.): 48.0, 10: 52.0, 11: 56.0 | 54.0 ± 5.2 |" in \
-        le.repeat_table(rows + [again])
+        tables.repeat_table(rows + [again])
     rows += [{"dataset": "a", "ratio": "1/64", "method": "x", "seed": s, "miou": 0.58, "recipe": dict(rec)} for s in range(3)]
-    target = le.target_table(le.summarise(rows))
+    target = tables.target_table(tables.summarise(rows))
     assert "vs supervised 53.7 ± 3.2 (3 seeds, 5 runs)" in target
     assert "| x | 58.0 ± 0.0 | 3 | +4.3 ± 3.2 (3) | yes | 3 of 3 |" in target
     path = tmp_path / "rows.jsonl"
@@ -336,7 +337,7 @@ def test_rows_that_evaluated_a_weight_average_are_compared_with_supervised_evalu
     data = (rows("supervised", 0, (0.50, 0.54, 0.58)) + rows("fixmatch", 0, (0.53, 0.57, 0.61))
             + rows("supervised", 0.99, (0.55, 0.56, 0.57)) + rows("fixmatch", 0.99, (0.57, 0.58, 0.59))
             + [{"dataset": "a", "ratio": "all", "method": "supervised", "seed": 0, "miou": 0.70, "recipe": {}}])
-    text = le.target_table(le.summarise(data))
+    text = tables.target_table(tables.summarise(data))
     plain, averaged = text.split("\na 1/64 [weight_ema 0.99]: ")
     assert "| fixmatch | 57.0 ± 4.0 | 3 | +3.0 ± 0.0 (3) | no |" in plain and "weight_ema" not in plain
     assert averaged.startswith("vs supervised [weight_ema 0.99] 56.0 ± 1.0 (3 seeds) (all labels, evaluated without "
@@ -355,10 +356,10 @@ def test_rows_scored_on_another_window_form_their_own_section():
     data = (rows("supervised", "1/64", False, (0.50, 0.54, 0.58)) + rows("supervised", "1/64", True, (0.56, 0.57, 0.58))
             + rows("supervised", "all", False, (0.70,)) + rows("supervised", "all", True, (0.72,))
             + rows("cutmix", "1/64", True, (0.59, 0.60, 0.61)))
-    summary = le.summarise(data)
+    summary = tables.summarise(data)
     assert sorted(s["method"] for s in summary if s["ratio"] == "1/64") == [
         "cutmix [eval_window 96x96]", "supervised", "supervised [eval_window 96x96]"]
-    section = le.target_table(summary).split("\na 1/64 [eval_window 96x96]: ")[1]
+    section = tables.target_table(summary).split("\na 1/64 [eval_window 96x96]: ")[1]
     assert section.startswith("vs supervised [eval_window 96x96] 57.0 ± 1.0 (3 seeds) (all labels 72.0 ± 0.0, gap +15.0")
     assert "| cutmix [eval_window 96x96] | 60.0 ± 1.0 | 3 | +3.0 ± 0.0 (3) | yes | 3 of 3 | 20 % |" in section
 
