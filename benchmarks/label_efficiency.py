@@ -208,7 +208,8 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
         encoder=args.encoder, pretrained=args.pretrained, model_args=rec["model_args"],
         strong_aug=rec.get("strong_aug", {}), steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
-        eval_mode=ds.get("eval_mode", "auto"), eval_window=ds.get("eval_window", (512, 512)), seed=seed,
+        # a data set without a window is scored on whole frames, as before the SDK's window became the crop
+        eval_mode=ds.get("eval_mode", "whole"), eval_window=ds.get("eval_window", ds["crop_size"]), seed=seed,
         val_split=ds["val_split"], patch_size=ds.get("patch_size"), patch_overlap=ds.get("patch_overlap", 0),
         weight_ema=args.weight_ema, split_seed=args.split_seed,
         out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
