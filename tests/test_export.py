@@ -126,6 +126,11 @@ def test_an_export_records_its_runs_window_and_infer_tiles_by_it(tmp_path: Path)
     (tile, default), (_, tiled), (whole_tile, whole) = (mask(str(tmp_path / "run.onnx"), n, **kw) for n, kw in
                                                         [("d", {}), ("t", {"tile": 32}), ("w", {"tile": 0})])
     assert (tile, whole_tile) == (32, None) and np.array_equal(default, tiled) and not np.array_equal(default, whole)
+    seg = Segmenter(str(tmp_path / "run.onnx"))
+    frame = cv2.imread(str(tmp_path / "frame.png"))
+    _, api = seg.predict_tiled(frame, return_confidence=True, channel_order="bgr")  # the same default in the API
+    _, by_hand = seg.predict_tiled(frame, 32, 8, return_confidence=True, channel_order="bgr")
+    assert np.array_equal(api, by_hand) and np.array_equal(np.rint(api * 65535.0).astype(np.uint16), default)
     (run / "config.json").unlink()
     export_checkpoint(str(run), str(tmp_path / "lone.onnx"), check_sizes=SIZES, verbose=False)
     lone_tile, lone = mask(str(tmp_path / "lone.onnx"), "l")

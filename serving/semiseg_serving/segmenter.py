@@ -4,7 +4,7 @@
     mask = seg.predict(frame, channel_order="bgr")          # (H, W) uint8 class ids
     mask, conf = seg.predict(frame, return_confidence=True)
     masks = seg.predict_batch([img1, img2])
-    mask = seg.predict_tiled(aerial, tile=512, overlap=128)
+    mask = seg.predict_tiled(aerial)      # windows of the run's training crop (or tile=512, overlap=128)
 """
 from __future__ import annotations
 
@@ -111,13 +111,19 @@ class Segmenter:
                     results[i] = (mask, conf) if return_confidence else mask  # type: ignore[assignment]
         return results  # type: ignore[return-value]
 
-    def predict_tiled(self, image: np.ndarray, tile: int = 512, overlap: int = 128,
+    def predict_tiled(self, image: np.ndarray, tile: Optional[int] = None, overlap: Optional[int] = None,
                       return_confidence: bool = False, channel_order: str = "rgb", batch_size: int = 4) -> Prediction:
-        """Sliding-window prediction for images larger than what fits the model at once (see sliding_window).
+        """Sliding-window prediction: for images larger than what fits the model at once, and for networks trained
+        on crops much smaller than the image (see sliding_window).
 
-        Probabilities of overlapping tiles are blended with a smooth window; memory is bounded by one band of
-        tiles (about 4 * (classes + 1) * tile * W bytes). An image within one tile gives the :meth:`predict` mask.
+        ``tile`` defaults to the window the exported run was scored on (:attr:`ModelMetadata.scored_tile`, its
+        training crop unless it chose another; 512 for an export that does not record it), ``overlap`` to a
+        quarter of the tile. Probabilities of overlapping tiles are blended with a smooth window; memory is bounded
+        by one band of tiles (about 4 * (classes + 1) * tile * W bytes). An image within one tile gives the
+        :meth:`predict` mask.
         """
+        tile = tile or self.metadata.scored_tile or 512
+        overlap = tile // 4 if overlap is None else overlap
         rgb = to_rgb_uint8(image, channel_order)
         mask, conf = predict_tiled_rgb(self.run, rgb, self.num_classes, self.size_divisor, tile, overlap,
                                        batch_size, self.pad_mode, return_confidence)
