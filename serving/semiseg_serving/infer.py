@@ -80,18 +80,18 @@ def infer_path(model: str, input: str, output: str, overlay: bool = True, confid
     Returns a summary: images_done, frames_done (video frames), images_failed ([{"path", "reason"}]),
     pixels_per_class ({class name: count}), mean_latency_ms (pre-processing + network + post-processing per
     image or frame), provider, model, input, output, tile. Images larger than ``tile`` pixels on a side are
-    predicted by sliding ``tile``-px windows (``overlap`` defaults to tile // 4); ``tile`` defaults to the window the
-    exported run was scored on (its training crop unless it chose another; :attr:`ModelMetadata.scored_tile`),
-    so masks are predicted on windows of the size the run was scored on; ``tile=0``, or an export that does not record it, predicts whole images.
+    predicted by sliding ``tile``-px windows (``overlap`` defaults to tile // 4). ``tile`` defaults to the window
+    the exported run was scored on (:attr:`ModelMetadata.scored_tile`: its training crop unless it chose another);
+    ``tile=0``, or an export that does not record the window, predicts whole images.
     """
     source, out_dir = Path(input), Path(output)
     if not source.exists():
         raise ServingError(f"{source}: input not found")
     if source.is_file() and not (is_image(source) or is_video(source)):
         raise ServingError(f"{source}: not an image or video file (by extension)")
-    seg = Segmenter(model, providers=providers)
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
         raise ServingError(f"--tile {tile!r}: give a tile size in pixels, or 0 for whole images")
+    seg = Segmenter(model, providers=providers)
     tile = seg.metadata.scored_tile if tile is None else tile
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = _Writer(seg, overlay, confidence, tile, overlap)
