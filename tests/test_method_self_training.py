@@ -65,7 +65,8 @@ class FixedMaps(nn.Module):
 
 
 def test_stpp_picks_the_images_with_the_highest_stability(tmp_path, monkeypatch):
-    run = stages.StagedRun(_cfg(tmp_path), {"stage1_sup": 1}, st.PSEUDO_TAG)
+    # whole images: the stub recognises a dataset image, not a window of it (a run's default is windows of its crop)
+    run = stages.StagedRun(_cfg(tmp_path, eval_mode="whole"), {"stage1_sup": 1}, st.PSEUDO_TAG)
     assert len(run.unlabelled) == 6
     images = {i: run.data.train[i]["image"].float() / 255.0 for i in run.unlabelled}
     ref = torch.zeros(32, 64, dtype=torch.long)
