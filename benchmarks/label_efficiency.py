@@ -209,7 +209,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
         strong_aug=rec.get("strong_aug", {}), steps=args.steps, batch_size=args.batch_size, crop_size=ds["crop_size"], lr=args.lr,
         eval_every=args.eval_every or args.steps, data_cache_mb=args.cache_mb,
         # a data set without a window is scored on whole frames, as before the SDK's window became the crop
-        eval_mode=ds.get("eval_mode", "whole"), eval_window=ds.get("eval_window", ds["crop_size"]), seed=seed,
+        eval_mode=ds.get("eval_mode", "whole"), eval_window=ds.get("eval_window"), seed=seed,
         val_split=ds["val_split"], patch_size=ds.get("patch_size"), patch_overlap=ds.get("patch_overlap", 0),
         weight_ema=args.weight_ema, split_seed=args.split_seed,
         out=str(Path(args.out) / "runs"), name=name, resume=True, device=args.device, num_workers=args.workers,
@@ -219,7 +219,7 @@ def run_one(dataset: str, ratio: str, method: str, seed: int, args: argparse.Nam
     res = train(cfg)
     evals = [r for r in map(json.loads, final_metrics(Path(res["run_dir"])).read_text().splitlines()) if "eval" in r]
     curve = [(r["step"], round(100 * r["eval"]["miou"], 2)) for r in evals]
-    iou = {c: None if v is None else round(100 * v, 2) for c, v in evals[-1]["eval"].get("iou", {}).items()} if evals else {}
+    iou = percent_iou(evals[-1]["eval"].get("iou", {})) if evals else {}
     return {"dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "miou": res["final_miou"],
             "best_miou": res["best_miou"], "minutes": res.get("minutes", (time.time() - t0) / 60), "curve": curve, "iou": iou,
             "device": resolve_device(args.device).type, "threads": torch.get_num_threads(), "recipe": rec}
@@ -258,7 +258,7 @@ def rescore(rows_path: Path, args: argparse.Namespace) -> List[dict]:
         res = evaluate(model, val, val.info.num_classes, val.info.classes, device, mode="slide", window=window)
         miou = round(100 * res["miou"], 2)
         new = {**row, "miou": res["miou"], "best_miou": res["miou"], "curve": [[ckpt["step"], miou]],
-               "iou": {c: None if v is None else round(100 * v, 2) for c, v in res["iou"].items()}, "recipe": rec,
+               "iou": percent_iou(res["iou"]), "recipe": rec,
                "rescored": {"from": recipe_tag(row["recipe"]), "miou": row["miou"]}}
         append_row(rows_path, new)
         have.add(key)
@@ -266,6 +266,11 @@ def rescore(rows_path: Path, args: argparse.Namespace) -> List[dict]:
         print(f"{' '.join(map(str, key[:4]))}: {100 * row['miou']:.2f} -> {miou:.2f} on {window[0]}x{window[1]} windows",
               flush=True)
     return written
+
+
+def percent_iou(iou: Dict[str, Optional[float]]) -> Dict[str, Optional[float]]:
+    """Per-class IoU fractions as a row holds them: percent, two decimals (None: class absent from the val set)."""
+    return {c: None if v is None else round(100 * v, 2) for c, v in iou.items()}
 
 
 def final_metrics(run_dir: Path) -> Path:

@@ -491,6 +491,7 @@ def test_a_run_is_scored_on_windows_of_its_crop_and_evaluate_repeats_its_score(t
         warnings.simplefilter("error", EvalWindowWarning)
         Trainer(tiny_cfg(tmp_path, name="whole", eval_window=(128, 64), eval_mode="whole"))
     assert window_warning((63, 63), (32, 32)) is None and window_warning((64, 32), None) is None
+    assert window_warning((64, 32), (32, 32), "whole") is None and window_warning((64, 32), (32, 32), "slide")
 
 
 def test_a_crop_too_small_for_the_aspp_rates_warns_and_fitted_rates_do_not(tmp_path, monkeypatch):

@@ -88,8 +88,8 @@ class Trainer(TrainLoop):
         padding_warning = atrous_padding_warning(self.model, cfg.crop_size)
         if padding_warning:
             self._warn(padding_warning, AtrousPaddingWarning)
-        large_window = window_warning(cfg.eval_window, cfg.crop_size)
-        if large_window and cfg.eval_mode != "whole":
+        large_window = window_warning(cfg.eval_window, cfg.crop_size, cfg.eval_mode)
+        if large_window:
             self._warn(large_window, EvalWindowWarning)
         views = ViewMaker(ViewConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, flip_p=cfg.flip_p, strong=strong))
         method_cls = get_method(cfg.method)
