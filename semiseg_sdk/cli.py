@@ -96,7 +96,7 @@ class SemisegCLI:
               max_body_mb: float = 20.0, max_pixels: int = 40_000_000, request_timeout_s: float = 30.0,
               max_in_flight: int = 64, providers: str = "auto", threads: Optional[int] = None,
               body_timeout_s: float = 10.0, max_receiving: int = 256,
-              memory_budget_mb: int = 1024, store: Optional[str] = None) -> None:
+              memory_budget_mb: int = 1024, store: Optional[str] = None, tile: Optional[int] = None) -> None:
         """Serve an exported model over HTTP (Starlette + uvicorn, torch-free): POST /v1/segment, /healthz, /readyz,
         /v1/model, /metrics, POST /admin/reload (loopback only; SIGHUP also reloads). Dynamic micro-batching groups
         concurrent requests up to --max_batch or --max_wait_ms (--max_batch 1 turns it off). A request body must
@@ -104,13 +104,15 @@ class SemisegCLI:
         one of the --max_in_flight serving slots (slow uploads cannot lock others out). Requests share
         --memory_budget_mb of working memory (pixels x the model's measured bytes per pixel; images over 1024x1024
         run tile by tile); an image that alone needs more is refused with 413. --store DIR serves the current version
-        of a continual model store instead of MODEL and follows its promotions and rollbacks."""
+        of a continual model store instead of MODEL and follows its promotions and rollbacks. Like `infer`, images
+        larger than the window the model's run was scored on (its training crop) are predicted by sliding that
+        window, so the service answers with infer's masks; --tile N another window, --tile 0 whole images."""
         from semiseg_serving.http import serve
 
         serve(model, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_mb=max_body_mb,
               max_pixels=max_pixels, request_timeout_s=request_timeout_s, max_in_flight=max_in_flight,
               providers=providers, threads=threads, body_timeout_s=body_timeout_s, max_receiving=max_receiving,
-              memory_budget_mb=memory_budget_mb, store=store)
+              memory_budget_mb=memory_budget_mb, store=store, tile=tile)
 
     def demo(self, out: str = "runs/demo", steps: int = 300, method: str = "supervised", data: str = "synthetic-driving",
              device: str = "auto") -> None:

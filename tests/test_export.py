@@ -103,7 +103,8 @@ def test_metadata_round_trip_through_the_runtime(tmp_path: Path) -> None:
 def test_an_export_records_its_runs_window_and_infer_tiles_by_it(tmp_path: Path) -> None:
     """An export of a run folder carries the run's training crop and evaluation window; ``infer_path`` slides
     windows of that size over larger images by default (the same masks as ``tile=32``, not the whole-image ones),
-    ``tile=0`` predicts whole images, and an export without a run config predicts whole images by default."""
+    ``tile=0`` predicts whole images, and an export of a run scored in whole mode or without a run config predicts
+    whole images by default."""
     import json
 
     import cv2
@@ -131,6 +132,10 @@ def test_an_export_records_its_runs_window_and_infer_tiles_by_it(tmp_path: Path)
     _, api = seg.predict_tiled(frame, return_confidence=True, channel_order="bgr")  # the same default in the API
     _, by_hand = seg.predict_tiled(frame, 32, 8, return_confidence=True, channel_order="bgr")
     assert np.array_equal(api, by_hand) and np.array_equal(np.rint(api * 65535.0).astype(np.uint16), default)
+    (run / "config.json").write_text(json.dumps({"crop_size": [32, 32], "eval_window": [32, 32], "eval_mode": "whole"}))
+    export_checkpoint(str(run), str(tmp_path / "whole.onnx"), check_sizes=SIZES, verbose=False)
+    whole_run_tile, whole_run = mask(str(tmp_path / "whole.onnx"), "wr")  # a run scored on whole images
+    assert whole_run_tile is None and np.array_equal(whole_run, whole)
     (run / "config.json").unlink()
     export_checkpoint(str(run), str(tmp_path / "lone.onnx"), check_sizes=SIZES, verbose=False)
     lone_tile, lone = mask(str(tmp_path / "lone.onnx"), "l")

@@ -491,6 +491,48 @@ def test_large_images_run_tile_by_tile_and_memory_is_admitted_by_budget(models, 
         assert segment(small.port, GOOD)["batch_size"] == 1  # a small image still fits
 
 
+def test_the_service_predicts_by_the_window_its_model_was_scored_on(tmp_path, models, seg_a) -> None:
+    """An export that records its run's 32-px evaluation window is served as ``semiseg infer`` predicts: an image
+    larger than the window by sliding 32-px windows (the masks of ``predict_tiled(tile=32, overlap=8)``, not the
+    whole-image ones), an image within it whole and batched; ``--tile 0`` serves whole images, ``window`` another
+    size; ``GET /v1/model`` names the window; a bad ``--tile`` is refused in one line."""
+    torch.manual_seed(0)
+    model = build_model("unet", encoder="tiny", num_classes=len(CLASSES_A)).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(30.0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"crop_size": [32, 32], "eval_window": [32, 32], "eval_mode": "auto"}))
+    windowed = tmp_path / "windowed.onnx"
+    export_model(model, str(windowed), check_sizes=[(64, 96)], classes=CLASSES_A, verbose=False,
+                 checkpoint={"run_dir": str(run)})
+    seg = Segmenter(str(windowed), providers="cpu", intra_op_threads=1)
+    assert seg.metadata.scored_tile == 32
+    image = smooth_bgr(64, 96, seed=11)
+    by_window = seg.predict_tiled(image, tile=32, overlap=8, channel_order="bgr")
+    whole = seg.predict(image, channel_order="bgr")
+    assert not np.array_equal(by_window, whole)  # else the test could not tell the two apart
+    with start(windowed) as served:
+        assert json.loads(call(served.port, "GET", "/v1/model")[2])["window"] == 32
+        assert np.array_equal(decode_rle(segment(served.port, png(image))["mask"]), by_window)
+        small = smooth_bgr(32, 32, seed=12)
+        answer = segment(served.port, png(small))
+        assert np.array_equal(decode_rle(answer["mask"]), seg.predict(small, channel_order="bgr"))
+    with start(windowed, window=0) as whole_images:
+        assert json.loads(call(whole_images.port, "GET", "/v1/model")[2])["window"] is None
+        assert np.array_equal(decode_rle(segment(whole_images.port, png(image))["mask"]), whole)
+    with start(windowed, window=48) as other:
+        expected = seg.predict_tiled(image, tile=48, overlap=12, channel_order="bgr")
+        assert np.array_equal(decode_rle(segment(other.port, png(image))["mask"]), expected)
+    with start(models[0]) as unrecorded:  # an export without a run config: whole images, as before
+        assert json.loads(call(unrecorded.port, "GET", "/v1/model")[2])["window"] is None
+        assert np.array_equal(decode_rle(segment(unrecorded.port, png(image))["mask"]),
+                              seg_a.predict(image, channel_order="bgr"))
+    proc = subprocess.run([sys.executable, "-m", "semiseg_sdk.cli", "serve", str(windowed), "--tile=-3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--tile -3" in proc.stderr and "Traceback" not in proc.stderr
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the service's peak memory from /proc")
 def test_a_huge_image_in_a_small_request_stays_within_a_memory_bound(models, tmp_path) -> None:
     """A 6000x6000 PNG of about 2 MB (a 2000x2000 one first) used to take the service to 4+ GB and kill the next

@@ -70,12 +70,13 @@ def build_metadata(model: Segmentor, checkpoint: Optional[Dict[str, Any]], fp16:
 
 
 def scoring_window(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
-    """``{"crop_size": [H, W], "eval_window": [H, W]}`` of the run a checkpoint came from (its config.json), the
-    window ``semiseg infer`` tiles by default; ``{}`` without a run config."""
+    """``{"crop_size": [H, W], "eval_window": [H, W], "eval_mode": mode}`` of the run a checkpoint came from (its
+    config.json): how it was scored, which ``semiseg infer`` and the service repeat by default (windows of that
+    size, or whole images for a run scored in ``whole`` mode); ``{}`` without a run config."""
     from semiseg_sdk.models.checkpoint import run_scoring
 
-    _, window, crop = run_scoring(checkpoint)
-    return {"crop_size": list(crop), "eval_window": list(window)} if crop else {}
+    mode, window, crop = run_scoring(checkpoint)
+    return {"crop_size": list(crop), "eval_window": list(window), "eval_mode": mode} if crop else {}
 
 
 def _writable_target(output: Path) -> None:

@@ -24,6 +24,7 @@ from .media import is_image, is_video, list_media, read_image_bgr, video_frames,
 from .overlay import draw_legend, overlay as blend_overlay
 from .image_codec import write_palette_png
 from .segmenter import Segmenter
+from .sliding_window import check_tile_flag
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ def infer_path(model: str, input: str, output: str, overlay: bool = True, confid
         raise ServingError(f"{source}: input not found")
     if source.is_file() and not (is_image(source) or is_video(source)):
         raise ServingError(f"{source}: not an image or video file (by extension)")
-    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
-        raise ServingError(f"--tile {tile!r}: give a tile size in pixels, or 0 for whole images")
+    check_tile_flag(tile)
     seg = Segmenter(model, providers=providers)
     tile = seg.metadata.scored_tile if tile is None else tile
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -70,14 +70,22 @@ def measure_bytes_per_pixel(predict: Callable[[np.ndarray], object], sizes=(256,
     return slope if slope > 0 else None
 
 
-def request_bytes(width: int, height: int, num_classes: int, bytes_per_pixel: float, tiled: bool, tile: int) -> int:
-    """Memory one request of ``width x height`` needs while it is served (the decoded image included)."""
+def request_bytes(width: int, height: int, num_classes: int, bytes_per_pixel: float, tiled: bool, tile: int,
+                  batch: int = 1) -> int:
+    """Memory one request of ``width x height`` needs while it is served (the decoded image included); a tiled
+    request sends ``batch`` tiles per network call."""
     pixels = width * height
     if not tiled:
         return int(pixels * (bytes_per_pixel + 3))
     band = 4 * (num_classes + 1) * min(tile, height) * width  # class scores and weights of one row of tiles
-    one_tile = bytes_per_pixel * min(tile, height) * min(tile, width)
-    return int(pixels * (3 + 1) + band + one_tile)  # decoded BGR + mask
+    tiles = bytes_per_pixel * min(tile, height) * min(tile, width) * batch
+    return int(pixels * (3 + 1) + band + tiles)  # decoded BGR + mask
+
+
+def tiles_per_call(tile: int, reference: int) -> int:
+    """How many ``tile``-px tiles one network call takes: as many as fill one ``reference``-px tile (so small
+    windows, e.g. a 96-px training crop, do not pay one call each), at least 1 and at most 16."""
+    return max(1, min(16, (reference * reference) // (tile * tile)))
 
 
 class MemoryBudget:

@@ -13,8 +13,9 @@ key                        JSON value
 ``semiseg.output``         ``{"name": "logits", "layout": "NCHW", "dtype": "float32"}``
 ``semiseg.size_divisor``   int: H and W must be multiples of it for exact results (the runtime pads)
 ``semiseg.source``         ``{"checkpoint": path or null, "run_dir": path or null, "step": int or null, "dataset": name,
-                           "crop_size": [H, W], "eval_window": [H, W]}``; the last two (the run's training crop and
-                           the window it was scored on) only for exports of a run folder's checkpoint
+                           "crop_size": [H, W], "eval_window": [H, W], "eval_mode": mode}``; the last three (the run's
+                           training crop, the window and mode it was scored by) only for exports of a run folder's
+                           checkpoint
 ``semiseg.metrics``        evaluation metrics of the source checkpoint, e.g. ``{"miou": 0.61}`` (may be ``{}``)
 ``semiseg.model_spec``     kwargs that rebuild the network with ``semiseg_sdk.models.build_model``
 ``semiseg.sdk_version``    semiseg-sdk version that exported the file
@@ -85,9 +86,10 @@ class ModelMetadata:
     @property
     def scored_tile(self) -> Optional[int]:
         """The square tile that repeats how the source run was scored: the shorter side of its evaluation window
-        (the training crop unless the run chose another); None when the export does not record it."""
+        (the training crop unless the run chose another); None (whole images) for a run scored in ``whole`` mode
+        or an export that does not record it."""
         window = self.source.get("eval_window")
-        return int(min(window)) if window else None
+        return int(min(window)) if window and self.source.get("eval_mode") != "whole" else None
 
     def input_spec(self) -> Dict[str, Any]:
         return {"name": INPUT_NAME, "layout": "NCHW", "channels": "RGB", "dtype": "float32", "range": [0, 1],

@@ -21,6 +21,13 @@ from .preprocess import pad_to, padded_size, to_nchw
 RunFn = Callable[[np.ndarray], np.ndarray]
 
 
+def check_tile_flag(tile: object) -> None:
+    """Refuse a ``--tile`` value that is neither None (the model's own window), 0 (whole images) nor a size in
+    pixels, in one line naming the flag."""
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
+        raise ServingError(f"--tile {tile!r}: give a tile size in pixels, or 0 for whole images")
+
+
 def tile_positions(length: int, size: int, stride: int) -> List[int]:
     """Start offsets of windows of ``size`` over ``length`` with step ``stride``, the last one flush with the end."""
     if length <= size:

@@ -79,8 +79,10 @@ async def readyz(request: Request) -> Response:
 
 async def model_info(request: Request) -> Response:
     state = _state(request)
+    model = state.require_model()
     extra = {"store_version": state.served_version} if state.served_version is not None else {}
-    return JSONResponse({**state.require_model().describe(), **extra, "service": state.config.to_dict()})
+    window = state.config.window_for(model.segmenter.metadata.scored_tile)
+    return JSONResponse({**model.describe(), **extra, "window": window, "service": state.config.to_dict()})
 
 
 async def metrics(request: Request) -> Response:

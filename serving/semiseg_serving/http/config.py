@@ -17,10 +17,16 @@ class ServiceConfig:
     ``body_timeout_s`` for receiving the body (408), ``request_timeout_s`` for the whole request (504),
     ``max_receiving`` requests whose body is still arriving and ``max_in_flight`` requests being served (body
     received) at once (503 with ``Retry-After``): a slow upload holds a receiving slot only, never a serving one.
+    Windows: ``window`` N predicts an image larger than N px on a side by sliding N-px windows (a quarter
+    overlapping), as ``semiseg infer --tile N``; None (the default) takes the window the model's run was scored on
+    (:attr:`~semiseg_serving.metadata.ModelMetadata.scored_tile`, its training crop unless it chose another), so the
+    service answers with the masks ``infer`` writes and the score the run reported; 0, or a model that records no
+    window, predicts whole images. Images no larger than the window are batched; larger ones run alone.
     Memory: a request is admitted once the memory it needs (its pixels x the model's bytes per pixel, measured at
-    load; images over ``tile_above_pixels`` run tile by tile, ``tile`` pixels a side, and need far less) fits in
-    ``memory_budget_mb`` beside the requests being served; it waits for that up to its deadline (503 after), and an
-    image that alone needs more than the budget gets 413 ``memory_limit``.
+    load; images predicted by windows, and whole-image requests over ``tile_above_pixels``, which run tile by tile,
+    ``tile`` pixels a side, need far less) fits in ``memory_budget_mb`` beside the requests being served; it waits
+    for that up to its deadline (503 after), and an image that alone needs more than the budget gets 413
+    ``memory_limit``.
     Session: ``providers`` (``"auto"``, ``"cpu"``, ``"cuda,cpu"``...) and onnxruntime thread pools
     (``intra_op_threads`` None = onnxruntime's default, one thread per core).
     """
@@ -36,6 +42,7 @@ class ServiceConfig:
     memory_budget_mb: int = 1024
     tile_above_pixels: int = 1024 * 1024
     tile: int = 512
+    window: Optional[int] = None
     retry_after_s: int = 1
     providers: str = "auto"
     intra_op_threads: Optional[int] = None
@@ -51,6 +58,10 @@ class ServiceConfig:
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ServingError(f"{name}: must be a positive number, got {value!r}")
+        if self.window is not None and (isinstance(self.window, bool) or not isinstance(self.window, int)
+                                        or self.window < 0):
+            raise ServingError(f"window: give a window size in pixels, 0 for whole images or None for the model's "
+                               f"own, got {self.window!r}")
         if not isinstance(self.max_wait_ms, (int, float)) or self.max_wait_ms < 0:
             raise ServingError(f"max_wait_ms: must be >= 0, got {self.max_wait_ms!r}")
         if not isinstance(self.retry_after_s, int) or self.retry_after_s < 0:
@@ -59,6 +70,19 @@ class ServiceConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ServingError(f"{name}: must be None or an int >= 1, got {value!r}")
+
+    def window_for(self, scored_tile: Optional[int]) -> Optional[int]:
+        """The window images of a model are predicted by: ``window``, else the model's own ``scored_tile`` (None
+        when it records none); None for whole images."""
+        return (scored_tile if self.window is None else self.window) or None
+
+    def tile_for(self, width: int, height: int, scored_tile: Optional[int]) -> Optional[int]:
+        """The tile side an image of ``width x height`` is predicted by (sliding windows), or None for one whole,
+        batched network call; ``scored_tile`` is the model's own window (None when it records none)."""
+        window = self.window_for(scored_tile)
+        if window and (width > window or height > window):
+            return window
+        return self.tile if width * height > self.tile_above_pixels else None
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (shown by ``GET /v1/model`` under ``service``)."""

@@ -28,7 +28,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..memory import request_bytes
+from ..memory import request_bytes, tiles_per_call
 from ..image_codec import encode_palette_png
 from ..postprocess import logits_to_mask
 from ..preprocess import Prepared, prepare
@@ -66,15 +66,16 @@ def _answer(fmt: str, model: LoadedModel, item: Prepared, result: BatchResult, t
                      {"queue": result.queued_s, "inference": result.inference_s}, post_start)
 
 
-def _tiled_answer(fmt: str, model: LoadedModel, data: bytes, max_pixels: int, tile: int, timing: _Timing,
-                  deadline: float) -> Response:
-    """Decode and predict a large image tile by tile (one row of tiles in memory), then build the response."""
+def _tiled_answer(fmt: str, model: LoadedModel, data: bytes, max_pixels: int, tile: int, batch: int,
+                  timing: _Timing, deadline: float) -> Response:
+    """Decode and predict an image tile by tile (one row of tiles in memory, ``batch`` tiles per network call),
+    then build the response."""
     image = decode_image(data, max_pixels)
     timing.decoded = time.perf_counter()
     seg = model.segmenter
     try:
         mask, mean_conf = predict_tiled_rgb(seg.run, image, seg.num_classes, seg.size_divisor, tile, tile // 4,
-                                            batch_size=1, pad_mode=seg.pad_mode, bgr=True, mean_confidence=True,
+                                            batch_size=batch, pad_mode=seg.pad_mode, bgr=True, mean_confidence=True,
                                             should_stop=lambda: time.perf_counter() > deadline)
     except TimeoutError:
         raise ApiError(504, "timeout", "the request ran out of time while its tiles were being predicted") from None
@@ -140,8 +141,10 @@ async def _process(request: Request, state: ServiceState, data: bytes, timing: _
     model = state.require_model()  # this request uses this model to the end, even across a reload
     cfg = state.config
     width, height = checked_size(data, cfg.max_pixels)  # from the header: nothing decoded yet
-    tiled = width * height > cfg.tile_above_pixels
-    need = request_bytes(width, height, model.segmenter.num_classes, model.bytes_per_pixel, tiled, cfg.tile)
+    tile = cfg.tile_for(width, height, model.segmenter.metadata.scored_tile)
+    batch = tiles_per_call(tile, cfg.tile) if tile else 1
+    need = request_bytes(width, height, model.segmenter.num_classes, model.bytes_per_pixel, tile is not None,
+                         tile or cfg.tile, batch)
     if need > state.memory.capacity:
         raise ApiError(413, "memory_limit", f"the image is {width}x{height}; serving it needs about "
                        f"{need / 2**20:.0f} MB, over the service's memory budget of {cfg.memory_budget_mb} MB "
@@ -150,9 +153,9 @@ async def _process(request: Request, state: ServiceState, data: bytes, timing: _
         raise ApiError(503, "overloaded", f"the memory budget ({cfg.memory_budget_mb} MB) stayed taken by other "
                        "requests until this one's deadline; retry later", headers={"Retry-After": str(cfg.retry_after_s)})
     try:
-        if tiled:  # alone in a worker thread, not batched; it stops at its deadline between rows of tiles
-            return await anyio.to_thread.run_sync(_tiled_answer, fmt, model, data, cfg.max_pixels, cfg.tile, timing,
-                                                  deadline, limiter=state.limiter)
+        if tile:  # alone in a worker thread, not batched; it stops at its deadline between rows of tiles
+            return await anyio.to_thread.run_sync(_tiled_answer, fmt, model, data, cfg.max_pixels, tile, batch,
+                                                  timing, deadline, limiter=state.limiter)
         return await _whole(state, fmt, model, data, timing, deadline)
     finally:
         await state.memory.release(need)

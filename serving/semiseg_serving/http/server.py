@@ -12,6 +12,7 @@ from typing import Any, Optional
 import uvicorn
 
 from ..errors import ModelFileError
+from ..sliding_window import check_tile_flag
 from .app import create_app
 from .config import ServiceConfig
 
@@ -22,7 +23,7 @@ def serve(model: Optional[str] = None, host: str = "127.0.0.1", port: int = 8080
           max_body_mb: float = 20.0, max_pixels: int = 40_000_000, request_timeout_s: float = 30.0,
           max_in_flight: int = 64, providers: str = "auto", threads: Optional[int] = None,
           log_level: str = "info", body_timeout_s: float = 10.0, max_receiving: int = 256,
-          memory_budget_mb: int = 1024, store: Optional[str] = None) -> None:
+          memory_budget_mb: int = 1024, store: Optional[str] = None, tile: Optional[int] = None) -> None:
     """Serve ``model`` (a semiseg ONNX export) over HTTP until interrupted (Ctrl+C / SIGTERM).
 
     Endpoints: ``POST /v1/segment``, ``GET /v1/model``, ``/healthz``, ``/readyz``, ``/metrics``,
@@ -39,6 +40,9 @@ def serve(model: Optional[str] = None, host: str = "127.0.0.1", port: int = 8080
             ``max_receiving`` bodies arrive at once (503). A slow upload never holds one of the ``max_in_flight``.
         memory_budget_mb: working memory for requests being served (each needs its pixels x the model's measured
             bytes per pixel; images over 1024x1024 pixels run tile by tile); an image that alone needs more gets 413.
+        tile: images larger than ``tile`` px on a side are predicted by sliding ``tile``-px windows, as
+            ``semiseg infer --tile``; by default the window the model's run was scored on (its training crop unless
+            it chose another), so answers repeat ``infer``'s masks; 0 predicts whole images.
         providers: onnxruntime providers, ``"auto"`` = TensorRT > CUDA > CPU.
         threads: onnxruntime intra-op threads (None: one per core).
         log_level: uvicorn's log level.
@@ -47,11 +51,12 @@ def serve(model: Optional[str] = None, host: str = "127.0.0.1", port: int = 8080
         raise ModelFileError("serve: give either a model file (.onnx) or --store DIR (a continual model store)")
     if model is not None and not Path(model).is_file():
         raise ModelFileError(f"{model}: model file not found")
+    check_tile_flag(tile)
     config = ServiceConfig(max_batch=int(max_batch), max_wait_ms=float(max_wait_ms),
                            max_body_bytes=int(float(max_body_mb) * 2**20), max_pixels=int(max_pixels),
                            request_timeout_s=float(request_timeout_s), max_in_flight=int(max_in_flight),
                            body_timeout_s=float(body_timeout_s), max_receiving=int(max_receiving),
-                           memory_budget_mb=int(memory_budget_mb),
+                           memory_budget_mb=int(memory_budget_mb), window=tile,
                            providers=str(providers), intra_op_threads=threads)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
