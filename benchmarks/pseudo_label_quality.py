@@ -21,6 +21,15 @@ over all confident pixels) divided by its share of the run's labelled pixels: 1 
 as often as the labels do, near 0 where the unsupervised loss teaches that the class does not exist (what the
 ``class_balance`` lever of FixMatch/UniMatch reweights).
 
+``--view crop`` (the default) predicts each image by one crop of the run's training crop size, at a position drawn
+with a fixed seed (the same crops for every run of a split): what the network sees when it pseudo-labels a weak view
+in training (the view's random scale aside). ``--view whole`` predicts whole images (a 256-px patch of a run trained
+on 96-px crops gets context it never had in training, and other predictions). ``--checkpoint last`` scores the
+run's final weights (the protocol's row) instead of its best evaluation.
+
+Each row also says where the confident errors go: the (true class -> predicted class) pairs that hold the largest
+shares of the confident set, the pixels a threshold-based method teaches wrongly.
+
 ``--tta 0.75 1 1.5`` predicts with the mean over those scales, each as is and mirrored: how much a test-time-augmented
 teacher would raise the precision of the confident set.
 
@@ -101,6 +110,38 @@ def confident_set_balance(probs: List[torch.Tensor], truth: List[torch.Tensor], 
     return balance, right / counts.clamp(min=1)
 
 
+def fixed_crops(images: torch.Tensor, masks: torch.Tensor, size: Sequence[int],
+                seeds: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One ``size`` (h, w) crop of each (N,C,H,W) image and its (N,H,W) mask, image ``i`` at a position drawn by
+    ``random.Random(seeds[i])`` (so an image's crop does not depend on its batch; sides larger than the image keep
+    the image's)."""
+    h, w = min(int(size[0]), images.shape[-2]), min(int(size[1]), images.shape[-1])
+    out_x, out_y = [], []
+    for x, y, seed in zip(images, masks, seeds):
+        rng = random.Random(seed)
+        top, left = rng.randint(0, x.shape[-2] - h), rng.randint(0, x.shape[-1] - w)
+        out_x.append(x[:, top:top + h, left:left + w])
+        out_y.append(y[top:top + h, left:left + w])
+    return torch.stack(out_x), torch.stack(out_y)
+
+
+def confident_errors(probs: List[torch.Tensor], truth: List[torch.Tensor], threshold: float, classes: Sequence[str],
+                     top: int = 3) -> List[Tuple[str, str, float]]:
+    """The ``top`` (true class, predicted class, share of the confident pixels) pairs of confident wrong pixels,
+    largest share first: what a threshold at ``threshold`` teaches wrongly, and as what."""
+    c = len(classes)
+    pairs, confident = torch.zeros(c, c), 0.0
+    for p, y in zip(probs, truth):
+        conf, pred = p.max(1)
+        sure = (conf >= threshold) & (y >= 0) & (y < c)
+        confident += float(sure.sum())
+        pairs += torch.bincount((y[sure] * c + pred[sure]).flatten(), minlength=c * c)[: c * c].view(c, c).float()
+    pairs.fill_diagonal_(0)
+    order = pairs.flatten().argsort(descending=True)[:top]
+    return [(classes[int(i) // c], classes[int(i) % c], float(pairs.flatten()[i]) / max(confident, 1.0))
+            for i in order if pairs.flatten()[i] > 0]
+
+
 class NothingToScore(ValueError):
     """A run whose split leaves no unlabelled image."""
 
@@ -114,7 +155,8 @@ def unlabelled_sample(names: Sequence[str], count: int, seed: int = 0) -> List[s
 
 
 def quality(run: Path, threshold: float, images: int, modes: Sequence[str] = ("eval",), batch: Optional[int] = None,
-            dist_align: bool = False, tta: Sequence[float] = ()) -> List[Dict[str, object]]:
+            dist_align: bool = False, tta: Sequence[float] = (), view: str = "crop",
+            checkpoint: str = "best") -> List[Dict[str, object]]:
     """Mask ratio, precision of confident pixels and per-class (confident share, confident precision) of ``run`` on
     ``images`` of its split's unlabelled images (:func:`unlabelled_sample`), ``batch`` at a time (default: the run's
     batch size; the ``train`` modes' batch statistics depend on it).
@@ -122,8 +164,11 @@ def quality(run: Path, threshold: float, images: int, modes: Sequence[str] = ("e
     One row per prediction mode in ``modes`` (the run's checkpoint and images are loaded once for all of them; the
     dropout draws of a ``train`` mode start from seed 0 for each mode); with ``dist_align`` a second row per mode
     (``<mode>+DA``) scores the same predictions aligned to the labelled images' class frequencies
-    (:func:`distribution_align`, the network's mean taken over the scored pixels)."""
-    model, ckpt = load_inference_model(run / "best.pt" if (run / "best.pt").is_file() else run)
+    (:func:`distribution_align`, the network's mean taken over the scored pixels). ``view`` "crop" predicts one
+    :func:`fixed_crops` crop of the run's training crop size per image, "whole" whole images; ``checkpoint`` "best"
+    or "last" (the final weights)."""
+    weights = run / f"{checkpoint}.pt"
+    model, ckpt = load_inference_model(weights if weights.is_file() else run)
     cfg = run_config(ckpt)
     ds = run_training_set(cfg)  # the items its split file names: patches for a run with --patch_size
     names = ds.names()
@@ -137,8 +182,10 @@ def quality(run: Path, threshold: float, images: int, modes: Sequence[str] = ("e
     batches = []
     for s in range(0, len(chosen), batch):
         items = [ds[i] for i in chosen[s : s + batch]]
-        batches.append((torch.stack([it["image"] for it in items]).float() / 255,
-                        torch.stack([it["mask"] for it in items]).long()))
+        x, y = torch.stack([it["image"] for it in items]).float() / 255, torch.stack([it["mask"] for it in items]).long()
+        if view == "crop" and cfg.get("crop_size"):
+            x, y = fixed_crops(x, y, cfg["crop_size"], seeds=chosen[s : s + batch])
+        batches.append((x, y))
     truth = [y for _, y in batches]
     prior = class_frequencies(torch.stack([ds[index[n]]["mask"].long() for n in split.labelled]), len(classes))
     rows = []
@@ -146,7 +193,7 @@ def quality(run: Path, threshold: float, images: int, modes: Sequence[str] = ("e
         torch.manual_seed(0)  # the dropout draws of --mode train
         with torch.no_grad():
             probs = [predict_tta(model, x, mode, tta) if tta else predict(model, x, mode) for x, _ in batches]
-        name = mode + (f"+TTA{','.join(map(str, tta))}" if tta else "")
+        name = mode + (f"+TTA{','.join(map(str, tta))}" if tta else "") + (" whole" if view == "whole" else "")
         rows.append(_score(probs, truth, threshold, classes, run.name, name, prior))
         if dist_align:
             pred_mean = torch.cat(probs).mean(dim=(0, 2, 3))
@@ -174,6 +221,7 @@ def _score(probs: List[torch.Tensor], truth: List[torch.Tensor], threshold: floa
         "classes": {classes[k]: (float(confident[k] / total[k].clamp(min=1)), float(correct[k] / confident[k].clamp(min=1)))
                     for k in range(c)},
         "balance": dict(zip(classes, zip(*(t.tolist() for t in confident_set_balance(probs, truth, threshold, prior))))),
+        "errors": confident_errors(probs, truth, threshold, classes),
     }
 
 
@@ -186,16 +234,20 @@ def main() -> None:
     p.add_argument("--dist_align", action="store_true", help="also score each run and mode with distribution alignment")
     p.add_argument("--tta", type=float, nargs="*", default=(), metavar="SCALE",
                    help="predict as the mean over these scales, each as is and mirrored (e.g. --tta 0.75 1 1.5)")
+    p.add_argument("--view", default="crop", choices=("crop", "whole"),
+                   help="predict one crop of the run's training crop size per image (as training's weak view), or "
+                        "whole images")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"), help="the run's best or final weights")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     results = []
     for r in args.runs:
         try:
             results += quality(Path(r), args.threshold, args.images, modes=args.mode, dist_align=args.dist_align,
-                               tta=args.tta)
+                               tta=args.tta, view=args.view, checkpoint=args.checkpoint)
         except NothingToScore as exc:  # the other runs are still scored
             print(exc, flush=True)
-    print(f"threshold {args.threshold}, {args.images} unlabelled images; cells: % of the class's pixels confident / % of those correct")
+    print(f"threshold {args.threshold}, {args.images} unlabelled images ({args.view}, {args.checkpoint} weights); cells: % of the class's pixels confident / % of those correct")
     classes = None
     for r in results:
         if list(r["classes"]) != classes:  # a header per data set: runs of different sets have different classes
@@ -209,6 +261,10 @@ def main() -> None:
     for r in results:
         print(f"| {r['run']} | {r['mode']} | "
               + " | ".join(f"{k} {b:.2f} ({100 * q:.0f} %)" for k, (b, q) in r["balance"].items()) + " |")
+    print("\nwhere the confident errors go: true class -> predicted class (share of the confident pixels)")
+    for r in results:
+        print(f"| {r['run']} | {r['mode']} | "
+              + " | ".join(f"{t} -> {p} ({100 * q:.1f} %)" for t, p, q in r["errors"]) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -84,3 +84,28 @@ def test_the_scored_images_are_a_fixed_draw_over_the_whole_split():
     assert len({n.split("@")[0] for n in sample}) >= 35  # names[:200] would cover 7 tiles
     assert sample == plq.unlabelled_sample(list(names), 200)
     assert sorted(plq.unlabelled_sample(names[:5], 200)) == sorted(names[:5])  # fewer than asked: all of them
+
+
+def test_fixed_crops_cut_the_image_and_its_mask_alike_and_repeat_per_image():
+    """Each image's crop is drawn from its own seed: the same crop whatever batch it comes in, mask aligned with
+    the image, and a side larger than the image keeps the image's."""
+    images = torch.arange(2 * 3 * 10 * 12, dtype=torch.float32).view(2, 3, 10, 12)
+    masks = images[:, 0].long()  # the mask carries the first channel's values: alignment is checkable
+    x, y = plq.fixed_crops(images, masks, (4, 5), seeds=[7, 8])
+    assert x.shape == (2, 3, 4, 5) and y.shape == (2, 4, 5) and torch.equal(x[:, 0].long(), y)
+    alone, _ = plq.fixed_crops(images[1:], masks[1:], (4, 5), seeds=[8])
+    assert torch.equal(alone[0], x[1])
+    start = int(y[1, 0, 0]) - 3 * 10 * 12  # image 1's values start after image 0's: where its crop starts
+    top, left = start // 12, start % 12
+    assert torch.equal(x[1], images[1, :, top:top + 4, left:left + 5])
+    tall, _ = plq.fixed_crops(images, masks, (99, 5), seeds=[1, 2])
+    assert tall.shape == (2, 3, 10, 5)
+
+
+def test_confident_errors_by_hand():
+    # five pixels of three classes, threshold 0.9: confident are p0 (true 0 -> 0), p1 (true 1 -> 0), p2 (true 1 -> 0),
+    # p3 (true 2 -> 1); p4 (0.5) is not. Confident set 4: 1 -> 0 holds 2/4, 2 -> 1 holds 1/4, right pixels none
+    probs = torch.tensor([[0.95, 0.03, 0.02], [0.91, 0.05, 0.04], [0.93, 0.04, 0.03], [0.02, 0.96, 0.02],
+                          [0.5, 0.3, 0.2]]).T.reshape(1, 3, 1, 5)
+    truth = torch.tensor([[[0, 1, 1, 2, 2]]])
+    assert plq.confident_errors([probs], [truth], 0.9, ["a", "b", "c"]) == [("b", "a", 0.5), ("c", "b", 0.25)]
