@@ -240,7 +240,7 @@ def rescore(rows_path: Path, args: argparse.Namespace) -> List[dict]:
     window = tuple(args.eval_window)
     rows = [r for r in load_rows(rows_path) if "recipe" in r]
     have = {(r["dataset"], r["ratio"], r["method"], r["seed"], recipe_tag(r["recipe"])) for r in rows}
-    device, written = resolve_device(args.device), []
+    device, written, val_sets = resolve_device(args.device), [], {}
     for row in table_rows(rows, args):
         rec = {k: v for k, v in row["recipe"].items() if k != "eval_window"}
         if window != first_window(row["dataset"]):
@@ -252,9 +252,12 @@ def rescore(rows_path: Path, args: argparse.Namespace) -> List[dict]:
         model, ckpt = load_inference_model(last, map_location=str(device))
         if ckpt["step"] != row["recipe"]["steps"]:
             continue
-        # a recipe names its data as a run config does (data_args, data_root)
-        val = build_dataset(row["dataset"], split=row["recipe"].get("val_split", "val"),
-                            **run_dataset_kwargs(row["recipe"]))
+        # a recipe names its data as a run config does (data_args, data_root); runs on the same data share one set
+        split, data_kwargs = row["recipe"].get("val_split", "val"), run_dataset_kwargs(row["recipe"])
+        data_key = json.dumps([row["dataset"], split, data_kwargs], sort_keys=True, default=str)
+        if data_key not in val_sets:
+            val_sets[data_key] = build_dataset(row["dataset"], split=split, **data_kwargs)
+        val = val_sets[data_key]
         res = evaluate(model, val, val.info.num_classes, val.info.classes, device, mode="slide", window=window)
         miou = round(100 * res["miou"], 2)
         new = {**row, "miou": res["miou"], "best_miou": res["miou"], "curve": [[ckpt["step"], miou]],

@@ -16,7 +16,7 @@ from ..data import DATASETS, build_dataset, run_dataset_kwargs
 from ..data.folder import FileListDataset
 from ..data.loader import leave_stop_signals_to_the_main_process, pad_collate
 from ..errors import ConfigError, DataError
-from ..models.checkpoint import load_inference_model, run_config, run_scoring
+from ..models.checkpoint import config_scoring, load_inference_model, run_config
 from ..utils.atomic import write_json_atomic
 from ..utils.precision import resolve_device
 from .confusion_plot import save_confusion
@@ -93,7 +93,7 @@ def evaluate_checkpoint(
     """Load the inference network of ``checkpoint`` and evaluate it; returns metrics plus a printable ``table``.
 
     The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments); ``mode`` and
-    ``window`` (one number or H, W) to the ones its run was scored with while training (:func:`run_scoring`), so
+    ``window`` (one number or H, W) to the ones its run was scored with while training (:func:`config_scoring` of its config.json), so
     the score repeats the run's own. ``weights``:
     ``"saved"`` (the network the checkpoint saves; a ``--weight_ema`` run's average) or ``"trained"`` (that run's
     weights as trained). ``metrics.json`` and the confusion matrix (CSV, PNG) are written to ``save``, by default
@@ -106,7 +106,8 @@ def evaluate_checkpoint(
     given = None if window is None else parse_pair("window", window, int)
     dev = resolve_device(device)
     model, ckpt = load_inference_model(checkpoint, map_location="cpu", weights=weights)
-    run_mode, run_window, crop = run_scoring(ckpt)
+    run_cfg = run_config(ckpt)  # {} without one
+    run_mode, run_window, crop = config_scoring(run_cfg)
     mode, win = mode or run_mode, given or run_window
     warning = window_warning(win, crop, mode)
     if warning:
@@ -114,7 +115,7 @@ def evaluate_checkpoint(
     model.to(dev)
     kwargs = dict(data_args or {})
     if data is None:
-        data, kwargs = training_dataset(ckpt, kwargs)
+        data, kwargs = training_dataset(ckpt, kwargs, run_cfg)
     if data_root is not None:
         kwargs["root"] = data_root
     ds = build_dataset(data, split=split, **kwargs)
@@ -149,13 +150,14 @@ def window_warning(window: Sequence[int], crop: Optional[Sequence[int]], mode: s
             f"score it on windows of its crop (--window {crop[0]} or --eval_window {crop[0]},{crop[1]})")
 
 
-def training_dataset(ckpt: Dict[str, Any], data_args: Dict[str, Any]) -> tuple:
-    """``(registered dataset name, build_dataset kwargs)`` a checkpoint was trained on, from its run's config.json:
+def training_dataset(ckpt: Dict[str, Any], data_args: Dict[str, Any], run_cfg: Optional[Dict[str, Any]] = None) -> tuple:
+    """``(registered dataset name, build_dataset kwargs)`` a checkpoint was trained on, from its run's config.json
+    (``run_cfg`` when the caller has read it already):
     a ``folder`` run is rebuilt as ``folder`` with its root (the checkpoint only records the set's display name,
     e.g. ``dubai_aerial``). ``data_args``, when given, replace the run's dataset arguments (its root stays).
     Without a run config the checkpoint's dataset name is used; raises ConfigError when that is no registered
     dataset."""
-    run_cfg = run_config(ckpt)
+    run_cfg = run_config(ckpt) if run_cfg is None else run_cfg
     if run_cfg.get("data"):
         kwargs = run_dataset_kwargs(run_cfg)
         if data_args:
