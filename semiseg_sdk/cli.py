@@ -45,12 +45,13 @@ class SemisegCLI:
         print(result.pop("table"))
         return result
 
-    def evaluate(self, checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val",
+    def evaluate(self, checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: Optional[str] = None,
                  mode: Optional[str] = None, window: Optional[Any] = None, device: str = "auto",
                  data_args: Optional[dict] = None, save: Optional[str] = None, weights: str = "saved") -> Dict[str, Any]:
         """Evaluate a run folder or checkpoint on a dataset split: per-class IoU table, mIoU, confusion matrix.
 
-        --data defaults to the dataset the checkpoint was trained on; --mode whole|slide|auto and --window N (or H,W)
+        --data defaults to the dataset the checkpoint was trained on and --split to the split its run scored while
+        training (its val_split, e.g. val+test; val for another --data); --mode whole|slide|auto and --window N (or H,W)
         default to how the run was scored while training (its eval_mode and eval_window: windows of its training
         crop unless it chose others; a lone checkpoint: auto, 512); --weights saved|trained
         (a --weight_ema run saves the average of its weights and keeps them as trained beside it); metrics.json and
@@ -62,7 +63,7 @@ class SemisegCLI:
         res = evaluate_checkpoint(checkpoint, data=data, data_root=data_root, split=split, mode=mode, window=window,
                                   device=device, data_args=data_args, save=save, weights=weights)
         print(res.pop("table"))
-        keep = ("miou", "macc", "aacc", "pixels", "mode", "window", "images", "weights", "saved_to")
+        keep = ("miou", "macc", "aacc", "pixels", "split", "mode", "window", "images", "weights", "saved_to")
         return {k: v for k, v in res.items() if k in keep}
 
     def export(self, checkpoint: str, output: str, fp16: bool = False, simplify: bool = True, opset: int = 17,

@@ -465,21 +465,21 @@ def test_evaluate_defaults_to_the_folder_set_a_run_trained_on(tmp_path):
 
 def test_a_run_is_scored_on_windows_of_its_crop_and_evaluate_repeats_its_score(tmp_path):
     """Without --eval_window a run slides windows of its training crop over larger images (config.json records
-    them); ``semiseg evaluate`` scores the same way by default and reproduces the run's score; a window twice the
+    them); ``semiseg evaluate`` scores the same split the same way by default and reproduces the run's score; a window twice the
     crop warns, in training (train.log too) and in evaluate, unless the mode is whole."""
     import warnings
 
     from semiseg_sdk.engine.evaluator import EvalWindowWarning, evaluate_checkpoint, window_warning
     from fixtures_data import make_folder_tree
 
-    root = make_folder_tree(tmp_path / "tiles", {"train": 4, "val": 2}, size=(64, 64), classes=["a", "b", "c"])
+    root = make_folder_tree(tmp_path / "tiles", {"train": 4, "val": 2, "test": 1}, size=(64, 64), classes=["a", "b", "c"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", EvalWindowWarning)
         res = train(tiny_cfg(tmp_path, data="folder", data_root=str(root), data_args={}, labelled="all", steps=2,
-                             eval_every=2))
+                             eval_every=2, val_split="val+test"))
     assert json.loads((Path(res["run_dir"]) / "config.json").read_text())["eval_window"] == [32, 32]
-    out = evaluate_checkpoint(res["run_dir"], device="cpu")
-    assert (out["mode"], out["window"]) == ("auto", [32, 32])
+    out = evaluate_checkpoint(res["run_dir"], device="cpu")  # the run's split, mode and window
+    assert (out["split"], out["images"], out["mode"], out["window"]) == ("val+test", 3, "auto", [32, 32])
     assert out["miou"] == pytest.approx(res["best_miou"], abs=1e-12)
     with pytest.warns(EvalWindowWarning, match=r"window 64x64 is 2.0x the training crop 32x32"):
         wide = evaluate_checkpoint(res["run_dir"], window=64, device="cpu", save=str(tmp_path / "wide"))

@@ -86,13 +86,15 @@ def evaluate(
 
 
 def evaluate_checkpoint(
-    checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: str = "val",
+    checkpoint: str, data: Optional[str] = None, data_root: Optional[str] = None, split: Optional[str] = None,
     mode: Optional[str] = None, window: Optional[Union[int, Sequence[int]]] = None, device: str = "auto",
     data_args: Optional[dict] = None, save: Optional[str] = None, weights: str = "saved",
 ) -> Dict[str, Any]:
     """Load the inference network of ``checkpoint`` and evaluate it; returns metrics plus a printable ``table``.
 
-    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments); ``mode`` and
+    The dataset defaults to the one the checkpoint was trained on (with that run's dataset arguments) and ``split``
+    to the split its run scored while training (its ``val_split``; "val" for another ``data`` or without a run
+    config); ``mode`` and
     ``window`` (one number or H, W) to the ones its run was scored with while training (:func:`config_scoring` of its config.json), so
     the score repeats the run's own. ``weights``:
     ``"saved"`` (the network the checkpoint saves; a ``--weight_ema`` run's average) or ``"trained"`` (that run's
@@ -114,6 +116,8 @@ def evaluate_checkpoint(
         warnings.warn(warning, EvalWindowWarning, stacklevel=2)
     model.to(dev)
     kwargs = dict(data_args or {})
+    if split is None:
+        split = str(run_cfg.get("val_split") or "val") if data is None else "val"
     if data is None:
         data, kwargs = training_dataset(ckpt, kwargs, run_cfg)
     if data_root is not None:
@@ -126,7 +130,7 @@ def evaluate_checkpoint(
         raise ConfigError(f"{data}: {ds.info.num_classes} classes but the checkpoint predicts {len(ckpt['dataset']['classes'])}")
     res = evaluate(model, ds, ds.info.num_classes, ds.info.classes, dev, mode=mode, window=win, progress=True)
     confusion = res.pop("confusion")
-    res.update(mode=mode, window=list(win), images=len(ds), weights=weights, table=format_table(res))
+    res.update(split=split, mode=mode, window=list(win), images=len(ds), weights=weights, table=format_table(res))
     default = f"eval-{data}-{split.replace('+', '-')}" + ("-trained" if weights == "trained" else "")
     folder = Path(save) if save else Path(ckpt["path"]).parent / default
     write_json_atomic(folder / "metrics.json", {k: v for k, v in res.items() if k != "table"})
