@@ -78,6 +78,38 @@ def test_class_balance_by_hand():
         ClassBalance(3, cap=0.5)
 
 
+def test_the_predicted_class_balance_prior_by_hand():
+    """``prior="predicted"``, momentum 0: the prior is the class shares of the pseudo-labels over the valid pixels,
+    whatever the labelled mask says. Pseudo-labels 0, 0, 0, 2 all valid -> prior [3/4, 0, 1/4]; kept 0, 0, 0 ->
+    share [1, 0, 0]; prior / share = [0.75, 0, 10 (capped)], over sum_k share_k w_k = 0.75: [1, 0, 40 / 3]. A class the
+    threshold removes (2) is weighted up; an absent one (1) gets nothing, however often the labels hold it."""
+    cb = ClassBalance(3, momentum=0.0, prior="predicted")
+    labels, valid = torch.tensor([[[0, 0], [0, 2]]]), torch.ones(1, 2, 2, dtype=torch.bool)
+    cb.update(torch.tensor([[[1, 1], [1, 1]]]), labels, torch.tensor([[[True, True], [True, False]]]), valid)
+    assert torch.allclose(cb.prior, torch.tensor([3 / 4, 0.0, 1 / 4]))
+    assert torch.allclose(cb.share, torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(cb.weights(), torch.tensor([1.0, 0.0, 40 / 3]))
+    cb.update(torch.tensor([[[1, 1], [1, 1]]]), labels, valid, valid)  # every valid pixel kept: all weights 1 on them
+    assert torch.allclose(cb.weights()[[0, 2]], torch.ones(2))
+    with pytest.raises(ValueError, match="valid mask"):
+        cb.update(labels, labels, valid)
+    with pytest.raises(ConfigError, match="class_balance_prior must be one of labelled, predicted"):
+        ClassBalance(3, prior="labeled")
+
+
+def test_fixmatch_with_the_predicted_prior_aims_at_its_own_pseudo_labels(tmp_path, monkeypatch):
+    """With every pixel kept (threshold 0) the predicted prior and the share see the same pixels, so they are equal
+    after training (the labelled prior would follow the labelled masks instead)."""
+    _val_small(monkeypatch)
+    trainer = Trainer(tiny_cfg(tmp_path, method="fixmatch", steps=2, eval_every=2, model="unet",
+                               method_args={"class_balance": True, "class_balance_prior": "predicted",
+                                            "class_balance_momentum": 0.5, "conf_thresh": 0.0}))
+    trainer.fit()
+    cb = trainer.method.class_balance
+    assert not torch.allclose(cb.prior, torch.full_like(cb.prior, 1 / cb.prior.numel()))
+    assert torch.allclose(cb.prior, cb.share)
+
+
 @pytest.mark.parametrize("name", ["fixmatch", "unimatch", "unimatch-v2", "cutmix"])
 def test_the_class_balance_lever_trains_and_resumes(tmp_path, monkeypatch, name):
     """Two steps move both EMAs off uniform; the loss weights are the weights of the pseudo-label classes; the EMAs are
