@@ -37,7 +37,17 @@ def evaluated(row: dict) -> str:
         marks.append("eval_window " + "x".join(str(p) for p in recipe["eval_window"]))
     if recipe.get("weight_ema"):
         marks.append(f"weight_ema {float(recipe['weight_ema']):g}")
-    return f" [{', '.join(marks)}]" if marks else ""
+    return mark(marks)
+
+
+def marks_of(ev: str) -> List[str]:
+    """The settings of an :func:`evaluated` mark, e.g. ``["eval_window 96x96", "weight_ema 0.99"]``."""
+    return [m for m in ev.strip()[1:-1].split(", ") if m] if ev else []
+
+
+def mark(settings: List[str]) -> str:
+    """The :func:`evaluated` mark of ``settings`` (``""`` for none)."""
+    return f" [{', '.join(settings)}]" if settings else ""
 
 
 def summarise(rows: List[dict]) -> List[dict]:
@@ -218,8 +228,11 @@ def target_table(summary: List[dict]) -> str:
     sections = dict.fromkeys((s["dataset"], s["ratio"], s["_evaluated"]) for s in summary if s["ratio"] != "all")
     for d, ratio, ev in sorted(sections, key=lambda k: datasets.index(k[0])):
         sup_label = "supervised" + ev
-        # the all-label reference evaluated the same way; else the plainly evaluated one (the header says which)
-        full_key = next((k for k in ((d, "all", sup_label), (d, "all", "supervised")) if k in row_of), None)
+        # the all-label reference evaluated the same way; else the same scoring without the weight average (a window
+        # sets the scale of a score, an average does not); else the plainly evaluated one (the header says which)
+        same_window = "supervised" + mark([m for m in marks_of(ev) if not m.startswith("weight_ema")])
+        full_key = next((k for k in ((d, "all", sup_label), (d, "all", same_window), (d, "all", "supervised"))
+                         if k in row_of), None)
         full = None if full_key is None else stat(full_key)
         sup = stat((d, ratio, sup_label))
         others = [(k[2], stat(k)) for k in row_of if k[:2] == (d, ratio) and row_of[k]["_evaluated"] == ev
@@ -228,7 +241,8 @@ def target_table(summary: List[dict]) -> str:
             continue
         base, base_std, base_n = sup
         gap = None if full is None else full[0] - base
-        reference = "all labels" if full_key is None or full_key[2] == sup_label else f"all labels, evaluated without{ev}"
+        dropped = [] if full_key is None else [m for m in marks_of(ev) if m not in marks_of(full_key[2][len("supervised"):])]
+        reference = f"all labels, evaluated without{mark(dropped)}" if dropped else "all labels"
         sup_swing = mean_swing(row_of[(d, ratio, sup_label)])
         lines += [f"\n{d} {ratio}{ev}: vs {sup_label} {base:.1f} ± {base_std:.1f} ({base_n} seeds"
                   + runs_note(row_of[(d, ratio, sup_label)])

@@ -345,6 +345,21 @@ def test_rows_that_evaluated_a_weight_average_are_compared_with_supervised_evalu
     assert "| fixmatch [weight_ema 0.99] | 58.0 ± 1.0 | 3 | +2.0 ± 0.0 (3) | yes | 3 of 3 | 14 % |" in averaged
 
 
+def test_an_averaged_section_on_a_window_takes_the_all_label_reference_on_that_window():
+    """Rows on 96-px windows with a weight average (supervised 55 / 56 / 57) have no all-label row of their own; the
+    reference is the one scored on the same windows (72), not the one on the first window (70): a window sets the
+    scale of a score, an average does not. The header names only the setting dropped."""
+    def rows(method, ratio, ema, window, values):
+        rec = {"method_args": {}, **({"weight_ema": ema} if ema else {}), **({"eval_window": [96, 96]} if window else {})}
+        return [{"dataset": "a", "ratio": ratio, "method": method, "seed": s, "miou": v, "recipe": rec}
+                for s, v in enumerate(values)]
+    data = (rows("supervised", "1/64", 0.99, True, (0.55, 0.56, 0.57)) + rows("fixmatch", "1/64", 0.99, True, (0.58,) * 3)
+            + rows("supervised", "all", 0, False, (0.70,)) + rows("supervised", "all", 0, True, (0.72,)))
+    text = tables.target_table(tables.summarise(data))
+    assert ("vs supervised [eval_window 96x96, weight_ema 0.99] 56.0 ± 1.0 (3 seeds) (all labels, evaluated without "
+            "[weight_ema 0.99] 72.0 ± 0.0, gap +16.0)") in text
+
+
 def test_rows_scored_on_another_window_form_their_own_section():
     """Supervised 50 / 54 / 58 scored on the first window and 56 / 57 / 58 on 96-px windows (std 1.0), the all-label
     reference 70 and 72 likewise; CutMix on 96-px windows 59 / 60 / 61: +3 against supervised scored alike (beyond
