@@ -229,10 +229,14 @@ def target_table(summary: List[dict]) -> str:
     for d, ratio, ev in sorted(sections, key=lambda k: datasets.index(k[0])):
         sup_label = "supervised" + ev
         # the all-label reference evaluated the same way; else the same scoring without the weight average (a window
-        # sets the scale of a score, an average does not); else the plainly evaluated one (the header says which)
-        same_window = "supervised" + mark([m for m in marks_of(ev) if not m.startswith("weight_ema")])
-        full_key = next((k for k in ((d, "all", sup_label), (d, "all", same_window), (d, "all", "supervised"))
-                         if k in row_of), None)
+        # sets the scale of a score, an average does not); else the plainly evaluated one. Each candidate with the
+        # settings it drops (the header names them)
+        marks = marks_of(ev)
+        averages = [m for m in marks if m.startswith("weight_ema")]
+        candidates = [(sup_label, []), ("supervised" + mark([m for m in marks if m not in averages]), averages),
+                      ("supervised", marks)]
+        full_key, dropped = next((((d, "all", label), drop) for label, drop in candidates if (d, "all", label) in row_of),
+                                 (None, []))
         full = None if full_key is None else stat(full_key)
         sup = stat((d, ratio, sup_label))
         others = [(k[2], stat(k)) for k in row_of if k[:2] == (d, ratio) and row_of[k]["_evaluated"] == ev
@@ -241,7 +245,6 @@ def target_table(summary: List[dict]) -> str:
             continue
         base, base_std, base_n = sup
         gap = None if full is None else full[0] - base
-        dropped = [] if full_key is None else [m for m in marks_of(ev) if m not in marks_of(full_key[2][len("supervised"):])]
         reference = f"all labels, evaluated without{mark(dropped)}" if dropped else "all labels"
         sup_swing = mean_swing(row_of[(d, ratio, sup_label)])
         lines += [f"\n{d} {ratio}{ev}: vs {sup_label} {base:.1f} ± {base_std:.1f} ({base_n} seeds"

@@ -51,6 +51,7 @@ from semiseg_sdk.data.patches import run_training_set
 from semiseg_sdk.data.splits import load_split
 from semiseg_sdk.models.checkpoint import load_inference_model
 from semiseg_sdk.models.checkpoint import run_config
+from semiseg_sdk.engine.metrics import ConfusionMatrix
 from semiseg_sdk.engine.stages import tta_probs
 from semiseg_sdk.methods.layer_modes import dropout_off
 from semiseg_sdk.methods.pseudo_labels import class_frequencies
@@ -130,16 +131,16 @@ def confident_errors(probs: List[torch.Tensor], truth: List[torch.Tensor], thres
     """The ``top`` (true class, predicted class, share of the confident pixels) pairs of confident wrong pixels,
     largest share first: what a threshold at ``threshold`` teaches wrongly, and as what."""
     c = len(classes)
-    pairs, confident = torch.zeros(c, c), 0.0
+    matrix = ConfusionMatrix(c)  # of the confident pixels (ignored truth skipped)
     for p, y in zip(probs, truth):
         conf, pred = p.max(1)
-        sure = (conf >= threshold) & (y >= 0) & (y < c)
-        confident += float(sure.sum())
-        pairs += torch.bincount((y[sure] * c + pred[sure]).flatten(), minlength=c * c)[: c * c].view(c, c).float()
-    pairs.fill_diagonal_(0)
-    order = pairs.flatten().argsort(descending=True)[:top]
-    return [(classes[int(i) // c], classes[int(i) % c], float(pairs.flatten()[i]) / max(confident, 1.0))
-            for i in order if pairs.flatten()[i] > 0]
+        sure = conf >= threshold
+        matrix.update(pred[sure], y[sure])
+    pairs = matrix.mat.double()
+    confident = max(float(pairs.sum()), 1.0)
+    wrong = pairs.fill_diagonal_(0).flatten()
+    order = wrong.argsort(descending=True)[:top]
+    return [(classes[int(i) // c], classes[int(i) % c], float(wrong[i]) / confident) for i in order if wrong[i] > 0]
 
 
 class NothingToScore(ValueError):

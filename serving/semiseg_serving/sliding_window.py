@@ -21,11 +21,11 @@ from .preprocess import pad_to, padded_size, to_nchw
 RunFn = Callable[[np.ndarray], np.ndarray]
 
 
-def check_tile_flag(tile: object) -> None:
-    """Refuse a ``--tile`` value that is neither None (the model's own window), 0 (whole images) nor a size in
-    pixels, in one line naming the flag."""
+def check_tile_flag(tile: object, name: str = "--tile") -> None:
+    """Refuse a tile value that is neither None (the model's own window), 0 (whole images) nor a size in pixels, in
+    one line naming the flag or setting ``name``."""
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
-        raise ServingError(f"--tile {tile!r}: give a tile size in pixels, or 0 for whole images")
+        raise ServingError(f"{name} {tile!r}: give a tile size in pixels, or 0 for whole images")
 
 
 def tile_positions(length: int, size: int, stride: int) -> List[int]:

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional
 
 from ..errors import ServingError
+from ..sliding_window import check_tile_flag
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,7 @@ class ServiceConfig:
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ServingError(f"{name}: must be a positive number, got {value!r}")
-        if self.window is not None and (isinstance(self.window, bool) or not isinstance(self.window, int)
-                                        or self.window < 0):
-            raise ServingError(f"window: give a window size in pixels, 0 for whole images or None for the model's "
-                               f"own, got {self.window!r}")
+        check_tile_flag(self.window, "window")
         if not isinstance(self.max_wait_ms, (int, float)) or self.max_wait_ms < 0:
             raise ServingError(f"max_wait_ms: must be >= 0, got {self.max_wait_ms!r}")
         if not isinstance(self.retry_after_s, int) or self.retry_after_s < 0:
