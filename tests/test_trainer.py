@@ -120,6 +120,29 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, weight_ema):
         assert torch.allclose(saved_a[k].float(), saved_b[k].float(), atol=1e-6), k
 
 
+def test_a_resume_that_changes_the_scoring_warns_and_one_that_keeps_it_does_not(tmp_path, monkeypatch):
+    """A resume with another eval window says that the curve now mixes two scorings (naming both windows, the step
+    and best.pt's score, also in train.log); a resume with the run's own window is silent."""
+    import warnings
+
+    from semiseg_sdk.engine import ScoringChangeWarning
+
+    _val_small(monkeypatch)
+    part = Trainer(tiny_cfg(tmp_path, name="part"))
+    part.fit(hooks=[StopAtStep(4)])
+    best = part.best_miou
+    part.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScoringChangeWarning)
+        Trainer(tiny_cfg(tmp_path, name="part", resume=True)).close()
+    match = (r"last\.pt was scored with eval_mode 'auto' on 32x32 windows, this resume scores with eval_mode 'auto' on "
+             rf"48x48 windows: evaluations from step 4 on do not compare .* best\.pt's {100 * best:.2f}")
+    with pytest.warns(ScoringChangeWarning, match=match):
+        resumed = Trainer(tiny_cfg(tmp_path, name="part", resume=True, eval_window=(48, 48)))
+    resumed.close()
+    assert "this resume scores with eval_mode 'auto' on 48x48 windows" in (resumed.run.root / "train.log").read_text()
+
+
 def test_a_resume_on_another_thread_count_warns_and_one_on_the_same_does_not(tmp_path, monkeypatch):
     """last.pt records the torch threads it was trained on; resuming on another count warns (naming last.pt and
     both counts, also in train.log), resuming on the same count is silent."""

@@ -173,6 +173,7 @@ class Trainer(TrainLoop):
                                   f"({type(exc).__name__}: {exc}); {differ}") from None
         self._load_weight_average(state.get("weight_average"))
         self._warn_on_other_thread_count(state.get("threads"))
+        self._warn_on_other_scoring(state.get("config") or {}, int(ckpt["step"]), float(state["best_miou"]))
         if self.run.best.exists():  # checked now, not when the run ends and reads it for its summary
             try:
                 load_checkpoint(self.run.best)
@@ -193,6 +194,23 @@ class Trainer(TrainLoop):
         msg = (f"{self.run.last} was trained on {saved} torch thread(s), this process has {now}: the resumed run will "
                f"not reproduce an uninterrupted one (set OMP_NUM_THREADS={saved} to keep it exact)")
         self._warn(msg, ThreadCountWarning, stacklevel=4)
+
+    def _warn_on_other_scoring(self, saved: Dict[str, Any], step: int, best: float) -> None:
+        """A resume may change how the run is scored (``eval_mode``, ``eval_window``: evaluation leaves training
+        untouched), but then its curve mixes two scorings and best.pt was chosen on the earlier one: say so."""
+        def scoring(cfg: Dict[str, Any]) -> str:
+            window = cfg.get("eval_window")
+            where = f"{window[0]}x{window[1]} windows" if window else "no window recorded"
+            return f"eval_mode {cfg.get('eval_mode')!r} on {where}"
+
+        before, now = scoring(saved), scoring(self.cfg.to_dict())
+        if not saved or before == now:
+            return
+        msg = (f"{self.run.last} was scored with {before}, this resume scores with {now}: evaluations from step "
+               f"{step} on do not compare with the earlier ones, nor with best.pt's {100 * best:.2f} (resume with the "
+               f"run's own --eval_mode/--eval_window to keep one scoring, or `semiseg evaluate` a checkpoint on "
+               f"another)")
+        self._warn(msg, ScoringChangeWarning, stacklevel=4)
 
     def _warn(self, msg: str, category: type, stacklevel: int = 3) -> None:
         """A warning line in ``train.log`` and, on the main rank, a Python warning of ``category`` (``stacklevel``
@@ -419,6 +437,10 @@ def train(cfg: TrainConfig) -> Dict[str, Any]:
 
 class ThreadCountWarning(UserWarning):
     """A CPU run resumed on another number of torch threads than it was trained on."""
+
+
+class ScoringChangeWarning(UserWarning):
+    """A run resumed with another evaluation mode or window than it was scored on until then."""
 
 
 # Settings a resumed run may change without changing what it trains (budget, logging, workers, evaluation).
