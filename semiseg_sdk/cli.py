@@ -69,19 +69,22 @@ class SemisegCLI:
     def export(self, checkpoint: str, output: str, fp16: bool = False, simplify: bool = True, opset: int = 17,
                triton: Optional[str] = None, int8: bool = False, calibration: Optional[str] = None,
                calibration_images: int = 32, min_agreement: Optional[float] = None,
-               weights: str = "saved") -> Dict[str, Any]:
+               weights: str = "saved", triton_tile: Optional[int] = None) -> Dict[str, Any]:
         """Export a run folder or checkpoint to ONNX (dynamic batch/height/width) and check parity with PyTorch.
 
         --fp16: float16 graph for GPUs. --int8: static int8 (QDQ) graph for onnxruntime on CPU, calibrated on
         --calibration (a folder of .png/.jpg images like the deployment's, or a dataset NAME[:SPLIT]; default: the
         run's validation images), --calibration_images of them (32), and checked by argmax agreement with PyTorch
         on those images (>= --min_agreement, default 0.95 for int8, 0.999 fp32, 0.99 fp16). --weights saved|trained:
-        a --weight_ema run exports its average by default, its weights as trained with --weights trained."""
+        a --weight_ema run exports its average by default, its weights as trained with --weights trained.
+        --triton DIR: also a Triton model repository whose model is end to end (uint8 RGB image in, class-id mask
+        out); like `infer` it slides the window the run was scored on over larger images, --triton_tile N another
+        window, --triton_tile 0 whole images."""
         from semiseg_export import export_checkpoint
 
         return export_checkpoint(checkpoint, output, opset=opset, fp16=fp16, simplify=simplify, triton=triton,
                                  int8=int8, calibration=calibration, calibration_images=calibration_images,
-                                 min_agreement=min_agreement, weights=weights)
+                                 min_agreement=min_agreement, weights=weights, triton_tile=triton_tile)
 
     def infer(self, model: str, input: str, output: str, overlay: bool = True, confidence: bool = False,
               tile: Optional[int] = None, providers: str = "auto") -> Dict[str, Any]:

@@ -237,6 +237,41 @@ def test_triton_repository_serves_an_image_and_answers_its_mask(tmp_path: Path) 
             np.testing.assert_array_equal(mask, seg.predict(image))
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_triton_model_of_a_windowed_run_slides_its_window_like_the_runtime(tmp_path: Path, precision: str) -> None:
+    """The Triton model of an export that records its scored window predicts larger images by sliding that window
+    (a quarter overlapping, blended), giving ``Segmenter.predict_tiled``'s mask, which differs from the whole-image
+    one; an image within the window gives ``predict``'s mask; ``tile=0`` keeps whole images."""
+    from semiseg_export import write_triton_repository
+
+    import json
+
+    run = make_checkpoint(tmp_path / "run", "deeplabv3plus")  # image pooling: a window sees other context than the image
+    (run / "config.json").write_text(json.dumps({"crop_size": [32, 32], "eval_window": [32, 32], "eval_mode": "slide"}))
+    out = tmp_path / "seg.onnx"
+    export_checkpoint(str(run), str(out), check_sizes=SIZES, fp16=precision == "fp16", verbose=False)
+    seg = Segmenter(str(out))
+    assert seg.metadata.scored_tile == 32
+    folder = write_triton_repository(out, tmp_path / "repo", "win")
+    session = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    differs = 0
+    for h, w in ((75, 50), (32, 90), (20, 28), (64, 64)):
+        batch = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        masks = session.run(None, {"image": batch})[0]
+        assert masks.shape == (2, h, w) and masks.dtype == np.int32
+        for image, mask in zip(batch, masks):
+            np.testing.assert_array_equal(mask, seg.predict_tiled(image, tile=32, overlap=8))
+            if max(h, w) <= 32:
+                np.testing.assert_array_equal(mask, seg.predict(image))
+            differs += int((mask != seg.predict(image)).any())
+    assert differs >= 2  # the windowed masks are not the whole-image ones
+    whole = write_triton_repository(out, tmp_path / "repo", "whole", tile=0)
+    session = ort.InferenceSession(str(whole / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    image = rng.integers(0, 256, (1, 75, 50, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(session.run(None, {"image": image})[0][0], seg.predict(image[0]))
+
+
 def test_bad_checkpoints_raise_checkpoint_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="missing.pt"):
         export_checkpoint(str(tmp_path / "missing.pt"), str(tmp_path / "m.onnx"), verbose=False)
@@ -256,6 +291,10 @@ def test_bad_targets_and_models_raise_export_error(tmp_path: Path) -> None:
         export_model(tiny_model("fcn"), str(tmp_path / "m.onnx"), opset=13, verbose=False)
     with pytest.raises(ExportError, match="50x96 is not a multiple"):
         export_model(tiny_model("fcn"), str(tmp_path / "m.onnx"), check_sizes=[(50, 96)], verbose=False)
+    with pytest.raises(ExportError, match="--triton_tile -3: give a tile size in pixels"):
+        export_model(tiny_model("fcn"), str(tmp_path / "m.onnx"), triton=str(tmp_path / "repo"), triton_tile=-3,
+                     verbose=False)
+    assert not (tmp_path / "repo").exists()
     assert not (tmp_path / "m.onnx").exists()
 
 

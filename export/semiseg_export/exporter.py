@@ -30,7 +30,7 @@ from .fp16 import convert_to_fp16
 from .int8 import Calibration, load_calibration, quantization_entry, quantize_int8
 from .parity import INT8_MIN_AGREEMENT, TOLERANCES, check_int8_parity, check_parity
 from .torch_to_onnx import MIN_OPSET, module_weight_count, trace_to_onnx, weight_count
-from .triton import write_triton_repository
+from .triton import check_triton_tile, write_triton_repository
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
                  atol: Optional[float] = None, min_agreement: Optional[float] = None,
                  checkpoint: Optional[Dict[str, Any]] = None, classes: Optional[Sequence[str]] = None,
                  palette: Optional[Sequence[Sequence[int]]] = None, triton_max_batch: int = 8,
-                 int8: bool = False, calibration: Optional[str] = None, calibration_images: int = 32,
+                 triton_tile: Optional[int] = None, int8: bool = False, calibration: Optional[str] = None, calibration_images: int = 32,
                  verbose: bool = True) -> Dict[str, Any]:
     """Export an in-memory 2D ``Segmentor`` (see :func:`export_checkpoint` for the arguments and the result)."""
     start = time.perf_counter()
@@ -146,6 +146,7 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
         raise ExportError("fp16 and int8 were both asked for: choose one")
     if calibration is not None and not int8:
         raise ExportError(f"calibration {calibration!r} is only used by an int8 export: add --int8")
+    check_triton_tile(triton_tile)  # before any work: a bad flag writes nothing
     out = Path(output)
     _writable_target(out)
     model = copy.deepcopy(model).float().cpu().eval()  # never move or change the caller's model
@@ -186,7 +187,7 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
         raise ExportError(f"{out}: cannot write the ONNX file ({exc})") from exc
     repo = None
     if triton:
-        repo = write_triton_repository(out, triton, out.stem, triton_max_batch)
+        repo = write_triton_repository(out, triton, out.stem, triton_max_batch, tile=triton_tile)
     n_init, n_weights = weight_count(graph)
     summary = {
         "output": str(out), "checkpoint": meta.source.get("checkpoint"), "opset": opset, "fp16": bool(fp16),
@@ -208,7 +209,8 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
 def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16: bool = False,
                       simplify: bool = True, triton: Optional[str] = None,
                       check_sizes: Optional[Sequence[Sequence[int]]] = None, atol: Optional[float] = None,
-                      min_agreement: Optional[float] = None, triton_max_batch: int = 8, int8: bool = False,
+                      min_agreement: Optional[float] = None, triton_max_batch: int = 8,
+                      triton_tile: Optional[int] = None, int8: bool = False,
                       calibration: Optional[str] = None, calibration_images: int = 32,
                       verbose: bool = True, weights: str = "saved") -> Dict[str, Any]:
     """Export the inference network of a run folder or ``.pt`` checkpoint to ONNX ``output``; returns a summary.
@@ -224,6 +226,9 @@ def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16
         atol / min_agreement: parity tolerances (default 1e-3 and 0.999 for fp32, 5e-2 and 0.99 for fp16;
             the difference bound is ``atol * max(1, max |logit|)``; int8: min_agreement only, default 0.95).
         triton_max_batch: ``max_batch_size`` of the Triton config.
+        triton_tile: the Triton model's sliding window in pixels (a quarter overlapping, as ``semiseg infer``);
+            None: the window the run was scored on (its training crop; whole images for a run scored whole or a
+            checkpoint without its run's config.json); 0: whole images.
         int8: static int8 quantisation for CPU deployment (QDQ, per-channel int8 weights, uint8 activations,
             MinMax calibration; Resize stays float). Checked by argmax agreement with PyTorch fp32 on the
             calibration images; the float graph is only a temporary file.
@@ -243,5 +248,5 @@ def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16
     ckpt = {**ckpt, "weights": weights}
     return export_model(model, output, opset=opset, fp16=fp16, simplify=simplify, triton=triton,
                         check_sizes=check_sizes, atol=atol, min_agreement=min_agreement, checkpoint=ckpt,
-                        triton_max_batch=triton_max_batch, int8=int8, calibration=calibration,
+                        triton_max_batch=triton_max_batch, triton_tile=triton_tile, int8=int8, calibration=calibration,
                         calibration_images=calibration_images, verbose=verbose)

@@ -7,14 +7,22 @@ The repository's model is end to end, so a Triton client sends an image and gets
 
 Inside the graph, around the exported network: scale to [0, 1], NHWC -> NCHW, reflect-pad the bottom/right to the
 network's size divisor (as the runtime pads), the network (which normalises inside), crop back to H x W, argmax.
+
+An export that records the window its run was scored on (its training crop; ``ModelMetadata.scored_tile``) gets the
+sliding-window graph instead, as ``semiseg infer`` and the HTTP service predict: an image larger than the window
+is cut into windows of that size stepping by three quarters of it (the last one flush with the border), all windows
+go through the network as one batch, and each window's softmax probabilities, weighted by the runtime's raised-cosine
+ramp, are added into the image (``ScatterND`` with ``reduction="add"``) before the argmax. An image within the
+window is one window, the whole-image mask. ``tile=0`` keeps whole-image prediction for every size.
+
 Pure ONNX around the exported file, so fp32, fp16 and int8 exports all get one, and onnxruntime runs it the same way
-(tests/test_export.py checks it equals the runtime's ``Segmenter.predict``).
+(tests/test_export.py checks it equals the runtime's ``Segmenter.predict`` and ``Segmenter.predict_tiled``).
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import onnx
@@ -22,6 +30,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from semiseg_sdk.utils.atomic import atomic_path, write_text_atomic
 from semiseg_serving.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from semiseg_serving.errors import ServingError
+from semiseg_serving.sliding_window import check_tile_flag
 
 from .errors import ExportError
 
@@ -49,10 +59,7 @@ def end_to_end_graph(network: onnx.ModelProto, size_divisor: int, pad_mode: str 
     """``network`` (float NCHW [0, 1] in, logits out) wrapped into uint8 NHWC RGB in, int32 class-id mask out."""
     if pad_mode not in PAD_MODES:
         raise ExportError(f"pad_mode {pad_mode!r}: use one of {', '.join(PAD_MODES)}")
-    graph = network.graph
-    if [i.name for i in graph.input] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in graph.output]:
-        raise ExportError(f"not a semiseg export: inputs {[i.name for i in graph.input]}, outputs "
-                          f"{[o.name for o in graph.output]} (expected {INPUT_NAME!r} -> {OUTPUT_NAME!r})")
+    _check_network(network)
     p = "e2e_"  # prefix of every name added here, so none collides with the network's
     consts = [
         numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), p + "scale"),
@@ -81,16 +88,159 @@ def end_to_end_graph(network: onnx.ModelProto, size_divisor: int, pad_mode: str 
         helper.make_node("ArgMax", [p + "cropped"], [p + "ids"], axis=1, keepdims=0),
         helper.make_node("Cast", [p + "ids"], [MASK_NAME], to=TensorProto.INT32),
     ]
+    # the network reads the padded image and writes e2e_logits
+    return _wrapped(network, before + _rewired(network, p + "network_in", p + "logits") + after, consts)
+
+
+def check_triton_tile(tile: object) -> None:
+    """Refuse a Triton window that is neither None (the run's scored window), 0 (whole images) nor a size in
+    pixels, in one line naming ``--triton_tile``."""
+    try:
+        check_tile_flag(tile, "--triton_tile")
+    except ServingError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, pad_mode: str = "reflect") -> onnx.ModelProto:
+    """``network`` wrapped like :func:`end_to_end_graph`, predicting by sliding ``tile``-px windows with a quarter
+    overlap and the runtime's blend (``semiseg_serving.sliding_window``), all windows of a request in one batch."""
+    if pad_mode not in PAD_MODES:
+        raise ExportError(f"pad_mode {pad_mode!r}: use one of {', '.join(PAD_MODES)}")
+    if tile < 2:
+        raise ExportError(f"window {tile}: need at least 2 px")
+    _check_network(network)
+    overlap = tile // 4
+    p = "e2e_"
+    i64 = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), p + name)  # noqa: E731
+    f64 = lambda name, value: numpy_helper.from_array(np.array(value, np.float64), p + name)  # noqa: E731
+    consts = [
+        numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), p + "scale"),
+        i64("tile", [tile, tile]), i64("stride", tile - overlap), i64("stride_less1", tile - overlap - 1),
+        i64("zero", 0), i64("one", 1), i64("zero_1", [0]), i64("one_1", [1]), i64("two_1", [2]), i64("four_1", [4]),
+        i64("minus1_1", [-1]), i64("three_1", [3]), i64("divisor", [size_divisor, size_divisor]),
+        i64("zeros6", np.zeros(6)), i64("hw_axes", [2, 3]), i64("hw_starts", [0, 0]), i64("axis0", [0]),
+        i64("axis1", [1]), f64("one_f", 1.0), f64("half", 0.5), f64("pi", np.pi), f64("ramp_len", overlap + 1.0),
+    ]
+    n = []  # nodes
+
+    def node(op: str, inputs: list, output: str, **attrs) -> str:
+        n.append(helper.make_node(op, [i if i.startswith(p) or i == INPUT_NAME else p + i for i in inputs],
+                                  [p + output], **attrs))
+        return output
+
+    node("Cast", [INPUT_NAME], "float", to=TensorProto.FLOAT)
+    node("Mul", ["float", "scale"], "unit")
+    node("Transpose", ["unit"], "nchw", perm=[0, 3, 1, 2])                    # N, 3, H, W
+    node("Shape", ["nchw"], "shape")
+    node("Slice", ["shape", "zero_1", "one_1"], "n_1")                         # [N]
+    node("Slice", ["shape", "two_1", "four_1"], "hw")                          # [H, W]
+    node("Min", ["hw", "tile"], "t_hw")                                        # window [th, tw]
+    node("Sub", ["hw", "t_hw"], "span")                                        # last start per axis
+    node("Add", ["span", "stride_less1"], "span_up")
+    node("Div", ["span_up", "stride"], "steps")                                # ceil(span / stride)
+    node("Add", ["steps", "one"], "count")                                     # windows per axis
+    for axis, name in enumerate("yx"):
+        a = f"{name}_"
+        index = "zero" if axis == 0 else "one"
+        node("Gather", ["count", index], a + "count", axis=0)
+        node("Gather", ["span", index], a + "span", axis=0)
+        node("Gather", ["t_hw", index], a + "size", axis=0)
+        node("Range", ["zero", a + "count", "one"], a + "index")
+        node("Mul", [a + "index", "stride"], a + "raw_starts")
+        node("Min", [a + "raw_starts", a + "span"], a + "starts")              # flush with the border at the end
+        node("Range", ["zero", a + "size", "one"], a + "offsets")
+        node("Unsqueeze", [a + "starts", "axis1"], a + "starts_col")
+        node("Unsqueeze", [a + "offsets", "axis0"], a + "offsets_row")
+        node("Add", [a + "starts_col", a + "offsets_row"], a + "pixels")       # [count, size] image coordinates
+        node("Reshape", [a + "pixels", "minus1_1"], a + "flat")
+        node("Unsqueeze", [a + "flat", "axis1"], a + "scatter_index")         # [count * size, 1]
+        node("Reshape", [a + "count", "one_1"], a + "count_1")
+        node("Reshape", [a + "size", "one_1"], a + "size_1")
+        # blend weights of the runtime: raised cosine over `overlap` px from each end, computed in float64
+        node("Cast", [a + "offsets"], a + "pos", to=TensorProto.DOUBLE)
+        node("Cast", [a + "size"], a + "size_f", to=TensorProto.DOUBLE)
+        node("Sub", [a + "size_f", "one_f"], a + "last")
+        node("Sub", [a + "last", a + "pos"], a + "from_end")
+        node("Min", [a + "pos", a + "from_end"], a + "dist")
+        node("Add", [a + "dist", "one_f"], a + "dist1")
+        node("Div", [a + "dist1", "ramp_len"], a + "ramp_raw")
+        node("Min", [a + "ramp_raw", "one_f"], a + "ramp")
+        node("Mul", [a + "ramp", "pi"], a + "angle")
+        node("Cos", [a + "angle"], a + "cos")
+        node("Mul", [a + "cos", "half"], a + "half_cos")
+        node("Sub", ["half", a + "half_cos"], a + "blend_d")
+        node("Cast", [a + "blend_d"], a + "blend", to=TensorProto.FLOAT)
+    # cut: rows, then columns, then one batch of windows [N * ny * nx, 3, th, tw]
+    node("Gather", ["nchw", "y_flat"], "rows", axis=2)
+    node("Gather", ["rows", "x_flat"], "cut", axis=3)                          # N, 3, ny*th, nx*tw
+    node("Concat", ["n_1", "three_1", "y_count_1", "y_size_1", "x_count_1", "x_size_1"], "cut_shape", axis=0)
+    node("Reshape", ["cut", "cut_shape"], "cut6")
+    node("Transpose", ["cut6"], "cut6_t", perm=[0, 2, 4, 1, 3, 5])              # N, ny, nx, 3, th, tw
+    node("Concat", ["minus1_1", "three_1", "y_size_1", "x_size_1"], "batch_shape", axis=0)
+    node("Reshape", ["cut6_t", "batch_shape"], "windows")
+    node("Mod", ["t_hw", "divisor"], "rest")
+    node("Sub", ["divisor", "rest"], "short")
+    node("Mod", ["short", "divisor"], "pad_hw")
+    node("Concat", ["zeros6", "pad_hw"], "pads", axis=0)
+    node("Pad", ["windows", "pads"], "network_in", mode=PAD_MODES[pad_mode])
+    network_nodes = _rewired(network, p + "network_in", p + "logits")
+    after_start = len(n)
+    node("Slice", ["logits", "hw_starts", "t_hw", "hw_axes"], "window_logits")
+    node("Cast", ["window_logits"], "window_logits_f", to=TensorProto.FLOAT)
+    node("Softmax", ["window_logits_f"], "probs", axis=1)                      # B, K, th, tw
+    node("Unsqueeze", ["y_blend", "axis1"], "y_blend_col")
+    node("Unsqueeze", ["x_blend", "axis0"], "x_blend_row")
+    node("Mul", ["y_blend_col", "x_blend_row"], "blend")
+    node("Mul", ["probs", "blend"], "weighted")
+    node("Shape", ["weighted"], "w_shape")
+    node("Slice", ["w_shape", "one_1", "two_1"], "k_1")
+    node("Concat", ["n_1", "y_count_1", "x_count_1", "k_1", "y_size_1", "x_size_1"], "w6_shape", axis=0)
+    node("Reshape", ["weighted", "w6_shape"], "w6")                            # N, ny, nx, K, th, tw
+    # add the windows into the image: columns first, then rows (ScatterND sums repeated indices)
+    node("Transpose", ["w6"], "by_col", perm=[2, 5, 0, 1, 3, 4])               # nx, tw, N, ny, K, th
+    node("Concat", ["minus1_1", "n_1", "y_count_1", "k_1", "y_size_1"], "by_col_shape", axis=0)
+    node("Reshape", ["by_col", "by_col_shape"], "col_updates")
+    node("Slice", ["hw", "one_1", "two_1"], "w_1")
+    node("Concat", ["w_1", "n_1", "y_count_1", "k_1", "y_size_1"], "col_acc_shape", axis=0)
+    node("ConstantOfShape", ["col_acc_shape"], "col_zeros", value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]))
+    node("ScatterND", ["col_zeros", "x_scatter_index", "col_updates"], "col_acc", reduction="add")  # W, N, ny, K, th
+    node("Transpose", ["col_acc"], "by_row", perm=[2, 4, 0, 1, 3])             # ny, th, W, N, K
+    node("Concat", ["minus1_1", "w_1", "n_1", "k_1"], "by_row_shape", axis=0)
+    node("Reshape", ["by_row", "by_row_shape"], "row_updates")
+    node("Slice", ["hw", "zero_1", "one_1"], "h_1")
+    node("Concat", ["h_1", "w_1", "n_1", "k_1"], "row_acc_shape", axis=0)
+    node("ConstantOfShape", ["row_acc_shape"], "row_zeros", value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]))
+    node("ScatterND", ["row_zeros", "y_scatter_index", "row_updates"], "acc", reduction="add")  # H, W, N, K
+    node("ArgMax", ["acc"], "ids", axis=3, keepdims=0)                         # H, W, N
+    node("Transpose", ["ids"], "ids_nhw", perm=[2, 0, 1])
+    n.append(helper.make_node("Cast", [p + "ids_nhw"], [MASK_NAME], to=TensorProto.INT32))
+    return _wrapped(network, n[:after_start] + network_nodes + n[after_start:], consts)
+
+
+def _check_network(network: onnx.ModelProto) -> None:
+    graph = network.graph
+    if [i.name for i in graph.input] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in graph.output]:
+        raise ExportError(f"not a semiseg export: inputs {[i.name for i in graph.input]}, outputs "
+                          f"{[o.name for o in graph.output]} (expected {INPUT_NAME!r} -> {OUTPUT_NAME!r})")
+
+
+def _rewired(network: onnx.ModelProto, new_input: str, new_output: str) -> list:
+    """The network's nodes reading ``new_input`` instead of its input and writing ``new_output`` for its output."""
     inner = onnx.ModelProto()
     inner.CopyFrom(network)
-    for node in inner.graph.node:  # the network now reads the padded image and writes e2e_logits
-        node.input[:] = [p + "network_in" if n == INPUT_NAME else n for n in node.input]
-        node.output[:] = [p + "logits" if n == OUTPUT_NAME else n for n in node.output]
+    for node in inner.graph.node:
+        node.input[:] = [new_input if x == INPUT_NAME else x for x in node.input]
+        node.output[:] = [new_output if x == OUTPUT_NAME else x for x in node.output]
+    return list(inner.graph.node)
+
+
+def _wrapped(network: onnx.ModelProto, nodes: list, consts: list) -> onnx.ModelProto:
+    """The end-to-end model: uint8 NHWC ``image`` in, int32 ``mask`` out, the network's weights and metadata kept."""
     new = helper.make_graph(
-        before + list(inner.graph.node) + after, "semiseg_end_to_end",
+        nodes, "semiseg_end_to_end",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["N", "H", "W", 3])],
         [helper.make_tensor_value_info(MASK_NAME, TensorProto.INT32, ["N", "H", "W"])],
-        initializer=consts + list(inner.graph.initializer),
+        initializer=consts + list(network.graph.initializer),
     )
     model = helper.make_model(new, opset_imports=list(network.opset_import), producer_name="semiseg-sdk")
     model.ir_version = network.ir_version
@@ -100,15 +250,21 @@ def end_to_end_graph(network: onnx.ModelProto, size_divisor: int, pad_mode: str 
 
 
 def write_triton_repository(onnx_file: Union[str, Path], repo: Union[str, Path], name: str, max_batch_size: int = 8,
-                            version: int = 1, pad_mode: str = "reflect") -> Path:
+                            version: int = 1, pad_mode: str = "reflect", tile: Optional[int] = None) -> Path:
     """Write ``repo/name/version/model.onnx`` (the export wrapped end to end, see the module docstring) and
     ``repo/name/config.pbtxt``; returns the model folder. ``name`` may hold letters, digits, '-', '_' and '.' only
-    (Triton uses it in URLs)."""
+    (Triton uses it in URLs). ``tile``: the sliding window in pixels; None takes the window the export's run was
+    scored on (whole images for an export that records none), 0 predicts whole images."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ExportError(f"triton model name {name!r}: use letters, digits, '-', '_' and '.' only")
+    check_triton_tile(tile)
     network = onnx.load(str(onnx_file))
     meta = ModelMetadata.from_props({p.key: p.value for p in network.metadata_props}, str(onnx_file))
-    model = end_to_end_graph(network, meta.size_divisor, pad_mode)
+    window = meta.scored_tile if tile is None else tile
+    if window:
+        model = windowed_graph(network, meta.size_divisor, window, pad_mode)
+    else:
+        model = end_to_end_graph(network, meta.size_divisor, pad_mode)
     folder = Path(repo) / name
     try:
         (folder / str(version)).mkdir(parents=True, exist_ok=True)
