@@ -294,6 +294,8 @@ def test_bad_targets_and_models_raise_export_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="--triton_tile -3: give a tile size in pixels"):
         export_model(tiny_model("fcn"), str(tmp_path / "m.onnx"), triton=str(tmp_path / "repo"), triton_tile=-3,
                      verbose=False)
+    with pytest.raises(ExportError, match="--triton_tile 64 is only used by a Triton repository: add --triton"):
+        export_model(tiny_model("fcn"), str(tmp_path / "m.onnx"), triton_tile=64, verbose=False)
     assert not (tmp_path / "repo").exists()
     assert not (tmp_path / "m.onnx").exists()
 

@@ -147,6 +147,8 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
     if calibration is not None and not int8:
         raise ExportError(f"calibration {calibration!r} is only used by an int8 export: add --int8")
     check_triton_tile(triton_tile)  # before any work: a bad flag writes nothing
+    if triton_tile is not None and not triton:
+        raise ExportError(f"--triton_tile {triton_tile} is only used by a Triton repository: add --triton DIR")
     out = Path(output)
     _writable_target(out)
     model = copy.deepcopy(model).float().cpu().eval()  # never move or change the caller's model
