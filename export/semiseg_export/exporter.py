@@ -134,8 +134,8 @@ def export_model(model: nn.Module, output: str, opset: int = MIN_OPSET, fp16: bo
                  atol: Optional[float] = None, min_agreement: Optional[float] = None,
                  checkpoint: Optional[Dict[str, Any]] = None, classes: Optional[Sequence[str]] = None,
                  palette: Optional[Sequence[Sequence[int]]] = None, triton_max_batch: int = 8,
-                 triton_tile: Optional[int] = None, int8: bool = False, calibration: Optional[str] = None, calibration_images: int = 32,
-                 verbose: bool = True) -> Dict[str, Any]:
+                 triton_tile: Optional[int] = None, int8: bool = False, calibration: Optional[str] = None,
+                 calibration_images: int = 32, verbose: bool = True) -> Dict[str, Any]:
     """Export an in-memory 2D ``Segmentor`` (see :func:`export_checkpoint` for the arguments and the result)."""
     start = time.perf_counter()
     if not isinstance(model, Segmentor):
@@ -250,5 +250,5 @@ def export_checkpoint(checkpoint: str, output: str, opset: int = MIN_OPSET, fp16
     ckpt = {**ckpt, "weights": weights}
     return export_model(model, output, opset=opset, fp16=fp16, simplify=simplify, triton=triton,
                         check_sizes=check_sizes, atol=atol, min_agreement=min_agreement, checkpoint=ckpt,
-                        triton_max_batch=triton_max_batch, triton_tile=triton_tile, int8=int8, calibration=calibration,
-                        calibration_images=calibration_images, verbose=verbose)
+                        triton_max_batch=triton_max_batch, triton_tile=triton_tile, int8=int8,
+                        calibration=calibration, calibration_images=calibration_images, verbose=verbose)

@@ -7,4 +7,5 @@ from .train_loop import HookBase, TrainLoop
 from .trainer import ScoringChangeWarning, ThreadCountWarning, Trainer, train
 
 __all__ = ["AfterStep", "ConfusionMatrix", "HookBase", "ScoringChangeWarning", "StopAtStep", "ThreadCountWarning",
-           "TrainLoop", "Trainer", "TrainingInterrupted", "evaluate", "evaluate_checkpoint", "format_table", "metrics_from_confusion", "train"]
+           "TrainLoop", "Trainer", "TrainingInterrupted", "evaluate", "evaluate_checkpoint", "format_table",
+           "metrics_from_confusion", "train"]
