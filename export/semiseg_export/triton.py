@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from semiseg_sdk.utils.atomic import atomic_path, write_text_atomic
 from semiseg_serving.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 from semiseg_serving.errors import ServingError
-from semiseg_serving.sliding_window import check_tile_flag
+from semiseg_serving.sliding_window import check_tile_flag, default_overlap
 
 from .errors import ExportError
 
@@ -55,41 +55,55 @@ def triton_config(name: str, max_batch_size: int = 8) -> str:
     )
 
 
+P = "e2e_"  # prefix of every name the wrappers add, so none collides with the network's
+
+
 def end_to_end_graph(network: onnx.ModelProto, size_divisor: int, pad_mode: str = "reflect") -> onnx.ModelProto:
     """``network`` (float NCHW [0, 1] in, logits out) wrapped into uint8 NHWC RGB in, int32 class-id mask out."""
-    if pad_mode not in PAD_MODES:
-        raise ExportError(f"pad_mode {pad_mode!r}: use one of {', '.join(PAD_MODES)}")
-    _check_network(network)
-    p = "e2e_"  # prefix of every name added here, so none collides with the network's
-    consts = [
-        numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), p + "scale"),
-        numpy_helper.from_array(np.array([2], np.int64), p + "two"),
-        numpy_helper.from_array(np.array([4], np.int64), p + "four"),
-        numpy_helper.from_array(np.array([size_divisor, size_divisor], np.int64), p + "divisor"),
-        numpy_helper.from_array(np.zeros(6, np.int64), p + "zeros6"),
-        numpy_helper.from_array(np.array([2, 3], np.int64), p + "hw_axes"),
-        numpy_helper.from_array(np.zeros(2, np.int64), p + "hw_starts"),
-    ]
-    before = [
-        helper.make_node("Cast", [INPUT_NAME], [p + "float"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", [p + "float", p + "scale"], [p + "unit"]),
-        helper.make_node("Transpose", [p + "unit"], [p + "nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Shape", [p + "nchw"], [p + "shape"]),
-        helper.make_node("Slice", [p + "shape", p + "two", p + "four"], [p + "hw"]),
-        # pad = (divisor - hw % divisor) % divisor at the bottom and right
-        helper.make_node("Mod", [p + "hw", p + "divisor"], [p + "rest"]),
-        helper.make_node("Sub", [p + "divisor", p + "rest"], [p + "short"]),
-        helper.make_node("Mod", [p + "short", p + "divisor"], [p + "pad_hw"]),
-        helper.make_node("Concat", [p + "zeros6", p + "pad_hw"], [p + "pads"], axis=0),
-        helper.make_node("Pad", [p + "nchw", p + "pads"], [p + "network_in"], mode=PAD_MODES[pad_mode]),
-    ]
+    _check_inputs(network, pad_mode)
+    p = P
+    before = _image_nodes() + _pad_nodes("nchw", "hw", pad_mode)
     after = [
         helper.make_node("Slice", [p + "logits", p + "hw_starts", p + "hw", p + "hw_axes"], [p + "cropped"]),
         helper.make_node("ArgMax", [p + "cropped"], [p + "ids"], axis=1, keepdims=0),
         helper.make_node("Cast", [p + "ids"], [MASK_NAME], to=TensorProto.INT32),
     ]
     # the network reads the padded image and writes e2e_logits
-    return _wrapped(network, before + _rewired(network, p + "network_in", p + "logits") + after, consts)
+    return _wrapped(network, before + _rewired(network, p + "network_in", p + "logits") + after,
+                    _shared_consts(size_divisor))
+
+
+def _shared_consts(size_divisor: int) -> list:
+    """The constants :func:`_image_nodes`, :func:`_pad_nodes` and the crop back to the image size read."""
+    i64 = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), P + name)  # noqa: E731
+    return [numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), P + "scale"), i64("two_1", [2]),
+            i64("four_1", [4]), i64("divisor", [size_divisor, size_divisor]), i64("zeros6", np.zeros(6)),
+            i64("hw_axes", [2, 3]), i64("hw_starts", [0, 0])]
+
+
+def _image_nodes() -> list:
+    """uint8 NHWC ``image`` -> float NCHW [0, 1] ``e2e_nchw``, and its [H, W] as ``e2e_hw``."""
+    p = P
+    return [
+        helper.make_node("Cast", [INPUT_NAME], [p + "float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", [p + "float", p + "scale"], [p + "unit"]),
+        helper.make_node("Transpose", [p + "unit"], [p + "nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Shape", [p + "nchw"], [p + "shape"]),
+        helper.make_node("Slice", [p + "shape", p + "two_1", p + "four_1"], [p + "hw"]),
+    ]
+
+
+def _pad_nodes(source: str, size: str, pad_mode: str) -> list:
+    """``e2e_<source>`` (N, C, h, w; ``e2e_<size>`` = [h, w]) padded at the bottom and right to the size divisor, as
+    the runtime pads: ``e2e_network_in``."""
+    p = P
+    return [  # pad = (divisor - hw % divisor) % divisor
+        helper.make_node("Mod", [p + size, p + "divisor"], [p + "rest"]),
+        helper.make_node("Sub", [p + "divisor", p + "rest"], [p + "short"]),
+        helper.make_node("Mod", [p + "short", p + "divisor"], [p + "pad_hw"]),
+        helper.make_node("Concat", [p + "zeros6", p + "pad_hw"], [p + "pads"], axis=0),
+        helper.make_node("Pad", [p + source, p + "pads"], [p + "network_in"], mode=PAD_MODES[pad_mode]),
+    ]
 
 
 def check_triton_tile(tile: object) -> None:
@@ -104,36 +118,27 @@ def check_triton_tile(tile: object) -> None:
 def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, pad_mode: str = "reflect") -> onnx.ModelProto:
     """``network`` wrapped like :func:`end_to_end_graph`, predicting by sliding ``tile``-px windows with a quarter
     overlap and the runtime's blend (``semiseg_serving.sliding_window``), all windows of a request in one batch."""
-    if pad_mode not in PAD_MODES:
-        raise ExportError(f"pad_mode {pad_mode!r}: use one of {', '.join(PAD_MODES)}")
     if tile < 2:
         raise ExportError(f"window {tile}: need at least 2 px")
-    _check_network(network)
-    overlap = tile // 4
-    p = "e2e_"
+    _check_inputs(network, pad_mode)
+    overlap = default_overlap(tile)
+    p = P
     i64 = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), p + name)  # noqa: E731
     f64 = lambda name, value: numpy_helper.from_array(np.array(value, np.float64), p + name)  # noqa: E731
-    consts = [
-        numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), p + "scale"),
+    consts = _shared_consts(size_divisor) + [
         i64("tile", [tile, tile]), i64("stride", tile - overlap), i64("stride_less1", tile - overlap - 1),
-        i64("zero", 0), i64("one", 1), i64("zero_1", [0]), i64("one_1", [1]), i64("two_1", [2]), i64("four_1", [4]),
-        i64("minus1_1", [-1]), i64("three_1", [3]), i64("divisor", [size_divisor, size_divisor]),
-        i64("zeros6", np.zeros(6)), i64("hw_axes", [2, 3]), i64("hw_starts", [0, 0]), i64("axis0", [0]),
-        i64("axis1", [1]), f64("one_f", 1.0), f64("half", 0.5), f64("pi", np.pi), f64("ramp_len", overlap + 1.0),
+        i64("zero", 0), i64("one", 1), i64("zero_1", [0]), i64("one_1", [1]), i64("minus1_1", [-1]),
+        i64("three_1", [3]), i64("axis0", [0]), i64("axis1", [1]),
+        f64("one_f", 1.0), f64("half", 0.5), f64("pi", np.pi), f64("ramp_len", overlap + 1.0),
     ]
-    n = []  # nodes
+    n = _image_nodes()  # nodes: the image as NCHW float (e2e_nchw) and its [H, W] (e2e_hw) first
 
     def node(op: str, inputs: list, output: str, **attrs) -> str:
         n.append(helper.make_node(op, [i if i.startswith(p) or i == INPUT_NAME else p + i for i in inputs],
                                   [p + output], **attrs))
         return output
 
-    node("Cast", [INPUT_NAME], "float", to=TensorProto.FLOAT)
-    node("Mul", ["float", "scale"], "unit")
-    node("Transpose", ["unit"], "nchw", perm=[0, 3, 1, 2])                    # N, 3, H, W
-    node("Shape", ["nchw"], "shape")
     node("Slice", ["shape", "zero_1", "one_1"], "n_1")                         # [N]
-    node("Slice", ["shape", "two_1", "four_1"], "hw")                          # [H, W]
     node("Min", ["hw", "tile"], "t_hw")                                        # window [th, tw]
     node("Sub", ["hw", "t_hw"], "span")                                        # last start per axis
     node("Add", ["span", "stride_less1"], "span_up")
@@ -178,11 +183,7 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, pad_m
     node("Transpose", ["cut6"], "cut6_t", perm=[0, 2, 4, 1, 3, 5])              # N, ny, nx, 3, th, tw
     node("Concat", ["minus1_1", "three_1", "y_size_1", "x_size_1"], "batch_shape", axis=0)
     node("Reshape", ["cut6_t", "batch_shape"], "windows")
-    node("Mod", ["t_hw", "divisor"], "rest")
-    node("Sub", ["divisor", "rest"], "short")
-    node("Mod", ["short", "divisor"], "pad_hw")
-    node("Concat", ["zeros6", "pad_hw"], "pads", axis=0)
-    node("Pad", ["windows", "pads"], "network_in", mode=PAD_MODES[pad_mode])
+    n.extend(_pad_nodes("windows", "t_hw", pad_mode))
     network_nodes = _rewired(network, p + "network_in", p + "logits")
     after_start = len(n)
     node("Slice", ["logits", "hw_starts", "t_hw", "hw_axes"], "window_logits")
@@ -217,7 +218,10 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, pad_m
     return _wrapped(network, n[:after_start] + network_nodes + n[after_start:], consts)
 
 
-def _check_network(network: onnx.ModelProto) -> None:
+def _check_inputs(network: onnx.ModelProto, pad_mode: str) -> None:
+    """Refuse a pad mode the wrappers cannot express, or a network that is not a semiseg export."""
+    if pad_mode not in PAD_MODES:
+        raise ExportError(f"pad_mode {pad_mode!r}: use one of {', '.join(PAD_MODES)}")
     graph = network.graph
     if [i.name for i in graph.input] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in graph.output]:
         raise ExportError(f"not a semiseg export: inputs {[i.name for i in graph.input]}, outputs "

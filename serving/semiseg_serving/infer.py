@@ -24,7 +24,7 @@ from .media import is_image, is_video, list_media, read_image_bgr, video_frames,
 from .overlay import draw_legend, overlay as blend_overlay
 from .image_codec import write_palette_png
 from .segmenter import Segmenter
-from .sliding_window import check_tile_flag
+from .sliding_window import check_tile_flag, default_overlap
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class _Writer:
 
     def __init__(self, seg: Segmenter, overlay: bool, confidence: bool, tile: Optional[int], overlap: Optional[int]):
         self.seg, self.overlay, self.confidence, self.tile = seg, overlay, confidence, tile
-        self.overlap = overlap if overlap is not None else (tile // 4 if tile else 0)
+        self.overlap = overlap if overlap is not None else (default_overlap(tile) if tile else 0)
         self.pixels = np.zeros(max(seg.num_classes, 1), dtype=np.int64)
         self.latencies: List[float] = []
 

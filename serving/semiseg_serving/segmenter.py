@@ -19,7 +19,7 @@ from .metadata import ModelMetadata
 from .postprocess import logits_to_mask
 from .preprocess import prepare, to_nchw, to_rgb_uint8
 from .session import OnnxSession, ProviderArg
-from .sliding_window import predict_tiled_rgb
+from .sliding_window import default_overlap, predict_tiled_rgb
 
 Prediction = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
@@ -123,7 +123,7 @@ class Segmenter:
         :meth:`predict` mask.
         """
         tile = tile or self.metadata.scored_tile or 512
-        overlap = tile // 4 if overlap is None else overlap
+        overlap = default_overlap(tile) if overlap is None else overlap
         rgb = to_rgb_uint8(image, channel_order)
         mask, conf = predict_tiled_rgb(self.run, rgb, self.num_classes, self.size_divisor, tile, overlap,
                                        batch_size, self.pad_mode, return_confidence)

@@ -32,7 +32,7 @@ from ..memory import request_bytes, tiles_per_call
 from ..image_codec import encode_palette_png
 from ..postprocess import logits_to_mask
 from ..preprocess import Prepared, prepare
-from ..sliding_window import predict_tiled_rgb
+from ..sliding_window import default_overlap, predict_tiled_rgb
 from .api_error import ApiError
 from .batcher import BatchResult
 from .image_decode import checked_size, decode_image
@@ -74,7 +74,7 @@ def _tiled_answer(fmt: str, model: LoadedModel, data: bytes, max_pixels: int, ti
     timing.decoded = time.perf_counter()
     seg = model.segmenter
     try:
-        mask, mean_conf = predict_tiled_rgb(seg.run, image, seg.num_classes, seg.size_divisor, tile, tile // 4,
+        mask, mean_conf = predict_tiled_rgb(seg.run, image, seg.num_classes, seg.size_divisor, tile, default_overlap(tile),
                                             batch_size=batch, pad_mode=seg.pad_mode, bgr=True, mean_confidence=True,
                                             should_stop=lambda: time.perf_counter() > deadline)
     except TimeoutError:
