@@ -240,8 +240,9 @@ def test_triton_repository_serves_an_image_and_answers_its_mask(tmp_path: Path) 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_triton_model_of_a_windowed_run_slides_its_window_like_the_runtime(tmp_path: Path, precision: str) -> None:
     """The Triton model of an export that records its scored window predicts larger images by sliding that window
-    (a quarter overlapping, blended), giving ``Segmenter.predict_tiled``'s mask, which differs from the whole-image
-    one; an image within the window gives ``predict``'s mask; ``tile=0`` keeps whole images."""
+    (a quarter overlapping, blended, one band of windows through the network at a time), giving
+    ``Segmenter.predict_tiled``'s mask, which differs from the whole-image one; an image within the window gives
+    ``predict``'s mask; ``tile=0`` keeps whole images."""
     from semiseg_export import write_triton_repository
 
     import json
@@ -253,6 +254,9 @@ def test_triton_model_of_a_windowed_run_slides_its_window_like_the_runtime(tmp_p
     seg = Segmenter(str(out))
     assert seg.metadata.scored_tile == 32
     folder = write_triton_repository(out, tmp_path / "repo", "win")
+    graph = onnx.load(str(folder / "1" / "model.onnx")).graph
+    # the network runs inside a Loop, one band of windows at a time, not on every window of the image at once
+    assert [n.op_type for n in graph.node].count("Loop") == 1 and "Conv" not in {n.op_type for n in graph.node}
     session = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
     differs = 0

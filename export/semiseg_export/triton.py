@@ -10,10 +10,12 @@ network's size divisor (as the runtime pads), the network (which normalises insi
 
 An export that records the window its run was scored on (its training crop; ``ModelMetadata.scored_tile``) gets the
 sliding-window graph instead, as ``semiseg infer`` and the HTTP service predict: an image larger than the window
-is cut into windows of that size stepping by three quarters of it (the last one flush with the border), all windows
-go through the network as one batch, and each window's softmax probabilities, weighted by the runtime's raised-cosine
-ramp, are added into the image (``ScatterND`` with ``reduction="add"``) before the argmax. An image within the
-window is one window, the whole-image mask. ``tile=0`` keeps whole-image prediction for every size.
+is cut into windows of that size stepping by three quarters of it (the last one flush with the border); a ``Loop``
+runs one row of windows (a band) through the network at a time, as the runtime does, and each window's softmax
+probabilities, weighted by the runtime's raised-cosine ramp, are added into the image (``ScatterND`` with
+``reduction="add"``) before the argmax. Memory grows with the image only by its class scores (4 bytes a class a
+pixel, about 2.3 times over), not by its windows. An image within the window is one window, the whole-image mask.
+``tile=0`` keeps whole-image prediction for every size.
 
 Pure ONNX around the exported file, so fp32, fp16 and int8 exports all get one, and onnxruntime runs it the same way
 (tests/test_export.py checks it equals the runtime's ``Segmenter.predict`` and ``Segmenter.predict_tiled``).
@@ -115,9 +117,13 @@ def check_triton_tile(tile: object) -> None:
         raise ExportError(str(exc)) from None
 
 
-def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, pad_mode: str = "reflect") -> onnx.ModelProto:
+def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_classes: int,
+                   pad_mode: str = "reflect") -> onnx.ModelProto:
     """``network`` wrapped like :func:`end_to_end_graph`, predicting by sliding ``tile``-px windows with a quarter
-    overlap and the runtime's blend (``semiseg_serving.sliding_window``), all windows of a request in one batch."""
+    overlap and the runtime's blend (``semiseg_serving.sliding_window``). A ``Loop`` runs one row of windows (a band)
+    through the network at a time and hands out the band's blended class scores; they are added into the image's
+    scores once, after the loop. Memory holds those scores (4 bytes a class a pixel, about 2.3 times over for the
+    bands' overlap) and one band of windows, not every window of the request."""
     if tile < 2:
         raise ExportError(f"window {tile}: need at least 2 px")
     _check_inputs(network, pad_mode)
@@ -128,14 +134,15 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, pad_m
     consts = _shared_consts(size_divisor) + [
         i64("tile", [tile, tile]), i64("stride", tile - overlap), i64("stride_less1", tile - overlap - 1),
         i64("zero", 0), i64("one", 1), i64("zero_1", [0]), i64("one_1", [1]), i64("minus1_1", [-1]),
-        i64("three_1", [3]), i64("axis0", [0]), i64("axis1", [1]),
+        i64("three_1", [3]), i64("k_1", [num_classes]), i64("axis0", [0]), i64("axis1", [1]),
         f64("one_f", 1.0), f64("half", 0.5), f64("pi", np.pi), f64("ramp_len", overlap + 1.0),
     ]
-    n = _image_nodes()  # nodes: the image as NCHW float (e2e_nchw) and its [H, W] (e2e_hw) first
+    outer = _image_nodes()  # nodes: the image as NCHW float (e2e_nchw) and its [H, W] (e2e_hw) first
+    body: list = []
 
-    def node(op: str, inputs: list, output: str, **attrs) -> str:
-        n.append(helper.make_node(op, [i if i.startswith(p) or i == INPUT_NAME else p + i for i in inputs],
-                                  [p + output], **attrs))
+    def node(op: str, inputs: list, output: str, into: Optional[list] = None, **attrs) -> str:
+        (outer if into is None else into).append(helper.make_node(
+            op, [i if i.startswith(p) or i == INPUT_NAME else p + i for i in inputs], [p + output], **attrs))
         return output
 
     node("Slice", ["shape", "zero_1", "one_1"], "n_1")                         # [N]
@@ -154,11 +161,6 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, pad_m
         node("Mul", [a + "index", "stride"], a + "raw_starts")
         node("Min", [a + "raw_starts", a + "span"], a + "starts")              # flush with the border at the end
         node("Range", ["zero", a + "size", "one"], a + "offsets")
-        node("Unsqueeze", [a + "starts", "axis1"], a + "starts_col")
-        node("Unsqueeze", [a + "offsets", "axis0"], a + "offsets_row")
-        node("Add", [a + "starts_col", a + "offsets_row"], a + "pixels")       # [count, size] image coordinates
-        node("Reshape", [a + "pixels", "minus1_1"], a + "flat")
-        node("Unsqueeze", [a + "flat", "axis1"], a + "scatter_index")         # [count * size, 1]
         node("Reshape", [a + "count", "one_1"], a + "count_1")
         node("Reshape", [a + "size", "one_1"], a + "size_1")
         # blend weights of the runtime: raised cosine over `overlap` px from each end, computed in float64
@@ -175,47 +177,70 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, pad_m
         node("Mul", [a + "cos", "half"], a + "half_cos")
         node("Sub", ["half", a + "half_cos"], a + "blend_d")
         node("Cast", [a + "blend_d"], a + "blend", to=TensorProto.FLOAT)
-    # cut: rows, then columns, then one batch of windows [N * ny * nx, 3, th, tw]
-    node("Gather", ["nchw", "y_flat"], "rows", axis=2)
-    node("Gather", ["rows", "x_flat"], "cut", axis=3)                          # N, 3, ny*th, nx*tw
-    node("Concat", ["n_1", "three_1", "y_count_1", "y_size_1", "x_count_1", "x_size_1"], "cut_shape", axis=0)
-    node("Reshape", ["cut", "cut_shape"], "cut6")
-    node("Transpose", ["cut6"], "cut6_t", perm=[0, 2, 4, 1, 3, 5])              # N, ny, nx, 3, th, tw
-    node("Concat", ["minus1_1", "three_1", "y_size_1", "x_size_1"], "batch_shape", axis=0)
-    node("Reshape", ["cut6_t", "batch_shape"], "windows")
-    n.extend(_pad_nodes("windows", "t_hw", pad_mode))
-    network_nodes = _rewired(network, p + "network_in", p + "logits")
-    after_start = len(n)
-    node("Slice", ["logits", "hw_starts", "t_hw", "hw_axes"], "window_logits")
-    node("Cast", ["window_logits"], "window_logits_f", to=TensorProto.FLOAT)
-    node("Softmax", ["window_logits_f"], "probs", axis=1)                      # B, K, th, tw
+    # the columns of every window of a band: [nx * tw] image columns, and as ScatterND indices [nx * tw, 1]
+    node("Unsqueeze", ["x_starts", "axis1"], "x_starts_col")
+    node("Unsqueeze", ["x_offsets", "axis0"], "x_offsets_row")
+    node("Add", ["x_starts_col", "x_offsets_row"], "x_pixels")                 # [nx, tw]
+    node("Reshape", ["x_pixels", "minus1_1"], "x_flat")
+    node("Unsqueeze", ["x_flat", "axis1"], "x_scatter_index")
     node("Unsqueeze", ["y_blend", "axis1"], "y_blend_col")
     node("Unsqueeze", ["x_blend", "axis0"], "x_blend_row")
-    node("Mul", ["y_blend_col", "x_blend_row"], "blend")
-    node("Mul", ["probs", "blend"], "weighted")
-    node("Shape", ["weighted"], "w_shape")
-    node("Slice", ["w_shape", "one_1", "two_1"], "k_1")
-    node("Concat", ["n_1", "y_count_1", "x_count_1", "k_1", "y_size_1", "x_size_1"], "w6_shape", axis=0)
-    node("Reshape", ["weighted", "w6_shape"], "w6")                            # N, ny, nx, K, th, tw
-    # add the windows into the image: columns first, then rows (ScatterND sums repeated indices)
-    node("Transpose", ["w6"], "by_col", perm=[2, 5, 0, 1, 3, 4])               # nx, tw, N, ny, K, th
-    node("Concat", ["minus1_1", "n_1", "y_count_1", "k_1", "y_size_1"], "by_col_shape", axis=0)
-    node("Reshape", ["by_col", "by_col_shape"], "col_updates")
+    node("Mul", ["y_blend_col", "x_blend_row"], "blend")                       # [th, tw]
+    node("Concat", ["n_1", "three_1", "y_size_1", "x_count_1", "x_size_1"], "band_shape", axis=0)
+    node("Concat", ["minus1_1", "three_1", "y_size_1", "x_size_1"], "batch_shape", axis=0)
+    node("Concat", ["n_1", "x_count_1", "k_1", "y_size_1", "x_size_1"], "w5_shape", axis=0)
+    node("Concat", ["minus1_1", "n_1", "k_1", "y_size_1"], "by_col_shape", axis=0)
     node("Slice", ["hw", "one_1", "two_1"], "w_1")
-    node("Concat", ["w_1", "n_1", "y_count_1", "k_1", "y_size_1"], "col_acc_shape", axis=0)
-    node("ConstantOfShape", ["col_acc_shape"], "col_zeros", value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]))
-    node("ScatterND", ["col_zeros", "x_scatter_index", "col_updates"], "col_acc", reduction="add")  # W, N, ny, K, th
-    node("Transpose", ["col_acc"], "by_row", perm=[2, 4, 0, 1, 3])             # ny, th, W, N, K
-    node("Concat", ["minus1_1", "w_1", "n_1", "k_1"], "by_row_shape", axis=0)
-    node("Reshape", ["by_row", "by_row_shape"], "row_updates")
+    node("Concat", ["w_1", "n_1", "k_1", "y_size_1"], "col_acc_shape", axis=0)
     node("Slice", ["hw", "zero_1", "one_1"], "h_1")
-    node("Concat", ["h_1", "w_1", "n_1", "k_1"], "row_acc_shape", axis=0)
-    node("ConstantOfShape", ["row_acc_shape"], "row_zeros", value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]))
-    node("ScatterND", ["row_zeros", "y_scatter_index", "row_updates"], "acc", reduction="add")  # H, W, N, K
+    node("Concat", ["h_1", "w_1", "n_1", "k_1"], "acc_shape", axis=0)
+    zero = helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])
+    node("ConstantOfShape", ["acc_shape"], "acc0", value=zero)                 # H, W, N, K class scores
+    node("Unsqueeze", ["y_starts", "axis1"], "y_starts_col")
+    node("Unsqueeze", ["y_offsets", "axis0"], "y_offsets_row")
+    node("Add", ["y_starts_col", "y_offsets_row"], "y_pixels")                 # [ny, th]
+    node("Reshape", ["y_pixels", "minus1_1"], "y_flat")
+    node("Unsqueeze", ["y_flat", "axis1"], "y_scatter_index")                 # [ny * th, 1]
+
+    # the loop's body, once per band: cut its windows, run them as one batch, hand out their blended scores
+    b = body
+    node("Gather", ["y_starts", "band"], "y0", into=b, axis=0)
+    node("Unsqueeze", ["y0", "axis0"], "y0_1", into=b)
+    node("Add", ["y0_1", "y_size_1"], "y1_1", into=b)
+    node("Slice", ["nchw", "y0_1", "y1_1", "two_1"], "band_rows", into=b)        # N, 3, th, W
+    node("Gather", ["band_rows", "x_flat"], "cut", into=b, axis=3)             # N, 3, th, nx*tw
+    node("Reshape", ["cut", "band_shape"], "cut5", into=b)
+    node("Transpose", ["cut5"], "cut5_t", into=b, perm=[0, 3, 1, 2, 4])        # N, nx, 3, th, tw
+    node("Reshape", ["cut5_t", "batch_shape"], "windows", into=b)
+    b.extend(_pad_nodes("windows", "t_hw", pad_mode))
+    b.extend(_rewired(network, p + "network_in", p + "logits"))
+    node("Slice", ["logits", "hw_starts", "t_hw", "hw_axes"], "window_logits", into=b)
+    node("Cast", ["window_logits"], "window_logits_f", into=b, to=TensorProto.FLOAT)
+    node("Softmax", ["window_logits_f"], "probs", into=b, axis=1)              # N*nx, K, th, tw
+    node("Mul", ["probs", "blend"], "weighted", into=b)
+    node("Reshape", ["weighted", "w5_shape"], "w5", into=b)                    # N, nx, K, th, tw
+    # add the band's windows into one band of the image (ScatterND sums the columns windows share)
+    node("Transpose", ["w5"], "by_col", into=b, perm=[1, 4, 0, 2, 3])          # nx, tw, N, K, th
+    node("Reshape", ["by_col", "by_col_shape"], "col_updates", into=b)
+    node("ConstantOfShape", ["col_acc_shape"], "col_zeros", into=b, value=zero)
+    node("ScatterND", ["col_zeros", "x_scatter_index", "col_updates"], "col_acc", into=b, reduction="add")
+    node("Transpose", ["col_acc"], "row_updates", into=b, perm=[3, 0, 1, 2])   # th, W, N, K
+    node("Identity", ["cond_in"], "cond_out", into=b)
+    scalar = lambda name, kind: helper.make_tensor_value_info(p + name, kind, [])  # noqa: E731
+    scores = helper.make_tensor_value_info(p + "row_updates", TensorProto.FLOAT, None)
+    loop_body = helper.make_graph(  # the network's weights live in the body, where onnxruntime can fold them
+        body, "band", [scalar("band", TensorProto.INT64), scalar("cond_in", TensorProto.BOOL)],
+        [scalar("cond_out", TensorProto.BOOL), scores], initializer=list(network.graph.initializer))
+    # the bands' scores, stacked [ny, th, W, N, K], as image rows [ny * th, W, N, K] added into the image's scores
+    # (ScatterND sums the rows bands share)
+    outer.append(helper.make_node("Loop", [p + "y_count", ""], [p + "band_scores"], body=loop_body))
+    node("Concat", ["minus1_1", "w_1", "n_1", "k_1"], "rows_shape", axis=0)
+    node("Reshape", ["band_scores", "rows_shape"], "row_scores")
+    node("ScatterND", ["acc0", "y_scatter_index", "row_scores"], "acc", reduction="add")
     node("ArgMax", ["acc"], "ids", axis=3, keepdims=0)                         # H, W, N
     node("Transpose", ["ids"], "ids_nhw", perm=[2, 0, 1])
-    n.append(helper.make_node("Cast", [p + "ids_nhw"], [MASK_NAME], to=TensorProto.INT32))
-    return _wrapped(network, n[:after_start] + network_nodes + n[after_start:], consts)
+    outer.append(helper.make_node("Cast", [p + "ids_nhw"], [MASK_NAME], to=TensorProto.INT32))
+    return _wrapped(network, outer, consts, with_weights=False)
 
 
 def _check_inputs(network: onnx.ModelProto, pad_mode: str) -> None:
@@ -238,13 +263,14 @@ def _rewired(network: onnx.ModelProto, new_input: str, new_output: str) -> list:
     return list(inner.graph.node)
 
 
-def _wrapped(network: onnx.ModelProto, nodes: list, consts: list) -> onnx.ModelProto:
-    """The end-to-end model: uint8 NHWC ``image`` in, int32 ``mask`` out, the network's weights and metadata kept."""
+def _wrapped(network: onnx.ModelProto, nodes: list, consts: list, with_weights: bool = True) -> onnx.ModelProto:
+    """The end-to-end model: uint8 NHWC ``image`` in, int32 ``mask`` out, the network's metadata kept, and its
+    weights too unless a subgraph of ``nodes`` holds them (``with_weights=False``)."""
     new = helper.make_graph(
         nodes, "semiseg_end_to_end",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["N", "H", "W", 3])],
         [helper.make_tensor_value_info(MASK_NAME, TensorProto.INT32, ["N", "H", "W"])],
-        initializer=consts + list(network.graph.initializer),
+        initializer=consts + (list(network.graph.initializer) if with_weights else []),
     )
     model = helper.make_model(new, opset_imports=list(network.opset_import), producer_name="semiseg-sdk")
     model.ir_version = network.ir_version
@@ -266,7 +292,7 @@ def write_triton_repository(onnx_file: Union[str, Path], repo: Union[str, Path],
     meta = ModelMetadata.from_props({p.key: p.value for p in network.metadata_props}, str(onnx_file))
     window = meta.scored_tile if tile is None else tile
     if window:
-        model = windowed_graph(network, meta.size_divisor, window, pad_mode)
+        model = windowed_graph(network, meta.size_divisor, window, meta.num_classes, pad_mode)
     else:
         model = end_to_end_graph(network, meta.size_divisor, pad_mode)
     folder = Path(repo) / name
