@@ -14,8 +14,8 @@ is cut into windows of that size stepping by three quarters of it (the last one 
 runs one row of windows (a band) through the network at a time, as the runtime does, and each window's softmax
 probabilities, weighted by the runtime's raised-cosine ramp, are added into the image (``ScatterND`` with
 ``reduction="add"``) before the argmax. Memory grows with the image only by its class scores (4 bytes a class a
-pixel, about 2.3 times over), not by its windows. An image within the window is one window, the whole-image mask.
-``tile=0`` keeps whole-image prediction for every size.
+pixel, held for the image and for the stacked bands), not by its windows. An image within the window is one window,
+the whole-image mask. ``tile=0`` keeps whole-image prediction for every size.
 
 Pure ONNX around the exported file, so fp32, fp16 and int8 exports all get one, and onnxruntime runs it the same way
 (tests/test_export.py checks it equals the runtime's ``Segmenter.predict`` and ``Segmenter.predict_tiled``).
@@ -122,8 +122,8 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
     """``network`` wrapped like :func:`end_to_end_graph`, predicting by sliding ``tile``-px windows with a quarter
     overlap and the runtime's blend (``semiseg_serving.sliding_window``). A ``Loop`` runs one row of windows (a band)
     through the network at a time and hands out the band's blended class scores; they are added into the image's
-    scores once, after the loop. Memory holds those scores (4 bytes a class a pixel, about 2.3 times over for the
-    bands' overlap) and one band of windows, not every window of the request."""
+    scores once, after the loop. Memory holds those scores (4 bytes a class a pixel, for the image and for the stacked
+    bands, a third more for their overlap) and one band of windows, not every window of the request."""
     if tile < 2:
         raise ExportError(f"window {tile}: need at least 2 px")
     _check_inputs(network, pad_mode)
@@ -161,6 +161,11 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
         node("Mul", [a + "index", "stride"], a + "raw_starts")
         node("Min", [a + "raw_starts", a + "span"], a + "starts")              # flush with the border at the end
         node("Range", ["zero", a + "size", "one"], a + "offsets")
+        node("Unsqueeze", [a + "starts", "axis1"], a + "starts_col")
+        node("Unsqueeze", [a + "offsets", "axis0"], a + "offsets_row")
+        node("Add", [a + "starts_col", a + "offsets_row"], a + "pixels")       # [count, size] image coordinates
+        node("Reshape", [a + "pixels", "minus1_1"], a + "flat")
+        node("Unsqueeze", [a + "flat", "axis1"], a + "scatter_index")         # [count * size, 1]
         node("Reshape", [a + "count", "one_1"], a + "count_1")
         node("Reshape", [a + "size", "one_1"], a + "size_1")
         # blend weights of the runtime: raised cosine over `overlap` px from each end, computed in float64
@@ -177,12 +182,6 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
         node("Mul", [a + "cos", "half"], a + "half_cos")
         node("Sub", ["half", a + "half_cos"], a + "blend_d")
         node("Cast", [a + "blend_d"], a + "blend", to=TensorProto.FLOAT)
-    # the columns of every window of a band: [nx * tw] image columns, and as ScatterND indices [nx * tw, 1]
-    node("Unsqueeze", ["x_starts", "axis1"], "x_starts_col")
-    node("Unsqueeze", ["x_offsets", "axis0"], "x_offsets_row")
-    node("Add", ["x_starts_col", "x_offsets_row"], "x_pixels")                 # [nx, tw]
-    node("Reshape", ["x_pixels", "minus1_1"], "x_flat")
-    node("Unsqueeze", ["x_flat", "axis1"], "x_scatter_index")
     node("Unsqueeze", ["y_blend", "axis1"], "y_blend_col")
     node("Unsqueeze", ["x_blend", "axis0"], "x_blend_row")
     node("Mul", ["y_blend_col", "x_blend_row"], "blend")                       # [th, tw]
@@ -196,11 +195,6 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
     node("Concat", ["h_1", "w_1", "n_1", "k_1"], "acc_shape", axis=0)
     zero = helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])
     node("ConstantOfShape", ["acc_shape"], "acc0", value=zero)                 # H, W, N, K class scores
-    node("Unsqueeze", ["y_starts", "axis1"], "y_starts_col")
-    node("Unsqueeze", ["y_offsets", "axis0"], "y_offsets_row")
-    node("Add", ["y_starts_col", "y_offsets_row"], "y_pixels")                 # [ny, th]
-    node("Reshape", ["y_pixels", "minus1_1"], "y_flat")
-    node("Unsqueeze", ["y_flat", "axis1"], "y_scatter_index")                 # [ny * th, 1]
 
     # the loop's body, once per band: cut its windows, run them as one batch, hand out their blended scores
     b = body

@@ -74,9 +74,9 @@ def _tiled_answer(fmt: str, model: LoadedModel, data: bytes, max_pixels: int, ti
     timing.decoded = time.perf_counter()
     seg = model.segmenter
     try:
-        mask, mean_conf = predict_tiled_rgb(seg.run, image, seg.num_classes, seg.size_divisor, tile, default_overlap(tile),
-                                            batch_size=batch, pad_mode=seg.pad_mode, bgr=True, mean_confidence=True,
-                                            should_stop=lambda: time.perf_counter() > deadline)
+        mask, mean_conf = predict_tiled_rgb(seg.run, image, seg.num_classes, seg.size_divisor, tile,
+                                            default_overlap(tile), batch_size=batch, pad_mode=seg.pad_mode, bgr=True,
+                                            mean_confidence=True, should_stop=lambda: time.perf_counter() > deadline)
     except TimeoutError:
         raise ApiError(504, "timeout", "the request ran out of time while its tiles were being predicted") from None
     inferred = time.perf_counter()
