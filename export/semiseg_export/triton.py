@@ -11,11 +11,13 @@ network's size divisor (as the runtime pads), the network (which normalises insi
 An export that records the window its run was scored on (its training crop; ``ModelMetadata.scored_tile``) gets the
 sliding-window graph instead, as ``semiseg infer`` and the HTTP service predict: an image larger than the window
 is cut into windows of that size stepping by three quarters of it (the last one flush with the border); a ``Loop``
-runs one row of windows (a band) through the network at a time, as the runtime does, and each window's softmax
-probabilities, weighted by the runtime's raised-cosine ramp, are added into the image (``ScatterND`` with
-``reduction="add"``) before the argmax. Memory grows with the image only by its class scores (4 bytes a class a
-pixel, held for the image and for the stacked bands), not by its windows. An image within the window is one window,
-the whole-image mask. ``tile=0`` keeps whole-image prediction for every size.
+runs one row of windows (a band) through the network at a time, as the runtime does: each window's softmax
+probabilities, weighted by the runtime's raised-cosine ramp, are added into the band (``ScatterND`` with
+``reduction="add"``) on top of what earlier bands added to its rows, which the loop carries from band to band. The
+rows above the next band are then final: the loop hands out their class ids (one byte a pixel for up to 256
+classes) and slides the rest up. Memory grows with the image only by its pixels and class ids, not by its windows
+or class scores. An image within the window is one window, the whole-image mask. ``tile=0`` keeps whole-image
+prediction for every size.
 
 Pure ONNX around the exported file, so fp32, fp16 and int8 exports all get one, and onnxruntime runs it the same way
 (tests/test_export.py checks it equals the runtime's ``Segmenter.predict`` and ``Segmenter.predict_tiled``).
@@ -121,13 +123,15 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
                    pad_mode: str = "reflect") -> onnx.ModelProto:
     """``network`` wrapped like :func:`end_to_end_graph`, predicting by sliding ``tile``-px windows with a quarter
     overlap and the runtime's blend (``semiseg_serving.sliding_window``). A ``Loop`` runs one row of windows (a band)
-    through the network at a time and hands out the band's blended class scores; they are added into the image's
-    scores once, after the loop. Memory holds those scores (4 bytes a class a pixel, for the image and for the stacked
-    bands, a third more for their overlap) and one band of windows, not every window of the request."""
+    through the network at a time, converting only that band's pixels to float, adds its blended class scores to
+    those earlier bands left on its rows (carried by the loop) and hands out the class ids of the rows no later band
+    reaches; after the loop each image row is gathered from the band that finished it. Memory holds one band of
+    windows and scores, and the class ids of the image (a third more for the bands' overlap), not every window."""
     if tile < 2:
         raise ExportError(f"window {tile}: need at least 2 px")
     _check_inputs(network, pad_mode)
     overlap = default_overlap(tile)
+    label_type = TensorProto.UINT8 if num_classes <= 256 else TensorProto.INT32  # the bands' class ids
     p = P
     i64 = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), p + name)  # noqa: E731
     f64 = lambda name, value: numpy_helper.from_array(np.array(value, np.float64), p + name)  # noqa: E731
@@ -135,9 +139,10 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
         i64("tile", [tile, tile]), i64("stride", tile - overlap), i64("stride_less1", tile - overlap - 1),
         i64("zero", 0), i64("one", 1), i64("zero_1", [0]), i64("one_1", [1]), i64("minus1_1", [-1]),
         i64("three_1", [3]), i64("k_1", [num_classes]), i64("axis0", [0]), i64("axis1", [1]),
+        i64("max_1", [np.iinfo(np.int64).max]),
         f64("one_f", 1.0), f64("half", 0.5), f64("pi", np.pi), f64("ramp_len", overlap + 1.0),
     ]
-    outer = _image_nodes()  # nodes: the image as NCHW float (e2e_nchw) and its [H, W] (e2e_hw) first
+    outer: list = []
     body: list = []
 
     def node(op: str, inputs: list, output: str, into: Optional[list] = None, **attrs) -> str:
@@ -145,6 +150,8 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
             op, [i if i.startswith(p) or i == INPUT_NAME else p + i for i in inputs], [p + output], **attrs))
         return output
 
+    node("Shape", [INPUT_NAME], "shape")                                       # N, H, W, 3: the uint8 image
+    node("Slice", ["shape", "one_1", "three_1"], "hw")
     node("Slice", ["shape", "zero_1", "one_1"], "n_1")                         # [N]
     node("Min", ["hw", "tile"], "t_hw")                                        # window [th, tw]
     node("Sub", ["hw", "t_hw"], "span")                                        # last start per axis
@@ -161,11 +168,12 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
         node("Mul", [a + "index", "stride"], a + "raw_starts")
         node("Min", [a + "raw_starts", a + "span"], a + "starts")              # flush with the border at the end
         node("Range", ["zero", a + "size", "one"], a + "offsets")
-        node("Unsqueeze", [a + "starts", "axis1"], a + "starts_col")
-        node("Unsqueeze", [a + "offsets", "axis0"], a + "offsets_row")
-        node("Add", [a + "starts_col", a + "offsets_row"], a + "pixels")       # [count, size] image coordinates
-        node("Reshape", [a + "pixels", "minus1_1"], a + "flat")
-        node("Unsqueeze", [a + "flat", "axis1"], a + "scatter_index")         # [count * size, 1]
+        if name == "x":  # the columns of every window of a band, to cut them and to add them back
+            node("Unsqueeze", [a + "starts", "axis1"], a + "starts_col")
+            node("Unsqueeze", [a + "offsets", "axis0"], a + "offsets_row")
+            node("Add", [a + "starts_col", a + "offsets_row"], a + "pixels")   # [count, size] image coordinates
+            node("Reshape", [a + "pixels", "minus1_1"], a + "flat")
+            node("Unsqueeze", [a + "flat", "axis1"], a + "scatter_index")     # [count * size, 1]
         node("Reshape", [a + "count", "one_1"], a + "count_1")
         node("Reshape", [a + "size", "one_1"], a + "size_1")
         # blend weights of the runtime: raised cosine over `overlap` px from each end, computed in float64
@@ -192,16 +200,21 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
     node("Slice", ["hw", "one_1", "two_1"], "w_1")
     node("Concat", ["w_1", "n_1", "k_1", "y_size_1"], "col_acc_shape", axis=0)
     node("Slice", ["hw", "zero_1", "one_1"], "h_1")
-    node("Concat", ["h_1", "w_1", "n_1", "k_1"], "acc_shape", axis=0)
+    node("Concat", ["y_size_1", "w_1", "n_1", "k_1"], "open_shape", axis=0)
     zero = helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])
-    node("ConstantOfShape", ["acc_shape"], "acc0", value=zero)                 # H, W, N, K class scores
+    node("ConstantOfShape", ["open_shape"], "open0", value=zero)               # th, W, N, K class scores
+    node("Slice", ["y_starts", "one_1", "max_1"], "y_next")
+    node("Concat", ["y_next", "h_1"], "y_ends", axis=0)                        # the row each band finishes up to
 
     # the loop's body, once per band: cut its windows, run them as one batch, hand out their blended scores
     b = body
     node("Gather", ["y_starts", "band"], "y0", into=b, axis=0)
     node("Unsqueeze", ["y0", "axis0"], "y0_1", into=b)
     node("Add", ["y0_1", "y_size_1"], "y1_1", into=b)
-    node("Slice", ["nchw", "y0_1", "y1_1", "two_1"], "band_rows", into=b)        # N, 3, th, W
+    node("Slice", [INPUT_NAME, "y0_1", "y1_1", "one_1"], "band_pixels", into=b)  # N, th, W, 3 uint8
+    node("Cast", ["band_pixels"], "band_float", into=b, to=TensorProto.FLOAT)  # as _image_nodes, one band at a time
+    node("Mul", ["band_float", "scale"], "band_unit", into=b)
+    node("Transpose", ["band_unit"], "band_rows", into=b, perm=[0, 3, 1, 2])   # N, 3, th, W
     node("Gather", ["band_rows", "x_flat"], "cut", into=b, axis=3)             # N, 3, th, nx*tw
     node("Reshape", ["cut", "band_shape"], "cut5", into=b)
     node("Transpose", ["cut5"], "cut5_t", into=b, perm=[0, 3, 1, 2, 4])        # N, nx, 3, th, tw
@@ -219,19 +232,42 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
     node("ConstantOfShape", ["col_acc_shape"], "col_zeros", into=b, value=zero)
     node("ScatterND", ["col_zeros", "x_scatter_index", "col_updates"], "col_acc", into=b, reduction="add")
     node("Transpose", ["col_acc"], "row_updates", into=b, perm=[3, 0, 1, 2])   # th, W, N, K
+    # the band's rows hold what earlier bands added to them (open_in): the rows above the next band are final
+    node("Add", ["open_in", "row_updates"], "band_acc", into=b)
+    node("Gather", ["y_ends", "band"], "y_end", into=b, axis=0)
+    node("Sub", ["y_end", "y0"], "done", into=b)                               # rows this band finishes
+    node("Unsqueeze", ["done", "axis0"], "done_1", into=b)
+    node("Slice", ["band_acc", "done_1", "y_size_1", "axis0"], "still_open", into=b)
+    node("Concat", ["zero_1", "zero_1", "zero_1", "zero_1", "done_1", "zero_1", "zero_1", "zero_1"],
+         "open_pads", into=b, axis=0)
+    node("Pad", ["still_open", "open_pads"], "open_out", into=b)               # slid up to the next band's rows
+    node("ArgMax", ["band_acc"], "band_ids", into=b, axis=3, keepdims=0)       # th, W, N
+    node("Cast", ["band_ids"], "band_labels", into=b, to=label_type)
     node("Identity", ["cond_in"], "cond_out", into=b)
     scalar = lambda name, kind: helper.make_tensor_value_info(p + name, kind, [])  # noqa: E731
-    scores = helper.make_tensor_value_info(p + "row_updates", TensorProto.FLOAT, None)
     loop_body = helper.make_graph(  # the network's weights live in the body, where onnxruntime can fold them
-        body, "band", [scalar("band", TensorProto.INT64), scalar("cond_in", TensorProto.BOOL)],
-        [scalar("cond_out", TensorProto.BOOL), scores], initializer=list(network.graph.initializer))
-    # the bands' scores, stacked [ny, th, W, N, K], as image rows [ny * th, W, N, K] added into the image's scores
-    # (ScatterND sums the rows bands share)
-    outer.append(helper.make_node("Loop", [p + "y_count", ""], [p + "band_scores"], body=loop_body))
-    node("Concat", ["minus1_1", "w_1", "n_1", "k_1"], "rows_shape", axis=0)
-    node("Reshape", ["band_scores", "rows_shape"], "row_scores")
-    node("ScatterND", ["acc0", "y_scatter_index", "row_scores"], "acc", reduction="add")
-    node("ArgMax", ["acc"], "ids", axis=3, keepdims=0)                         # H, W, N
+        body, "band",
+        [scalar("band", TensorProto.INT64), scalar("cond_in", TensorProto.BOOL),
+         helper.make_tensor_value_info(p + "open_in", TensorProto.FLOAT, None)],
+        [scalar("cond_out", TensorProto.BOOL), helper.make_tensor_value_info(p + "open_out", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info(p + "band_labels", label_type, None)],
+        initializer=list(network.graph.initializer))
+    # every band's class ids, stacked [ny, th, W, N]; image row r is row r - y of the band that finished it
+    outer.append(helper.make_node("Loop", [p + "y_count", "", p + "open0"], [p + "open_last", p + "band_ids"],
+                                  body=loop_body))
+    node("Concat", ["minus1_1", "w_1", "n_1"], "rows_shape", axis=0)
+    node("Reshape", ["band_ids", "rows_shape"], "band_rows_ids")               # ny * th, W, N
+    node("Gather", ["hw", "zero"], "h", axis=0)
+    node("Range", ["zero", "h", "one"], "rows")
+    node("Div", ["rows", "stride"], "rows_band_up")                            # band of a row above the last start
+    node("Sub", ["y_count", "one"], "last_band")
+    node("GreaterOrEqual", ["rows", "y_span"], "in_last")
+    node("Where", ["in_last", "last_band", "rows_band_up"], "rows_band")
+    node("Gather", ["y_starts", "rows_band"], "rows_band_start", axis=0)
+    node("Mul", ["rows_band", "y_size"], "rows_band_base")
+    node("Sub", ["rows", "rows_band_start"], "rows_in_band")
+    node("Add", ["rows_band_base", "rows_in_band"], "rows_index")
+    node("Gather", ["band_rows_ids", "rows_index"], "ids", axis=0)             # H, W, N
     node("Transpose", ["ids"], "ids_nhw", perm=[2, 0, 1])
     outer.append(helper.make_node("Cast", [p + "ids_nhw"], [MASK_NAME], to=TensorProto.INT32))
     return _wrapped(network, outer, consts, with_weights=False)
