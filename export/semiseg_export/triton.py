@@ -85,13 +85,20 @@ def _shared_consts(size_divisor: int) -> list:
             i64("hw_axes", [2, 3]), i64("hw_starts", [0, 0])]
 
 
+def _unit_nchw_nodes(source: str, target: str) -> list:
+    """uint8 NHWC ``source`` -> float NCHW [0, 1] ``e2e_<target>`` (intermediates named after ``target``)."""
+    p = P
+    return [
+        helper.make_node("Cast", [source], [p + target + "_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", [p + target + "_float", p + "scale"], [p + target + "_unit"]),
+        helper.make_node("Transpose", [p + target + "_unit"], [p + target], perm=[0, 3, 1, 2]),
+    ]
+
+
 def _image_nodes() -> list:
     """uint8 NHWC ``image`` -> float NCHW [0, 1] ``e2e_nchw``, and its [H, W] as ``e2e_hw``."""
     p = P
-    return [
-        helper.make_node("Cast", [INPUT_NAME], [p + "float"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", [p + "float", p + "scale"], [p + "unit"]),
-        helper.make_node("Transpose", [p + "unit"], [p + "nchw"], perm=[0, 3, 1, 2]),
+    return _unit_nchw_nodes(INPUT_NAME, "nchw") + [
         helper.make_node("Shape", [p + "nchw"], [p + "shape"]),
         helper.make_node("Slice", [p + "shape", p + "two_1", p + "four_1"], [p + "hw"]),
     ]
@@ -206,15 +213,14 @@ def windowed_graph(network: onnx.ModelProto, size_divisor: int, tile: int, num_c
     node("Slice", ["y_starts", "one_1", "max_1"], "y_next")
     node("Concat", ["y_next", "h_1"], "y_ends", axis=0)                        # the row each band finishes up to
 
-    # the loop's body, once per band: cut its windows, run them as one batch, hand out their blended scores
+    # the loop's body, once per band: cut its windows, run them as one batch, add their blended scores to the
+    # open rows, hand out the band's class ids
     b = body
     node("Gather", ["y_starts", "band"], "y0", into=b, axis=0)
     node("Unsqueeze", ["y0", "axis0"], "y0_1", into=b)
     node("Add", ["y0_1", "y_size_1"], "y1_1", into=b)
     node("Slice", [INPUT_NAME, "y0_1", "y1_1", "one_1"], "band_pixels", into=b)  # N, th, W, 3 uint8
-    node("Cast", ["band_pixels"], "band_float", into=b, to=TensorProto.FLOAT)  # as _image_nodes, one band at a time
-    node("Mul", ["band_float", "scale"], "band_unit", into=b)
-    node("Transpose", ["band_unit"], "band_rows", into=b, perm=[0, 3, 1, 2])   # N, 3, th, W
+    b.extend(_unit_nchw_nodes(p + "band_pixels", "band_rows"))                # N, 3, th, W float, one band at a time
     node("Gather", ["band_rows", "x_flat"], "cut", into=b, axis=3)             # N, 3, th, nx*tw
     node("Reshape", ["cut", "band_shape"], "cut5", into=b)
     node("Transpose", ["cut5"], "cut5_t", into=b, perm=[0, 3, 1, 2, 4])        # N, nx, 3, th, tw
